@@ -1,0 +1,4 @@
+export * from './module';
+export * from './layers';
+export * from './ops';
+export * from './backend';

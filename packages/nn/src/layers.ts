@@ -1,0 +1,188 @@
+import * as tf from '@tensorflow/tfjs';
+import { Module, Parameter } from './module';
+import { conv2dOp, Padding4 } from './ops';
+
+/** `torch.nn.Linear`: `y = x·Wᵀ + b` over the last axis of any-rank `x`. */
+export class Linear extends Module {
+  readonly weight: Parameter;
+  readonly bias: Parameter | null;
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    bias = true,
+  ) {
+    super();
+    this.weight = this.param('weight', [inFeatures, outFeatures], 'linear');
+    this.bias = bias ? this.param('bias', [outFeatures]) : null;
+  }
+
+  /** `x[..., in]` → `[..., out]`. Caller owns the result. */
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const shape = x.shape;
+      const x2 = shape.length === 2 ? (x as tf.Tensor2D) : x.reshape([-1, this.inFeatures]) as tf.Tensor2D;
+      let y: tf.Tensor = tf.matMul(x2, this.weight.value as tf.Tensor2D);
+      if (this.bias) y = tf.add(y, this.bias.value);
+      return shape.length === 2 ? y : y.reshape([...shape.slice(0, -1), this.outFeatures]);
+    });
+  }
+}
+
+/** Options of {@link Conv2d}. */
+export interface Conv2dOptions {
+  stride?: number;
+  /** Symmetric padding on every side, or explicit `[top, bottom, left, right]` (default 0). */
+  padding?: number | Padding4;
+  bias?: boolean;
+}
+
+/** `torch.nn.Conv2d` on NHWC tensors, with PyTorch's explicit (symmetric or asymmetric) zero padding. */
+export class Conv2d extends Module {
+  readonly weight: Parameter;
+  readonly bias: Parameter | null;
+  readonly stride: number;
+  readonly padding: Padding4;
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernelSize: number,
+    options: Conv2dOptions = {},
+  ) {
+    super();
+    this.stride = options.stride ?? 1;
+    const p = options.padding ?? 0;
+    this.padding = typeof p === 'number' ? [p, p, p, p] : p;
+    this.weight = this.param('weight', [kernelSize, kernelSize, inChannels, outChannels], 'conv');
+    this.bias = options.bias ?? true ? this.param('bias', [outChannels]) : null;
+  }
+
+  /** `x[N,H,W,in]` → `[N,H',W',out]`. Caller owns the result. */
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => {
+      if (x.shape[3] !== this.inChannels) {
+        throw new Error(`Conv2d expects ${this.inChannels} input channels, got [${x.shape}]`);
+      }
+      return conv2dOp(x, this.weight.value as tf.Tensor4D, this.bias?.value as tf.Tensor1D | undefined, {
+        stride: this.stride,
+        padding: this.padding,
+      });
+    });
+  }
+}
+
+/** `torch.nn.GroupNorm` on NHWC tensors (statistics over H, W and the channels of each group). */
+export class GroupNorm extends Module {
+  readonly weight: Parameter | null;
+  readonly bias: Parameter | null;
+  constructor(
+    readonly numGroups: number,
+    readonly numChannels: number,
+    readonly eps = 1e-5,
+    affine = true,
+  ) {
+    super();
+    if (numChannels % numGroups !== 0) {
+      throw new Error(`GroupNorm: ${numChannels} channels are not divisible into ${numGroups} groups`);
+    }
+    this.weight = affine ? this.param('weight', [numChannels]) : null;
+    this.bias = affine ? this.param('bias', [numChannels]) : null;
+  }
+
+  /** `x[N,H,W,C]` (or `[N,L,C]`) → same shape. Caller owns the result. */
+  forward<T extends tf.Tensor>(x: T): T {
+    return tf.tidy(() => {
+      const shape = x.shape;
+      const n = shape[0];
+      const c = shape[shape.length - 1];
+      if (c !== this.numChannels) throw new Error(`GroupNorm expects ${this.numChannels} channels, got [${shape}]`);
+      const g = this.numGroups;
+      const xr = x.reshape([n, -1, g, c / g]);
+      const { mean, variance } = tf.moments(xr, [1, 3], true);
+      let y: tf.Tensor = tf.mul(tf.sub(xr, mean), tf.rsqrt(tf.add(variance, this.eps))).reshape(shape);
+      if (this.weight && this.bias) y = tf.add(tf.mul(y, this.weight.value), this.bias.value);
+      return y as T;
+    });
+  }
+}
+
+/** `torch.nn.LayerNorm` over the last axis. */
+export class LayerNorm extends Module {
+  readonly weight: Parameter | null;
+  readonly bias: Parameter | null;
+  constructor(
+    readonly dim: number,
+    readonly eps = 1e-5,
+    affine = true,
+  ) {
+    super();
+    this.weight = affine ? this.param('weight', [dim]) : null;
+    this.bias = affine ? this.param('bias', [dim]) : null;
+  }
+
+  /** `x[..., dim]` → same shape. Caller owns the result. */
+  forward<T extends tf.Tensor>(x: T): T {
+    return tf.tidy(() => {
+      if (x.shape[x.rank - 1] !== this.dim) throw new Error(`LayerNorm expects last axis ${this.dim}, got [${x.shape}]`);
+      const { mean, variance } = tf.moments(x, -1, true);
+      let y: tf.Tensor = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.eps)));
+      if (this.weight && this.bias) y = tf.add(tf.mul(y, this.weight.value), this.bias.value);
+      return y as T;
+    });
+  }
+}
+
+/** `torch.nn.Embedding`: a lookup table `[num, dim]`. */
+export class Embedding extends Module {
+  readonly weight: Parameter;
+  constructor(
+    readonly numEmbeddings: number,
+    readonly dim: number,
+  ) {
+    super();
+    this.weight = this.param('weight', [numEmbeddings, dim]);
+  }
+
+  /** Integer ids of any shape → `[...ids.shape, dim]`. Caller owns the result. */
+  forward(ids: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const flat = ids.reshape([-1]).toInt();
+      return tf.gather(this.weight.value, flat).reshape([...ids.shape, this.dim]);
+    });
+  }
+}
+
+/** SiLU / swish: `x·σ(x)`. Caller owns the result. */
+export function silu<T extends tf.Tensor>(x: T): T {
+  return tf.tidy(() => tf.mul(x, tf.sigmoid(x)) as T);
+}
+
+/** Exact (erf) GELU as PyTorch's `F.gelu`: `x/2·(1 + erf(x/√2))`. Caller owns the result. */
+export function gelu<T extends tf.Tensor>(x: T): T {
+  return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))) as T);
+}
+
+/** CLIP's quick_gelu: `x·σ(1.702x)`. Caller owns the result. */
+export function quickGelu<T extends tf.Tensor>(x: T): T {
+  return tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(x, 1.702))) as T);
+}
+
+/** diffusers' GEGLU: `Linear(in, 2·out)`, split into `(a, gate)`, `a·gelu(gate)`. Keys: `proj.weight`, `proj.bias`. */
+export class GEGLU extends Module {
+  readonly proj: Linear;
+  constructor(
+    readonly dimIn: number,
+    readonly dimOut: number,
+  ) {
+    super();
+    this.proj = this.child('proj', new Linear(dimIn, dimOut * 2));
+  }
+
+  /** `x[..., in]` → `[..., out]`. Caller owns the result. */
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const h = this.proj.forward(x);
+      const [a, gate] = tf.split(h, 2, -1);
+      return tf.mul(a, gelu(gate));
+    });
+  }
+}
