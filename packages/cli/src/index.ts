@@ -1,1 +1,3 @@
-export {};
+export { main, EDIT, GENERATE, INSPECT } from './main';
+export type { CliIO } from './main';
+export { CliError } from './args';
