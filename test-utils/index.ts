@@ -28,11 +28,12 @@ export async function readGoldens(name: string): Promise<Record<string, Golden>>
 
 /** A golden as a tfjs tensor, NCHW → NHWC when `nhwc` is set and the rank is 4 (or 5, leading step axis). Caller owns it. */
 export function goldenTensor(g: Golden, nhwc = false): tf.Tensor {
-  const t = tf.tensor(g.data, g.shape, 'float32');
-  if (!nhwc) return t;
-  if (g.shape.length === 4) return tf.tidy(() => tf.transpose(t, [0, 2, 3, 1]));
-  if (g.shape.length === 5) return tf.tidy(() => tf.transpose(t, [0, 1, 3, 4, 2]));
-  return t;
+  return tf.tidy(() => {
+    const t = tf.tensor(g.data, g.shape, 'float32');
+    if (nhwc && g.shape.length === 4) return tf.transpose(t, [0, 2, 3, 1]);
+    if (nhwc && g.shape.length === 5) return tf.transpose(t, [0, 1, 3, 4, 2]);
+    return t;
+  });
 }
 
 /** max|a − b| / max|b|, the fixtures' relative error measure. */

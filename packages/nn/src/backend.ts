@@ -4,14 +4,205 @@ import '@tensorflow/tfjs-backend-wasm';
 /** Backends ddsjs can run on. `'auto'` picks the best one installed. */
 export type BackendName = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 
+/** The concrete backends {@link initBackend} can select (everything but `'auto'`). */
+export const BACKEND_NAMES: readonly Exclude<BackendName, 'auto'>[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
+
+/** Options of {@link initBackend}. */
+export interface InitBackendOptions {
+  /**
+   * Do not log the selected backend. Defaults to true under Jest (`JEST_WORKER_ID` set) so test output stays
+   * clean, false otherwise.
+   */
+  quiet?: boolean;
+  /** Where the one-line "backend: …" message goes (default `console.error`, so stdout stays clean for pipes). */
+  logger?: (message: string) => void;
+}
+
+/** Why a backend could not be loaded, to tell the user what to install. */
+const INSTALL_HINT: Record<Exclude<BackendName, 'auto'>, string> = {
+  tensorflow: 'npm install @tensorflow/tfjs-node (CPU, libtensorflow) or @tensorflow/tfjs-node-gpu (CUDA)',
+  webgpu: 'npm install webgpu @tensorflow/tfjs-backend-webgpu (and a GPU driver with Vulkan/Metal/D3D12 support)',
+  wasm: 'npm install @tensorflow/tfjs-backend-wasm',
+  cpu: 'npm install @tensorflow/tfjs',
+};
+
+let loggedBackend: string | null = null;
+
+// Plain `require` so that bundlers and tsc do not try to resolve the optional peer dependencies.
+declare const require: (id: string) => unknown;
+
+function tryRequire(id: string): unknown {
+  try {
+    return require(id);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Loads tfjs-node(-gpu), which registers the 'tensorflow' backend. Returns the package loaded, or null. */
+function loadTensorflow(): string | null {
+  if (tf.findBackendFactory('tensorflow')) return 'already registered';
+  for (const id of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    if (tryRequire(id) !== undefined && tf.findBackendFactory('tensorflow')) return id;
+  }
+  return null;
+}
+
+interface DawnModule {
+  create(flags: string[]): unknown;
+  globals?: Record<string, unknown>;
+}
+
+/**
+ * Exposes a Dawn (`webgpu` npm package) GPU as `globalThis.navigator.gpu`, then loads
+ * @tensorflow/tfjs-backend-webgpu and checks that an adapter exists. Returns an error text, or null on success.
+ */
+async function loadWebgpu(): Promise<string | null> {
+  const g = globalThis as unknown as { navigator?: { gpu?: unknown } };
+  if (!g.navigator?.gpu) {
+    const dawn = tryRequire('webgpu') as DawnModule | undefined;
+    if (!dawn || typeof dawn.create !== 'function') return 'the `webgpu` (Dawn) package is not installed';
+    if (dawn.globals) Object.assign(globalThis, dawn.globals);
+    const gpu = dawn.create([]);
+    if (g.navigator) {
+      try {
+        Object.defineProperty(g.navigator, 'gpu', { value: gpu, configurable: true });
+      } catch {
+        return 'could not expose navigator.gpu';
+      }
+    } else {
+      g.navigator = { gpu };
+    }
+  }
+  const gpu = g.navigator?.gpu as { requestAdapter(o?: unknown): Promise<unknown> } | undefined;
+  let adapter: unknown = null;
+  try {
+    adapter = gpu ? await gpu.requestAdapter({ powerPreference: 'high-performance' }) : null;
+  } catch {
+    adapter = null;
+  }
+  if (!adapter) return 'no WebGPU adapter was found';
+  if (!tf.findBackendFactory('webgpu') && tryRequire('@tensorflow/tfjs-backend-webgpu') === undefined) {
+    return '@tensorflow/tfjs-backend-webgpu is not installed';
+  }
+  if (!tf.findBackendFactory('webgpu')) return '@tensorflow/tfjs-backend-webgpu did not register a backend';
+  return null;
+}
+
+/** Makes `name` the active backend; returns an error text or null. */
+async function activate(name: string): Promise<string | null> {
+  try {
+    const ok = await tf.setBackend(name);
+    if (!ok) return `tf.setBackend('${name}') failed`;
+    await tf.ready();
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+async function tryBackend(name: Exclude<BackendName, 'auto'>): Promise<string | null> {
+  if (name === 'tensorflow') {
+    if (!loadTensorflow()) return 'neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed';
+  } else if (name === 'webgpu') {
+    const err = await loadWebgpu();
+    if (err) return err;
+  }
+  return activate(name);
+}
+
 /**
  * Selects and initialises the tfjs backend and returns the name of the backend in use.
- * (Placeholder: wasm or cpu only — the full selection lands with the foundation issue.)
+ *
+ * `'auto'` (the default) picks the first that works of: `'tensorflow'` (when @tensorflow/tfjs-node-gpu or
+ * @tensorflow/tfjs-node is installed, GPU package first), `'webgpu'` (when the `webgpu` Dawn package and
+ * @tensorflow/tfjs-backend-webgpu are installed and an adapter is found), `'wasm'`, `'cpu'`.
+ * The `DDSJS_BACKEND` environment variable, when set, overrides `name`.
+ *
+ * An explicit name that cannot be loaded throws an Error saying what to install; an unknown name throws an
+ * Error listing the valid ones. The chosen backend is logged once per process (see {@link InitBackendOptions}).
  */
-export async function initBackend(name: BackendName = 'auto'): Promise<string> {
-  const want = (process.env.DDSJS_BACKEND as BackendName | undefined) ?? name;
-  const target = want === 'auto' ? 'wasm' : want;
-  await tf.setBackend(target);
-  await tf.ready();
-  return tf.getBackend();
+export async function initBackend(name: BackendName = 'auto', options: InitBackendOptions = {}): Promise<string> {
+  const env = process.env.DDSJS_BACKEND?.trim();
+  const want = (env ? env : name) as string;
+  const source = env ? 'DDSJS_BACKEND' : 'initBackend';
+  if (want !== 'auto' && !(BACKEND_NAMES as readonly string[]).includes(want)) {
+    throw new Error(`${source}: unknown backend '${want}'; expected one of auto, ${BACKEND_NAMES.join(', ')}`);
+  }
+  if (want === 'auto') {
+    const failures: string[] = [];
+    let found: string | null = null;
+    for (const candidate of BACKEND_NAMES) {
+      const err = await tryBackend(candidate);
+      if (!err) {
+        found = candidate;
+        break;
+      }
+      failures.push(`${candidate}: ${err}`);
+    }
+    if (!found) throw new Error(`initBackend: no tfjs backend could be started (${failures.join('; ')})`);
+  } else {
+    const target = want as Exclude<BackendName, 'auto'>;
+    if (tf.getBackend() !== target || !tf.findBackend(target)) {
+      const err = await tryBackend(target);
+      if (err) {
+        throw new Error(`${source}: the '${target}' backend is not available (${err}); to use it: ${INSTALL_HINT[target]}`);
+      }
+    }
+  }
+  const active = tf.getBackend();
+  const quiet = options.quiet ?? process.env.JEST_WORKER_ID !== undefined;
+  if (active === 'cpu' && quiet) {
+    // tfjs-backend-cpu prints a "install tfjs-node" banner on first use; the caller chose cpu knowingly.
+    const cpu = tf.backend() as unknown as { firstUse?: boolean };
+    if (cpu.firstUse) cpu.firstUse = false;
+  }
+  if (!quiet && loggedBackend !== active) {
+    (options.logger ?? ((m: string) => console.error(m)))(`ddsjs: using the tfjs '${active}' backend`);
+    loggedBackend = active;
+  }
+  return active;
+}
+
+/** 4 GiB: the most a wasm32 heap can address. */
+export const WASM_HEAP_LIMIT_BYTES = 4 * 1024 ** 3;
+
+/**
+ * The most tensor memory the active backend can hold, in bytes, or `Infinity` when the backend has no fixed
+ * limit ddsjs knows of (cpu, tensorflow, webgpu are bounded by host/GPU memory only). For wasm it is the
+ * wasm32 heap limit (4 GiB), shared by every tensor, weights and activations alike.
+ */
+export function backendMemoryLimitBytes(backend: string = tf.getBackend()): number {
+  return backend === 'wasm' ? WASM_HEAP_LIMIT_BYTES : Infinity;
+}
+
+function formatBytes(n: number): string {
+  if (n >= 1024 ** 3) return `${(n / 1e9).toFixed(1)} GB`;
+  if (n >= 1024 ** 2) return `${(n / 1e6).toFixed(1)} MB`;
+  return `${n} bytes`;
+}
+
+/**
+ * Throws a clear Error when `bytesNeeded` bytes (e.g. a model's float32 weights, `what` names them) plus
+ * `headroomBytes` (e.g. an estimate of the activations) cannot fit in the backend's memory limit
+ * ({@link backendMemoryLimitBytes}) alongside what is already allocated on it, instead of a later wasm memory
+ * fault. `backend` defaults to the active one. Returns normally on backends without a fixed limit.
+ */
+export function assertFits(bytesNeeded: number, what: string, backend: string = tf.getBackend(), headroomBytes = 0): void {
+  if (!Number.isFinite(bytesNeeded) || bytesNeeded < 0) {
+    throw new Error(`assertFits: bytesNeeded must be a non-negative number, got ${bytesNeeded} (for ${what})`);
+  }
+  const limit = backendMemoryLimitBytes(backend);
+  if (!Number.isFinite(limit)) return;
+  const used = backend === tf.getBackend() ? tf.memory().numBytes : 0;
+  if (bytesNeeded + headroomBytes + used > limit) {
+    const extra = [used > 0 ? `${formatBytes(used)} already allocated` : '', headroomBytes > 0 ? `${formatBytes(headroomBytes)} kept free for activations` : '']
+      .filter(Boolean)
+      .join(', ');
+    const already = extra ? ` (${extra})` : '';
+    throw new Error(
+      `${what} needs ${formatBytes(bytesNeeded)} of float32 weights; the ${backend} backend's heap stops at ` +
+        `${limit / 1024 ** 3} GiB${already}. Use --backend tensorflow|webgpu|cpu (DDSJS_BACKEND=…) instead.`,
+    );
+  }
 }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { Module, Parameter } from './module';
-import { conv2dOp, Padding4 } from './ops';
+import { conv2dOp, gatherAxis, Padding4 } from './ops';
 
 /** `torch.nn.Linear`: `y = x·Wᵀ + b` over the last axis of any-rank `x`. */
 export class Linear extends Module {
@@ -21,8 +21,7 @@ export class Linear extends Module {
     return tf.tidy(() => {
       const shape = x.shape;
       const x2 = shape.length === 2 ? (x as tf.Tensor2D) : x.reshape([-1, this.inFeatures]) as tf.Tensor2D;
-      let y: tf.Tensor = tf.matMul(x2, this.weight.value as tf.Tensor2D);
-      if (this.bias) y = tf.add(y, this.bias.value);
+      const y: tf.Tensor = tf.fused.matMul({ a: x2, b: this.weight.value as tf.Tensor2D, bias: this.bias?.value });
       return shape.length === 2 ? y : y.reshape([...shape.slice(0, -1), this.outFeatures]);
     });
   }
@@ -96,10 +95,18 @@ export class GroupNorm extends Module {
       const c = shape[shape.length - 1];
       if (c !== this.numChannels) throw new Error(`GroupNorm expects ${this.numChannels} channels, got [${shape}]`);
       const g = this.numGroups;
-      const xr = x.reshape([n, -1, g, c / g]);
-      const { mean, variance } = tf.moments(xr, [1, 3], true);
-      let y: tf.Tensor = tf.mul(tf.sub(xr, mean), tf.rsqrt(tf.add(variance, this.eps))).reshape(shape);
-      if (this.weight && this.bias) y = tf.add(tf.mul(y, this.weight.value), this.bias.value);
+      const cg = c / g;
+      const xr = x.reshape([n, -1, g, cg]);
+      const { mean, variance } = tf.moments(xr, [1, 3], true); // [n, 1, g, 1], biased variance as PyTorch
+      // Fold normalisation and affine into one per-channel scale and shift (as PyTorch's CPU kernel does):
+      // y = x·a + b with a = γ·rsqrt(var + eps), b = β − mean·a. Two full-size ops instead of four.
+      let scale: tf.Tensor = tf.rsqrt(tf.add(variance, this.eps)).reshape([n, g, 1]); // [n, g, 1]
+      if (this.weight) scale = tf.mul(scale, this.weight.value.reshape([1, g, cg])); // [n, g, cg]
+      else scale = tf.tile(scale, [1, 1, cg]);
+      let shift: tf.Tensor = tf.neg(tf.mul(scale, mean.reshape([n, g, 1])));
+      if (this.bias) shift = tf.add(shift, this.bias.value.reshape([1, g, cg]));
+      const bshape = [n, ...shape.slice(1, -1).map(() => 1), c];
+      const y = tf.add(tf.mul(x, scale.reshape(bshape)), shift.reshape(bshape));
       return y as T;
     });
   }
@@ -145,8 +152,8 @@ export class Embedding extends Module {
   /** Integer ids of any shape → `[...ids.shape, dim]`. Caller owns the result. */
   forward(ids: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
-      const flat = ids.reshape([-1]).toInt();
-      return tf.gather(this.weight.value, flat).reshape([...ids.shape, this.dim]);
+      const flat = ids.reshape([-1]).toInt() as tf.Tensor1D;
+      return gatherAxis(this.weight.value as tf.Tensor, flat, 0).reshape([...ids.shape, this.dim]);
     });
   }
 }

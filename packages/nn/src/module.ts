@@ -74,8 +74,10 @@ export class Parameter {
     if (!shapesEqual(t.shape, this.shape)) {
       throw new Error(`parameter shape mismatch: expected [${this.shape}], got [${t.shape}]`);
     }
-    if (this.variable) this.variable.assign(t.dtype === 'float32' ? t : tf.cast(t, 'float32'));
-    else this.variable = tf.variable(t.dtype === 'float32' ? t : tf.cast(t, 'float32'), this.trainable);
+    const f = t.dtype === 'float32' ? t : tf.cast(t, 'float32');
+    if (this.variable) this.variable.assign(f);
+    else this.variable = tf.variable(f, this.trainable);
+    if (f !== t) f.dispose();
   }
 
   /** Whether optimisers (`tf.variableGrads`, `tf.train.*`) update this parameter. */

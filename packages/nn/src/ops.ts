@@ -3,50 +3,234 @@ import * as tf from '@tensorflow/tfjs';
 /** Explicit zero padding `[top, bottom, left, right]`. */
 export type Padding4 = [number, number, number, number];
 
+/**
+ * How {@link conv2dOp} (and {@link gatherAxis}) compute gradients:
+ * - `'auto'` (default): the backend's own gradient kernels when it has them, else the composed gradient
+ *   (on wasm, which lacks `Conv2DBackpropFilter` and `UnsortedSegmentSum`).
+ * - `'native'`: always tfjs' registered gradient (fails on wasm).
+ * - `'composed'`: always ddsjs' composed gradient (for tests and for backends missing the kernels).
+ */
+export type GradientMode = 'auto' | 'native' | 'composed';
+
 /** Options of {@link conv2dOp}. */
 export interface Conv2dOpOptions {
+  /** Stride on both spatial axes (default 1). */
   stride?: number;
+  /** Explicit zero padding `[top, bottom, left, right]` applied before a 'valid' convolution (default none). */
   padding?: Padding4;
+  /** How gradients are computed (default `'auto'`). Forward values do not depend on it. */
+  gradient?: GradientMode;
+}
+
+interface EngineInternals {
+  isTapeOn(): boolean;
+}
+
+/** True while a gradient tape records (inside `tf.grad` / `tf.variableGrads` / `optimizer.minimize`). */
+function tapeOn(): boolean {
+  return (tf.engine() as unknown as EngineInternals).isTapeOn();
+}
+
+function backendHasKernel(kernel: string): boolean {
+  return tf.getKernel(kernel, tf.getBackend()) !== undefined;
+}
+
+function useComposed(mode: GradientMode | undefined, kernel: string): boolean {
+  if (mode === 'composed') return true;
+  if (mode === 'native') return false;
+  return !backendHasKernel(kernel);
+}
+
+/**
+ * Filter gradient of a 'valid' NHWC convolution, composed only of kernels every backend has (wasm included):
+ * `xp` is transposed once to channel-major `[cin, N, Hp, Wp]`; for each tap (i, j) of the kernel the (strided)
+ * window the tap sees, `[cin, N·Ho·Wo]`, times `dy` flattened to `[N·Ho·Wo, cout]` gives that tap's
+ * `[cin, cout]`; the taps are stacked to `[kh, kw, cin, cout]`. Equals TensorFlow's `Conv2DBackpropFilter`.
+ * (On wasm `matMul(a, b, transposeA=true)` is ~10× slower than this one explicit transpose.) Caller owns the result.
+ */
+export function conv2dFilterGrad(
+  xp: tf.Tensor4D,
+  dy: tf.Tensor4D,
+  filterShape: [number, number, number, number],
+  stride: number,
+): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [kh, kw, cin, cout] = filterShape;
+    const [n, ho, wo] = dy.shape;
+    const m = n * ho * wo;
+    const dy2 = dy.reshape([m, cout]) as tf.Tensor2D;
+    const xt = tf.transpose(xp, [3, 0, 1, 2]); // [cin, N, Hp, Wp]
+    const taps: tf.Tensor2D[] = [];
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++) {
+        const win =
+          stride === 1
+            ? tf.slice(xt, [0, 0, i, j], [cin, n, ho, wo])
+            : tf.stridedSlice(xt, [0, 0, i, j], [cin, n, i + stride * (ho - 1) + 1, j + stride * (wo - 1) + 1], [1, 1, stride, stride]);
+        taps.push(tf.matMul(win.reshape([cin, m]) as tf.Tensor2D, dy2));
+      }
+    }
+    return (taps.length === 1 ? taps[0] : tf.stack(taps)).reshape([kh, kw, cin, cout]) as tf.Tensor4D;
+  });
+}
+
+/**
+ * Input gradient of a 'valid' NHWC convolution of an input shaped `inShape` with filter `w`, as a forward
+ * convolution: `dy` is dilated by the stride (zeros between rows/columns), zero-padded by `k − 1` (plus the rows
+ * and columns the strided convolution never reached), and convolved with `w` flipped spatially and with its
+ * channel axes swapped. Equals `Conv2DBackpropInput` (tf.conv2dTranspose), which is ~20× slower on wasm.
+ * Caller owns the result.
+ */
+export function conv2dInputGrad(dy: tf.Tensor4D, w: tf.Tensor4D, inShape: [number, number, number, number], stride: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [kh, kw, cin, cout] = w.shape;
+    const [n, ho, wo] = dy.shape;
+    const [, hp, wp] = inShape;
+    let d: tf.Tensor4D = dy;
+    if (stride > 1) {
+      const dil = tf.pad(dy.reshape([n, ho, 1, wo, 1, cout]), [[0, 0], [0, 0], [0, stride - 1], [0, 0], [0, stride - 1], [0, 0]]);
+      d = (dil.reshape([n, ho * stride, wo * stride, cout]).slice([0, 0, 0, 0], [n, (ho - 1) * stride + 1, (wo - 1) * stride + 1, cout]) as tf.Tensor4D);
+    }
+    const extraH = hp - ((ho - 1) * stride + kh);
+    const extraW = wp - ((wo - 1) * stride + kw);
+    const padded = tf.pad(d, [[0, 0], [kh - 1, kh - 1 + extraH], [kw - 1, kw - 1 + extraW], [0, 0]]);
+    const wf = tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D;
+    void cin;
+    return tf.conv2d(padded, wf, 1, 'valid');
+  });
+}
+
+/** 'valid' conv2d whose gradient is composed from kernels wasm has (see {@link conv2dFilterGrad}). */
+function conv2dValidComposedGrad(xp: tf.Tensor4D, w: tf.Tensor4D, stride: number): tf.Tensor4D {
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [xIn, wIn, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+    save([xIn, wIn]);
+    return {
+      value: tf.conv2d(xIn as tf.Tensor4D, wIn as tf.Tensor4D, stride, 'valid'),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor4D];
+        const d = dy as tf.Tensor4D;
+        const dx = conv2dInputGrad(d, ws, xs.shape, stride);
+        const dw = conv2dFilterGrad(xs, d, ws.shape, stride);
+        return [dx, dw];
+      },
+    };
+  });
+  return f(xp, w) as tf.Tensor4D;
 }
 
 /**
  * 2-D convolution on NHWC `x` with filter `w[kh,kw,in,out]`, PyTorch semantics (explicit zero padding,
- * then a 'valid' convolution), plus optional bias. 1×1 stride-1 convolutions are one matMul.
- * Caller owns the result.
+ * then a 'valid' convolution), plus optional bias. 1×1 stride-1 unpadded convolutions are one matMul.
+ *
+ * Differentiable w.r.t. `x`, `w` and `bias` on every backend: where the backend lacks
+ * `Conv2DBackpropFilter` (wasm) the filter gradient is composed from slices and matMuls
+ * ({@link conv2dFilterGrad}). Outside a gradient tape the plain forward runs, with no custom-gradient
+ * bookkeeping. Caller owns the result.
  */
 export function conv2dOp(x: tf.Tensor4D, w: tf.Tensor4D, bias: tf.Tensor1D | undefined, options: Conv2dOpOptions = {}): tf.Tensor4D {
   return tf.tidy(() => {
     const stride = options.stride ?? 1;
     const [pt, pb, pl, pr] = options.padding ?? [0, 0, 0, 0];
+    if (x.rank !== 4) throw new Error(`conv2dOp: x must be NHWC rank 4, got [${x.shape}]`);
+    if (w.rank !== 4) throw new Error(`conv2dOp: w must be [kh,kw,in,out], got [${w.shape}]`);
     const [kh, kw, cin, cout] = w.shape;
-    const [n, h, wd] = x.shape;
+    const [n, h, wd, c] = x.shape;
+    if (c !== cin) throw new Error(`conv2dOp: x has ${c} channels [${x.shape}] but w expects ${cin} [${w.shape}]`);
+    if (!Number.isInteger(stride) || stride < 1) throw new Error(`conv2dOp: stride must be a positive integer, got ${stride}`);
+    if ([pt, pb, pl, pr].some((p) => !Number.isInteger(p) || p < 0)) {
+      throw new Error(`conv2dOp: padding must be non-negative integers, got [${options.padding}]`);
+    }
+    if (h + pt + pb < kh || wd + pl + pr < kw) {
+      throw new Error(`conv2dOp: input [${x.shape}] padded by [${[pt, pb, pl, pr]}] is smaller than the ${kh}×${kw} kernel`);
+    }
     let y: tf.Tensor4D;
     if (kh === 1 && kw === 1 && stride === 1 && pt + pb + pl + pr === 0) {
       const y2 = tf.matMul(x.reshape([n * h * wd, cin]) as tf.Tensor2D, w.reshape([cin, cout]) as tf.Tensor2D);
       y = y2.reshape([n, h, wd, cout]);
     } else {
       const xp = pt + pb + pl + pr > 0 ? tf.pad(x, [[0, 0], [pt, pb], [pl, pr], [0, 0]]) : x;
-      y = tf.conv2d(xp, w, stride, 'valid');
+      if (tapeOn() && useComposed(options.gradient, 'Conv2DBackpropFilter')) {
+        y = conv2dValidComposedGrad(xp, w, stride);
+      } else {
+        y = tf.conv2d(xp, w, stride, 'valid');
+      }
     }
     return bias ? tf.add(y, bias) : y;
   });
 }
 
 /**
- * Nearest-neighbour upsampling of NHWC `x` to `size` (default 2× each side), as PyTorch's
- * `F.interpolate(mode='nearest')`: source index = floor(dst · in / out). Caller owns the result.
+ * `tf.gather(x, indices, axis)` that is differentiable w.r.t. `x` on every backend: where the backend lacks
+ * `UnsortedSegmentSum` (wasm), the gradient is a `scatterND` (which sums repeated indices). `indices` is a
+ * 1-D int32 tensor or a plain array. Caller owns the result.
+ */
+export function gatherAxis<T extends tf.Tensor>(x: T, indices: tf.Tensor1D | number[], axis = 0, gradient: GradientMode = 'auto'): T {
+  return tf.tidy(() => {
+    const ax = axis < 0 ? axis + x.rank : axis;
+    if (ax < 0 || ax >= x.rank) throw new Error(`gatherAxis: axis ${axis} is out of range for [${x.shape}]`);
+    const idx = Array.isArray(indices) ? tf.tensor1d(indices, 'int32') : indices.dtype === 'int32' ? indices : tf.cast(indices, 'int32');
+    if (!tapeOn() || !useComposed(gradient, 'UnsortedSegmentSum')) return tf.gather(x, idx, ax) as T;
+    const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const [xIn, save] = args as [tf.Tensor, tf.GradSaveFunc];
+      save([idx]);
+      const shape = xIn.shape;
+      return {
+        value: tf.gather(xIn, idx, ax),
+        gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+          const ids = saved[0] as tf.Tensor1D;
+          const d = dy as tf.Tensor;
+          const perm = [ax, ...shape.map((_, i) => i).filter((i) => i !== ax)];
+          const inv = perm.map((_, i) => perm.indexOf(i));
+          const dyT = ax === 0 ? d : tf.transpose(d, perm);
+          const rest = shape.filter((_, i) => i !== ax);
+          const restSize = rest.reduce((a, b) => a * b, 1);
+          const upd = dyT.reshape([ids.shape[0], restSize]);
+          const dx = tf.scatterND(ids.reshape([ids.shape[0], 1]), upd, [shape[ax], restSize]).reshape([shape[ax], ...rest]);
+          return ax === 0 ? dx : tf.transpose(dx, inv);
+        },
+      };
+    });
+    return f(x) as T;
+  });
+}
+
+/**
+ * PyTorch's nearest source indices for `F.interpolate(size=out, mode='nearest')` along one axis of length
+ * `inSize`: `min(floor(i · scale), inSize − 1)` with `scale = in/out` in float32 (PyTorch's arithmetic), or
+ * `i >> 1` for exact 2×.
+ */
+export function nearestIndices(inSize: number, outSize: number): number[] {
+  if (outSize === 2 * inSize) return Array.from({ length: outSize }, (_, i) => i >> 1);
+  if (outSize === inSize) return Array.from({ length: outSize }, (_, i) => i);
+  const scale = Math.fround(inSize / outSize);
+  return Array.from({ length: outSize }, (_, i) => Math.min(Math.floor(Math.fround(i * scale)), inSize - 1));
+}
+
+/**
+ * Nearest-neighbour upsampling of NHWC `x` to `size = [outH, outW]` (default 2× each side), as PyTorch's
+ * `F.interpolate(size=…, mode='nearest')` (see {@link nearestIndices}). Differentiable on every backend.
+ * Caller owns the result.
  */
 export function upsampleNearest(x: tf.Tensor4D, size?: [number, number]): tf.Tensor4D {
   return tf.tidy(() => {
+    if (x.rank !== 4) throw new Error(`upsampleNearest: x must be NHWC rank 4, got [${x.shape}]`);
     const [n, h, w, c] = x.shape;
     const [oh, ow] = size ?? [h * 2, w * 2];
-    if (oh === h * 2 && ow === w * 2) {
-      // Broadcast trick (tinygrad's Upsample): differentiable on every backend.
-      return x.reshape([n, h, 1, w, 1, c]).tile([1, 1, 2, 1, 2, 1]).reshape([n, oh, ow, c]) as tf.Tensor4D;
+    if (!(Number.isInteger(oh) && Number.isInteger(ow) && oh > 0 && ow > 0)) {
+      throw new Error(`upsampleNearest: size must be two positive integers, got [${size}]`);
     }
-    const rows = Array.from({ length: oh }, (_, i) => Math.min(h - 1, Math.floor((i * h) / oh)));
-    const cols = Array.from({ length: ow }, (_, i) => Math.min(w - 1, Math.floor((i * w) / ow)));
-    return tf.gather(tf.gather(x, rows, 1), cols, 2) as tf.Tensor4D;
+    if (oh === h * 2 && ow === w * 2) {
+      // Two concats (10-40× faster than tile or gather on wasm; differentiable everywhere): duplicate each
+      // pixel along W, then each row.
+      const px = x.reshape([n * h * w, 1, c]);
+      const rows = tf.concat([px, px], 1).reshape([n * h, 1, 2 * w * c]);
+      return tf.concat([rows, rows], 1).reshape([n, oh, ow, c]) as tf.Tensor4D;
+    }
+    let y: tf.Tensor4D = x;
+    if (oh !== h) y = gatherAxis(y, nearestIndices(h, oh), 1);
+    if (ow !== w) y = gatherAxis(y, nearestIndices(w, ow), 2);
+    return y === x ? x.clone() : y;
   });
 }
 
@@ -54,7 +238,10 @@ export function upsampleNearest(x: tf.Tensor4D, size?: [number, number]): tf.Ten
 export interface AttentionOptions {
   /** Number of heads; the channel axis is split into `heads` chunks of `C / heads`. */
   heads: number;
-  /** Additive mask broadcastable to `[Nq, Nk]` (e.g. CLIP's causal mask with −∞ above the diagonal). */
+  /**
+   * Additive mask broadcastable to `[Nq, Nk]` (rank 2: `[Nq|1, Nk]`) or to `[B, Nq, Nk]` (rank 3:
+   * `[B|1, Nq|1, Nk]`), e.g. CLIP's {@link causalMask}.
+   */
   mask?: tf.Tensor;
   /** Largest score tensor allowed, in bytes (default 64 MiB): queries are processed in chunks under it. */
   byteBudget?: number;
@@ -64,46 +251,97 @@ export interface AttentionOptions {
 export const DEFAULT_ATTENTION_BYTE_BUDGET = 64 * 1024 * 1024;
 
 /**
+ * The float32 value PyTorch uses for masked attention logits (`torch.finfo(torch.float32).min`). Adding it to
+ * a logit gives exactly 0 probability after softmax (exp underflows) and, unlike −∞, never NaN — even for a
+ * fully masked row, which gets a uniform distribution as in PyTorch.
+ */
+export const MASK_MIN = -3.4028234663852886e38;
+
+/**
+ * CLIP's causal attention mask `[n, n]`: 0 on and below the diagonal, {@link MASK_MIN} above it (key j > query i
+ * is hidden). Caller owns the result.
+ */
+export function causalMask(n: number): tf.Tensor2D {
+  if (!Number.isInteger(n) || n < 1) throw new Error(`causalMask: n must be a positive integer, got ${n}`);
+  const data = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) data[i * n + j] = MASK_MIN;
+  return tf.tensor2d(data, [n, n]);
+}
+
+function maskRows(mask: tf.Tensor, b: number, s: number, len: number, nq: number, nk: number): tf.Tensor {
+  // Returns the part of `mask` for batch b, query rows [s, s+len), broadcastable to [len, nk].
+  let m = mask;
+  if (m.rank === 3) {
+    const [m0, m1, m2] = m.shape as [number, number, number];
+    m = m.slice([m0 === 1 ? 0 : b, 0, 0], [1, m1, m2]).reshape([m1, m2]);
+  }
+  const [r0, r1] = m.shape as [number, number];
+  if (r0 === nq && len !== nq) m = m.slice([s, 0], [len, r1]);
+  void nk;
+  return m;
+}
+
+/**
  * Multi-head scaled dot-product attention, `softmax(q·kᵀ/√d + mask)·v`, on `q[B,Nq,C]`, `k[B,Nk,C]`,
- * `v[B,Nk,Cv]`. Each (batch, head) is one 2-D matMul with k transposed explicitly (the fastest form on
- * wasm), and queries are processed in chunks so that no score tensor exceeds `byteBudget`; the result
- * is identical to the unchunked computation. Returns `[B,Nq,Cv]`; caller owns it.
+ * `v[B,Nk,Cv]`. q, k and v are rearranged once to head-major `[B·heads, N, d]` (k as `[B·heads, d, Nk]`),
+ * then each (batch, head) is one 2-D matMul (the fastest form on wasm), and queries are processed in chunks
+ * so that no score tensor exceeds `byteBudget`; every query row sees the same arithmetic, so the result is
+ * identical to the unchunked computation. Differentiable on every backend. Returns `[B,Nq,Cv]`; caller owns it.
  */
 export function attention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, options: AttentionOptions): tf.Tensor3D {
   return tf.tidy(() => {
     const { heads } = options;
+    if (q.rank !== 3 || k.rank !== 3 || v.rank !== 3) {
+      throw new Error(`attention: q, k, v must be [B,N,C]; got [${q.shape}], [${k.shape}], [${v.shape}]`);
+    }
     const [b, nq, c] = q.shape;
     const nk = k.shape[1];
     const cv = v.shape[2];
-    if (c % heads !== 0 || cv % heads !== 0) throw new Error(`attention: ${c} channels not divisible by ${heads} heads`);
+    if (k.shape[0] !== b || v.shape[0] !== b || k.shape[2] !== c || v.shape[1] !== nk) {
+      throw new Error(`attention: mismatched shapes q [${q.shape}], k [${k.shape}], v [${v.shape}]`);
+    }
+    if (!Number.isInteger(heads) || heads < 1 || c % heads !== 0 || cv % heads !== 0) {
+      throw new Error(`attention: ${c} (q/k) and ${cv} (v) channels must be divisible by heads=${heads}`);
+    }
+    if (options.mask) {
+      const ms = options.mask.shape;
+      const r = ms.length;
+      const ok =
+        (r === 2 || r === 3) &&
+        ms[r - 1] === nk &&
+        (ms[r - 2] === nq || ms[r - 2] === 1) &&
+        (r === 2 || ms[0] === b || ms[0] === 1);
+      if (!ok) throw new Error(`attention: mask [${ms}] is not broadcastable to [${nq},${nk}] or [${b},${nq},${nk}]`);
+    }
     const d = c / heads;
     const dv = cv / heads;
     const scale = 1 / Math.sqrt(d);
     const budget = options.byteBudget ?? DEFAULT_ATTENTION_BYTE_BUDGET;
+    if (!(budget > 0)) throw new Error(`attention: byteBudget must be positive, got ${budget}`);
     const chunk = Math.max(1, Math.min(nq, Math.floor(budget / (nk * 4))));
-    const qs = tf.mul(q, scale);
+    const bh = b * heads;
+    // Head-major layouts, built once: [B·H, Nq, d], [B·H, d, Nk] (k transposed), [B·H, Nk, dv].
+    const qh = heads === 1 ? tf.mul(q, scale) : tf.mul(q, scale).reshape([b, nq, heads, d]).transpose([0, 2, 1, 3]).reshape([bh, nq, d]);
+    const kt = k.reshape([b, nk, heads, d]).transpose([0, 2, 3, 1]).reshape([bh, d, nk]);
+    const vh = heads === 1 ? v : v.reshape([b, nk, heads, dv]).transpose([0, 2, 1, 3]).reshape([bh, nk, dv]);
     const outs: tf.Tensor[] = [];
-    for (let bi = 0; bi < b; bi++) {
-      const headOuts: tf.Tensor[] = [];
-      for (let hi = 0; hi < heads; hi++) {
-        const qh = qs.slice([bi, 0, hi * d], [1, nq, d]).reshape([nq, d]) as tf.Tensor2D;
-        const kt = k.slice([bi, 0, hi * d], [1, nk, d]).reshape([nk, d]).transpose() as tf.Tensor2D;
-        const vh = v.slice([bi, 0, hi * dv], [1, nk, dv]).reshape([nk, dv]) as tf.Tensor2D;
-        const parts: tf.Tensor[] = [];
-        for (let s = 0; s < nq; s += chunk) {
-          const len = Math.min(chunk, nq - s);
-          const qc = len === nq ? qh : qh.slice([s, 0], [len, d]);
-          let scores: tf.Tensor = tf.matMul(qc, kt);
-          if (options.mask) {
-            const m = options.mask.rank === 2 && len !== nq ? options.mask.slice([s, 0], [len, nk]) : options.mask;
-            scores = tf.add(scores, m);
-          }
-          parts.push(tf.matMul(tf.softmax(scores) as tf.Tensor2D, vh));
-        }
-        headOuts.push(parts.length === 1 ? parts[0] : tf.concat(parts, 0));
+    for (let i = 0; i < bh; i++) {
+      const bi = Math.floor(i / heads);
+      const q2 = bh === 1 ? qh.reshape([nq, d]) : qh.slice([i, 0, 0], [1, nq, d]).reshape([nq, d]);
+      const k2 = bh === 1 ? kt.reshape([d, nk]) : kt.slice([i, 0, 0], [1, d, nk]).reshape([d, nk]);
+      const v2 = bh === 1 ? vh.reshape([nk, dv]) : vh.slice([i, 0, 0], [1, nk, dv]).reshape([nk, dv]);
+      const parts: tf.Tensor[] = [];
+      for (let s = 0; s < nq; s += chunk) {
+        const len = Math.min(chunk, nq - s);
+        const qc = len === nq ? q2 : q2.slice([s, 0], [len, d]);
+        let scores: tf.Tensor = tf.matMul(qc as tf.Tensor2D, k2 as tf.Tensor2D);
+        if (options.mask) scores = tf.add(scores, maskRows(options.mask, bi, s, len, nq, nk));
+        parts.push(tf.matMul(tf.softmax(scores) as tf.Tensor2D, v2 as tf.Tensor2D));
       }
-      outs.push((heads === 1 ? headOuts[0] : tf.concat(headOuts, 1)).reshape([1, nq, cv]));
+      outs.push(parts.length === 1 ? parts[0] : tf.concat(parts, 0));
     }
-    return (b === 1 ? outs[0] : tf.concat(outs, 0)) as tf.Tensor3D;
+    const o = outs.length === 1 ? outs[0].reshape([1, nq, dv]) : tf.stack(outs); // [B·H, Nq, dv]
+    if (heads === 1) return o.reshape([b, nq, cv]) as tf.Tensor3D;
+    return o.reshape([b, heads, nq, dv]).transpose([0, 2, 1, 3]).reshape([b, nq, cv]) as tf.Tensor3D;
   });
 }

@@ -1,1 +1,17 @@
-export {};
+/**
+ * @packageDocumentation
+ * `@ddsjs/sd`: Stable Diffusion 1.x/2.x in TensorFlow.js with diffusers parity — CLIP tokenizer and text encoder,
+ * UNet2DConditionModel, AutoencoderKL, noise schedules and DDIM, diffusers-folder and single-file loaders, image IO.
+ * Every tensor is NHWC float32; every function that returns tensors leaves them owned by the caller.
+ */
+export * from './loader';
+export * from './tokenizer';
+export * from './clip';
+export * from './clip-config';
+export * from './config';
+export * from './blocks';
+export * from './unet';
+export * from './vae';
+export * from './schedule';
+export * from './sources';
+export * from './single-file';

@@ -1,0 +1,97 @@
+import * as tf from '@tensorflow/tfjs';
+import { initBackend, attention, causalMask } from '@ddsjs/nn';
+import { rand, maxRelErr } from './helpers';
+
+/** softmax(q·kᵀ/√d + mask)·v per batch and head, by plain loops. mask: [nq, nk] or null. */
+function naiveAttention(
+  q: Float32Array, k: Float32Array, v: Float32Array,
+  b: number, nq: number, nk: number, c: number, cv: number, heads: number, mask: Float32Array | null,
+): Float64Array {
+  const d = c / heads;
+  const dv = cv / heads;
+  const out = new Float64Array(b * nq * cv);
+  for (let bi = 0; bi < b; bi++) for (let h = 0; h < heads; h++) for (let i = 0; i < nq; i++) {
+    const s: number[] = [];
+    for (let j = 0; j < nk; j++) {
+      let dot = 0;
+      for (let t = 0; t < d; t++) dot += q[(bi * nq + i) * c + h * d + t] * k[(bi * nk + j) * c + h * d + t];
+      s.push(dot / Math.sqrt(d) + (mask ? mask[i * nk + j] : 0));
+    }
+    const m = Math.max(...s);
+    const e = s.map((x) => Math.exp(x - m));
+    const z = e.reduce((a, x) => a + x, 0);
+    for (let t = 0; t < dv; t++) {
+      let acc = 0;
+      for (let j = 0; j < nk; j++) acc += (e[j] / z) * v[(bi * nk + j) * cv + h * dv + t];
+      out[(bi * nq + i) * cv + h * dv + t] = acc;
+    }
+  }
+  return out;
+}
+
+describe.each(['wasm', 'cpu'])('attention on %s', (backend) => {
+  beforeAll(async () => {
+    await initBackend(backend as 'wasm' | 'cpu');
+  });
+
+  const [b, nq, nk, c, cv, heads] = [2, 7, 5, 8, 12, 2];
+  const qd = rand(b * nq * c, 1, 2);
+  const kd = rand(b * nk * c, 2, 2);
+  const vd = rand(b * nk * cv, 3);
+  const q = () => tf.tensor3d(qd, [b, nq, c]);
+  const k = () => tf.tensor3d(kd, [b, nk, c]);
+  const v = () => tf.tensor3d(vd, [b, nk, cv]);
+
+  test('matches naive loops (cross attention, no mask)', async () => {
+    const y = attention(q(), k(), v(), { heads });
+    expect(y.shape).toEqual([b, nq, cv]);
+    expect(maxRelErr(await y.data(), naiveAttention(qd, kd, vd, b, nq, nk, c, cv, heads, null))).toBeLessThan(1e-5);
+  });
+
+  test('chunked equals unchunked exactly for several byte budgets, with and without mask', async () => {
+    const maskData = rand(nq * nk, 4, 3);
+    const mask = tf.tensor2d(maskData, [nq, nk]);
+    for (const m of [undefined, mask]) {
+      const full = await attention(q(), k(), v(), { heads, mask: m }).data();
+      const ref = naiveAttention(qd, kd, vd, b, nq, nk, c, cv, heads, m ? maskData : null);
+      expect(maxRelErr(full, ref)).toBeLessThan(1e-5);
+      for (const budget of [1, nk * 4, nk * 4 * 2, nk * 4 * 3, nk * 4 * 6]) {
+        const chunked = await attention(q(), k(), v(), { heads, mask: m, byteBudget: budget }).data();
+        expect(Array.from(chunked)).toEqual(Array.from(full));
+      }
+    }
+  });
+
+  test('causal self-attention (CLIP) with a [1, N, N] mask and a broadcast [1, Nk] padding mask', async () => {
+    const n = 6;
+    const x = rand(1 * n * c, 5);
+    const xs = tf.tensor3d(x, [1, n, c]);
+    const cm = causalMask(n);
+    const y = await attention(xs, xs, xs, { heads, mask: cm.reshape([1, n, n]), byteBudget: n * 4 * 2 }).data();
+    expect(maxRelErr(y, naiveAttention(x, x, x, 1, n, n, c, c, heads, await cm.data() as Float32Array))).toBeLessThan(1e-5);
+    // Row 0 sees only key 0: output row 0 equals v row 0.
+    expect(maxRelErr(y.slice(0, c), x.slice(0, c))).toBeLessThan(1e-6);
+    const pad = new Float32Array(n).fill(0);
+    pad[n - 1] = -3.4028234663852886e38;
+    const yp = await attention(xs, xs, xs, { heads, mask: tf.tensor2d(pad, [1, n]) }).data();
+    const full = new Float32Array(n * n);
+    for (let i = 0; i < n; i++) full.set(pad, i * n);
+    expect(maxRelErr(yp, naiveAttention(x, x, x, 1, n, n, c, c, heads, full))).toBeLessThan(1e-5);
+  });
+
+  test('rejects bad shapes clearly', () => {
+    expect(() => attention(q(), k(), v(), { heads: 3 })).toThrow(/divisible by heads=3/);
+    expect(() => attention(q(), k(), v(), { heads, mask: tf.zeros([nq, nk + 1]) })).toThrow(/mask \[7,6\]/);
+    expect(() => attention(q(), tf.zeros([b, nk, c + 1]) as tf.Tensor3D, v(), { heads })).toThrow(/mismatched shapes/);
+  });
+
+  test('repeated calls do not grow tf.memory().numTensors', () => {
+    const [tq, tk, tv] = [q(), k(), v()];
+    const mask = causalMask(nq).slice([0, 0], [nq, nk]);
+    attention(tq, tk, tv, { heads, mask, byteBudget: 40 }).dispose();
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) attention(tq, tk, tv, { heads, mask, byteBudget: 40 }).dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([tq, tk, tv, mask]);
+  });
+});

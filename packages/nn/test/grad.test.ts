@@ -1,0 +1,181 @@
+import * as tf from '@tensorflow/tfjs';
+import {
+  initBackend,
+  conv2dOp,
+  conv2dFilterGrad,
+  conv2dInputGrad,
+  gatherAxis,
+  Module,
+  Conv2d,
+  Linear,
+  GroupNorm,
+  LayerNorm,
+  Embedding,
+  GEGLU,
+  silu,
+  gelu,
+  quickGelu,
+  upsampleNearest,
+  attention,
+  causalMask,
+  Padding4,
+  GradientMode,
+} from '@ddsjs/nn';
+import { rand, maxRelErr } from './helpers';
+
+type Case = { k: number; stride: number; pad: Padding4; h: number; w: number };
+const cases: Case[] = [
+  { k: 3, stride: 1, pad: [1, 1, 1, 1], h: 6, w: 5 },
+  { k: 3, stride: 2, pad: [1, 1, 1, 1], h: 6, w: 6 },
+  { k: 3, stride: 2, pad: [0, 1, 0, 1], h: 6, w: 6 },
+  { k: 3, stride: 2, pad: [1, 1, 1, 1], h: 7, w: 5 },
+  { k: 1, stride: 1, pad: [0, 0, 0, 0], h: 4, w: 3 },
+  { k: 1, stride: 2, pad: [0, 0, 0, 0], h: 5, w: 4 },
+  { k: 3, stride: 1, pad: [0, 2, 1, 0], h: 5, w: 5 },
+];
+
+/** dx, dW, db of sum(conv(x, w, b) · r) on the active backend. */
+async function convGrads(c: Case, mode: GradientMode): Promise<Float32Array[]> {
+  const xs = [2, c.h, c.w, 3] as [number, number, number, number];
+  const ws = [c.k, c.k, 3, 4] as [number, number, number, number];
+  const x = tf.tensor4d(rand(xs.reduce((a, b) => a * b), 1), xs);
+  const w = tf.tensor4d(rand(ws.reduce((a, b) => a * b), 2), ws);
+  const b = tf.tensor1d(rand(4, 3));
+  const yShape = conv2dOp(x, w, b, { stride: c.stride, padding: c.pad }).shape;
+  const r = tf.tensor(rand(yShape.reduce((a, v) => a * v, 1), 4), yShape);
+  const f = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
+    tf.sum(tf.mul(conv2dOp(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, { stride: c.stride, padding: c.pad, gradient: mode }), r));
+  const g = tf.grads(f)([x, w, b]);
+  const out = await Promise.all(g.map((t) => t.data() as Promise<Float32Array>));
+  tf.dispose([x, w, b, r, ...g]);
+  return out;
+}
+
+describe('conv2dOp gradients: wasm (composed) vs cpu native Conv2DBackpropFilter/Input', () => {
+  test.each(cases)('k=$k stride=$stride pad=$pad on $h×$w', async (c) => {
+    await initBackend('cpu');
+    const native = await convGrads(c, 'native');
+    const composedCpu = await convGrads(c, 'composed');
+    await initBackend('wasm');
+    const wasm = await convGrads(c, 'auto');
+    for (let i = 0; i < 3; i++) {
+      expect(maxRelErr(composedCpu[i], native[i])).toBeLessThan(1e-5);
+      expect(maxRelErr(wasm[i], native[i])).toBeLessThan(1e-5);
+    }
+  });
+
+  test('the native gradient really fails on wasm (so the composed path is needed)', async () => {
+    await initBackend('wasm');
+    await expect(convGrads(cases[0], 'native')).rejects.toThrow(/Conv2DBackpropFilter/);
+  });
+
+  test('conv2dFilterGrad / conv2dInputGrad equal tfjs kernels on cpu', async () => {
+    await initBackend('cpu');
+    const xp = tf.tensor4d(rand(1 * 9 * 8 * 3, 5), [1, 9, 8, 3]);
+    const w = tf.tensor4d(rand(3 * 3 * 3 * 2, 6), [3, 3, 3, 2]);
+    const dy = tf.tensor4d(rand(1 * 4 * 3 * 2, 7), [1, 4, 3, 2]);
+    const a = await (
+      tf.engine().runKernel('Conv2DBackpropFilter', { x: xp, dy }, {
+        strides: 2,
+        pad: 'valid',
+        dataFormat: 'NHWC',
+        filterShape: [3, 3, 3, 2],
+      }) as tf.Tensor
+    ).data();
+    const b = await conv2dFilterGrad(xp, dy, [3, 3, 3, 2], 2).data();
+    expect(maxRelErr(b, a)).toBeLessThan(1e-6);
+    const c = await tf.conv2dTranspose(dy, w, [1, 9, 8, 3], 2, 'valid').data();
+    const d = await conv2dInputGrad(dy, w, [1, 9, 8, 3], 2).data();
+    expect(maxRelErr(d, c)).toBeLessThan(1e-6);
+    tf.dispose([xp, w, dy]);
+  });
+
+  test('gatherAxis gradient sums repeated indices (wasm composed = cpu native)', async () => {
+    const run = async (mode: GradientMode) => {
+      const x = tf.tensor3d(rand(2 * 3 * 4, 9), [2, 3, 4]);
+      const r = tf.tensor3d(rand(2 * 5 * 4, 10), [2, 5, 4]);
+      const g = tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(gatherAxis(xx, [2, 0, 2, 1, 2], 1, mode), r)))(x);
+      const out = (await g.data()) as Float32Array;
+      tf.dispose([x, r, g]);
+      return out;
+    };
+    await initBackend('cpu');
+    const native = await run('native');
+    await initBackend('wasm');
+    expect(maxRelErr(await run('auto'), native)).toBeLessThan(1e-6);
+  });
+});
+
+/** A tiny model that uses every layer and op of @ddsjs/nn. */
+class Tiny extends Module {
+  readonly emb = this.child('emb', new Embedding(7, 8));
+  readonly ln = this.child('ln', new LayerNorm(8));
+  readonly geglu = this.child('ff', new GEGLU(8, 8));
+  readonly conv = this.child('conv', new Conv2d(4, 8, 3, { padding: 1 }));
+  readonly down = this.child('down', new Conv2d(8, 8, 3, { stride: 2, padding: [0, 1, 0, 1] }));
+  readonly norm = this.child('norm', new GroupNorm(2, 8, 1e-6));
+  readonly q = this.child('q', new Linear(8, 8, false));
+  readonly out = this.child('out', new Conv2d(8, 4, 1));
+
+  forward(x: tf.Tensor4D, ids: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const ctx = this.geglu.forward(this.ln.forward(this.emb.forward(ids))) as tf.Tensor3D; // [1, 5, 8]
+      const text = attention(ctx, ctx, ctx, { heads: 2, mask: causalMask(5) });
+      let h = silu(this.conv.forward(x)); // [1, 6, 6, 8]
+      h = this.down.forward(this.norm.forward(h)); // [1, 3, 3, 8]
+      h = upsampleNearest(upsampleNearest(h), [7, 5]); // [1, 7, 5, 8]
+      const seq = h.reshape([1, 35, 8]) as tf.Tensor3D;
+      const a = attention(this.q.forward(seq) as tf.Tensor3D, text, quickGelu(text), { heads: 2, byteBudget: 64 });
+      const y = this.out.forward(gelu(a).reshape([1, 7, 5, 8]) as tf.Tensor4D);
+      return tf.sum(tf.mul(y, y));
+    });
+  }
+}
+
+describe('every layer is differentiable on wasm (variableGrads, wasm vs cpu)', () => {
+  async function run(backend: 'wasm' | 'cpu') {
+    await initBackend(backend);
+    const m = new Tiny();
+    let s = 100;
+    m.initialize(0, (_, p) => tf.tensor(rand(p.shape.reduce((a, b) => a * b, 1), s++, 0.5), [...p.shape]));
+    const x = tf.variable(tf.tensor4d(rand(6 * 6 * 4, 1), [1, 6, 6, 4]));
+    const ids = tf.tensor2d([[1, 6, 3, 3, 0]], [1, 5], 'int32');
+    const { value, grads } = tf.variableGrads(() => m.forward(x, ids) as tf.Scalar, [...m.trainableVariables(), x]);
+    const names = [...m.namedParameters().map(([n]) => n), 'input'];
+    const out: Record<string, Float32Array> = {};
+    const vars = [...m.trainableVariables(), x];
+    for (let i = 0; i < vars.length; i++) out[names[i]] = (await grads[vars[i].name].data()) as Float32Array;
+    const loss = (await value.data())[0];
+    tf.dispose([value, ...Object.values(grads), x, ids]);
+    m.dispose();
+    return { loss, out };
+  }
+
+  test('gradients w.r.t. all parameters and the input agree', async () => {
+    const cpu = await run('cpu');
+    const wasm = await run('wasm');
+    expect(Math.abs(wasm.loss - cpu.loss) / Math.abs(cpu.loss)).toBeLessThan(1e-5);
+    expect(Object.keys(wasm.out).length).toBe(15);
+    for (const [name, g] of Object.entries(cpu.out)) {
+      expect(g.some((v) => v !== 0)).toBe(true);
+      const err = maxRelErr(wasm.out[name], g);
+      if (err >= 1e-4) throw new Error(`${name}: wasm vs cpu gradient rel err ${err}`);
+    }
+  });
+
+  test('repeated gradient steps do not grow tf.memory().numTensors', async () => {
+    await initBackend('wasm');
+    const conv = new Conv2d(3, 3, 3, { stride: 2, padding: 1 }).initialize(1);
+    const x = tf.randomNormal([1, 6, 6, 3]) as tf.Tensor4D;
+    const step = () => {
+      const { value, grads } = tf.variableGrads(() => tf.sum(conv.forward(x)) as tf.Scalar, conv.trainableVariables());
+      tf.dispose([value, ...Object.values(grads)]);
+    };
+    step();
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) step();
+    expect(tf.memory().numTensors).toBe(before);
+    conv.dispose();
+    x.dispose();
+  });
+});

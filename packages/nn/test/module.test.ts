@@ -1,0 +1,123 @@
+import * as tf from '@tensorflow/tfjs';
+import { initBackend, Module, Linear, Conv2d, GroupNorm, StateDictError, StateDictSource, toTorchLayout } from '@ddsjs/nn';
+import { rand } from './helpers';
+
+/** An in-memory state dict in PyTorch layout. */
+class MapSource implements StateDictSource {
+  constructor(readonly entries: Record<string, { shape: number[]; data: Float32Array }>) {}
+  keys() {
+    return Object.keys(this.entries);
+  }
+  shape(k: string) {
+    return this.entries[k].shape;
+  }
+  async read(k: string) {
+    return this.entries[k].data;
+  }
+}
+
+class Net extends Module {
+  readonly conv = this.child('conv', new Conv2d(2, 3, 3, { padding: 1 }));
+  readonly blocks = this.list('blocks', [new Linear(3, 4), new Linear(4, 2, false)]);
+  readonly norm = this.child('norm', new GroupNorm(1, 2));
+}
+
+const n = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+function torchDict(): Record<string, { shape: number[]; data: Float32Array }> {
+  const d: Record<string, { shape: number[]; data: Float32Array }> = {};
+  const add = (k: string, shape: number[], seed: number) => (d[k] = { shape, data: rand(n(shape), seed) });
+  add('conv.weight', [3, 2, 3, 3], 1);
+  add('conv.bias', [3], 2);
+  add('blocks.0.weight', [4, 3], 3);
+  add('blocks.0.bias', [4], 4);
+  add('blocks.1.weight', [2, 4], 5);
+  add('norm.weight', [2], 6);
+  add('norm.bias', [2], 7);
+  return d;
+}
+
+describe('Module.loadStateDict', () => {
+  beforeAll(() => initBackend('wasm'));
+
+  test('parameter names follow the module tree', () => {
+    expect(new Net().namedParameters().map(([k]) => k)).toEqual([
+      'conv.weight', 'conv.bias', 'blocks.0.weight', 'blocks.0.bias', 'blocks.1.weight', 'norm.weight', 'norm.bias',
+    ]);
+  });
+
+  test('converts PyTorch layouts: conv [out,in,kh,kw] → [kh,kw,in,out], linear [out,in] → [in,out]', async () => {
+    const d = torchDict();
+    const net = new Net();
+    const seen: string[] = [];
+    await net.loadStateDict(new MapSource(d), { onTensor: (k, i, total) => seen.push(`${i + 1}/${total} ${k}`) });
+    expect(seen).toHaveLength(7);
+    expect(seen[6]).toBe('7/7 norm.bias');
+    const cw = await net.conv.weight.value.data();
+    expect(net.conv.weight.value.shape).toEqual([3, 3, 2, 3]);
+    const src = d['conv.weight'].data;
+    for (let o = 0; o < 3; o++) for (let i = 0; i < 2; i++) for (let y = 0; y < 3; y++) for (let x = 0; x < 3; x++) {
+      expect(cw[((y * 3 + x) * 2 + i) * 3 + o]).toBe(src[((o * 2 + i) * 3 + y) * 3 + x]);
+    }
+    const lw = await net.blocks[0].weight.value.data();
+    expect(net.blocks[0].weight.value.shape).toEqual([3, 4]);
+    const ls = d['blocks.0.weight'].data;
+    for (let o = 0; o < 4; o++) for (let i = 0; i < 3; i++) expect(lw[i * 4 + o]).toBe(ls[o * 3 + i]);
+    expect(Array.from(await net.norm.bias!.value.data())).toEqual(Array.from(d['norm.bias'].data));
+    // Round trip back to PyTorch layout.
+    const back = await toTorchLayout(net.conv.weight.value, 'conv').data();
+    expect(Array.from(back)).toEqual(Array.from(src));
+    net.dispose();
+  });
+
+  test('strict mode lists every missing, unexpected and mis-shaped key in one error and loads nothing', async () => {
+    const d = torchDict();
+    delete d['conv.bias'];
+    delete d['blocks.1.weight'];
+    d['extra.weight'] = { shape: [1], data: new Float32Array(1) };
+    d['blocks.0.weight'] = { shape: [3, 4], data: rand(12, 9) };
+    d['norm.weight'] = { shape: [3], data: rand(3, 9) };
+    const net = new Net();
+    let err: StateDictError | undefined;
+    try {
+      await net.loadStateDict(new MapSource(d));
+    } catch (e) {
+      err = e as StateDictError;
+    }
+    expect(err).toBeInstanceOf(StateDictError);
+    expect(err!.missing).toEqual(['conv.bias', 'blocks.1.weight']);
+    expect(err!.unexpected).toEqual(['extra.weight']);
+    expect(err!.misShaped).toEqual([
+      { key: 'blocks.0.weight', expected: [4, 3], got: [3, 4] },
+      { key: 'norm.weight', expected: [2], got: [3] },
+    ]);
+    for (const k of ['conv.bias', 'blocks.1.weight', 'extra.weight', 'blocks.0.weight expected [4,3] got [3,4]', 'norm.weight expected [2] got [3]']) {
+      expect(err!.message).toContain(k);
+    }
+    expect(net.namedParameters().every(([, p]) => !p.isSet)).toBe(true);
+  });
+
+  test('non-strict mode ignores unexpected keys and keeps missing parameters, but mis-shapes still throw', async () => {
+    const d = torchDict();
+    delete d['norm.bias'];
+    d['extra.weight'] = { shape: [1], data: new Float32Array(1) };
+    const net = new Net();
+    await net.loadStateDict(new MapSource(d), { strict: false });
+    expect(net.norm.bias!.isSet).toBe(false);
+    expect(net.conv.weight.isSet).toBe(true);
+    net.initialize();
+    expect(Array.from(await net.norm.bias!.value.data())).toEqual([0, 0]);
+    d['conv.bias'] = { shape: [4], data: rand(4, 1) };
+    await expect(net.loadStateDict(new MapSource(d), { strict: false })).rejects.toThrow(/conv\.bias expected \[3\] got \[4\]/);
+    net.dispose();
+  });
+
+  test('loading does not leak tensors and replaces values in place', async () => {
+    const net = new Net();
+    await net.loadStateDict(new MapSource(torchDict()));
+    const before = tf.memory().numTensors;
+    await net.loadStateDict(new MapSource(torchDict()));
+    expect(tf.memory().numTensors).toBe(before);
+    net.dispose();
+  });
+});

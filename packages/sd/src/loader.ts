@@ -1,0 +1,435 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { assertFits, Module, StateDictSource } from '@ddsjs/nn';
+import { SafetensorsFile, findSafetensors } from '@ddsjs/safetensors';
+import { CLIPTokenizer } from './tokenizer';
+import { CLIPTextModel } from './clip';
+import { CLIPTextConfig, parseCLIPTextConfig } from './clip-config';
+import { UNet2DConditionModel, TimestepInput } from './unet';
+import { AutoencoderKL, legacyVaeSource } from './vae';
+import { AutoencoderKLConfig, UNet2DConditionConfig, parseUNetConfig, parseVaeConfig } from './config';
+import { DDIMScheduler, NoiseSchedule, SchedulerConfig, makeNoiseSchedule, parseSchedulerConfig } from './schedule';
+import { safetensorsSource } from './sources';
+import { detectSingleFileModel, inferLdmDimensions, singleFileConfigMismatches, singleFileSources } from './single-file';
+
+/** Folder of the CLIP BPE vocabulary bundled with @ddsjs/sd (for single-file checkpoints, which have none). */
+export const BUNDLED_TOKENIZER_DIR = path.resolve(__dirname, '..', 'assets', 'clip-tokenizer');
+
+/** Options of {@link loadStableDiffusion}. */
+export interface LoadStableDiffusionOptions {
+  /** Load the `*.fp16.safetensors` variant of a diffusers folder (converted to float32 one tensor at a time). */
+  variant?: 'fp16';
+  /** Single-file checkpoints: a diffusers folder whose config files (and tokenizer) describe the architecture. */
+  configFrom?: string;
+  /** Single-file checkpoints: override the prediction type (SD 2.x-base is 'epsilon', SD 2.x-768 'v_prediction'). */
+  predictionType?: 'epsilon' | 'v_prediction';
+  /** Called after each weight tensor is loaded: `done` of `total` tensors. */
+  onProgress?: (done: number, total: number, key: string) => void;
+}
+
+/** Options of {@link StableDiffusion.generate}. */
+export interface GenerateOptions {
+  /** DDIM steps (default 50). */
+  steps?: number;
+  /** Classifier-free guidance scale (default 7.5; ≤ 1 runs the conditional branch only). */
+  guidanceScale?: number;
+  /** Negative prompt (default `""`). */
+  negativePrompt?: string;
+  /** Seed of the initial noise (default 0). Ignored when `latents` is given. */
+  seed?: number;
+  /** Image height in pixels (default: the UNet's `sample_size` × the VAE's downscale factor). */
+  height?: number;
+  /** Image width in pixels (default as height). */
+  width?: number;
+  /** Initial noise `[1,h,w,4]` NHWC (not disposed); overrides `seed`/`height`/`width`. */
+  latents?: tf.Tensor4D;
+  /** Called after each DDIM step; `latents` is borrowed (valid during the call only; clone it to keep it). */
+  onStep?: (info: { step: number; timestep: number; total: number; latents: tf.Tensor4D }) => void;
+}
+
+/** Result of {@link StableDiffusion.generate}; the caller owns both tensors. */
+export interface GenerateResult {
+  /** `[1,H,W,3]` in [0, 1]. */
+  image: tf.Tensor4D;
+  /** The final latents `[1,h,w,4]` (scaled, as the UNet sees them). */
+  latents: tf.Tensor4D;
+}
+
+/** The configs a pipeline was built from. */
+export interface StableDiffusionConfigs {
+  unet: UNet2DConditionConfig;
+  vae: AutoencoderKLConfig;
+  textEncoder: CLIPTextConfig;
+  scheduler: SchedulerConfig;
+}
+
+/**
+ * A loaded Stable Diffusion pipeline: tokenizer, text encoder, UNet, VAE and noise schedule, with the
+ * conveniences score distillation needs. Every tensor a method returns is owned by the caller. Create it with
+ * {@link loadStableDiffusion}; call {@link StableDiffusion.dispose} to free the weights.
+ */
+export class StableDiffusion {
+  /** The noise schedule (ᾱ_t, prediction type, latent scaling factor). */
+  readonly schedule: NoiseSchedule;
+
+  constructor(
+    readonly tokenizer: CLIPTokenizer,
+    readonly textEncoder: CLIPTextModel,
+    readonly unet: UNet2DConditionModel,
+    readonly vae: AutoencoderKL,
+    readonly configs: StableDiffusionConfigs,
+    /** Where the model was loaded from. */
+    readonly source: string,
+  ) {
+    this.schedule = makeNoiseSchedule(configs.scheduler, vae.scalingFactor);
+  }
+
+  /** Latent channels of the UNet's input. */
+  get latentChannels(): number {
+    return this.configs.unet.inChannels;
+  }
+
+  /** Pixels per latent cell (8 for SD). */
+  get vaeScaleFactor(): number {
+    return this.vae.downscaleFactor;
+  }
+
+  /** Text embeddings `[B,77,D]` of `prompt` (one string or several): tokenizer + text encoder. Caller owns the result. */
+  encodePrompt(prompt: string | string[]): tf.Tensor3D {
+    return tf.tidy(() => {
+      const ids = this.tokenizer.encode(prompt);
+      return this.textEncoder.forward(ids);
+    });
+  }
+
+  /**
+   * Encodes images `[B,H,W,3]` in [−1, 1] to scaled latents `mean · scalingFactor` `[B,H/8,W/8,4]` (the
+   * deterministic encoding of the DDS notebook). Caller owns the result.
+   */
+  encodeImage(image: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => {
+      const { mean } = this.vae.encode(image);
+      return tf.mul(mean, this.schedule.scalingFactor);
+    });
+  }
+
+  /** Decodes scaled latents `[B,h,w,4]` to images `[B,8h,8w,3]` in [0, 1] (`x/2 + 0.5`, clamped). Caller owns the result. */
+  decodeLatents(latents: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => {
+      const x = this.vae.decode(tf.div(latents, this.schedule.scalingFactor) as tf.Tensor4D);
+      return tf.clipByValue(tf.add(tf.mul(x, 0.5), 0.5), 0, 1) as tf.Tensor4D;
+    });
+  }
+
+  /** The UNet's raw prediction for `sample` at `timestep` given `context` (see UNet2DConditionModel.forward). Caller owns it. */
+  predict(sample: tf.Tensor4D, timestep: TimestepInput, context: tf.Tensor3D): tf.Tensor4D {
+    return this.unet.forward(sample, timestep, context);
+  }
+
+  /**
+   * Text-to-image with DDIM (η = 0, diffusers' timestep spacing and `steps_offset`) and classifier-free guidance,
+   * as diffusers' StableDiffusionPipeline with a DDIMScheduler. The caller owns the returned tensors.
+   */
+  async generate(prompt: string, options: GenerateOptions = {}): Promise<GenerateResult> {
+    if (typeof prompt !== 'string') throw new TypeError(`generate: prompt must be a string, got ${typeof prompt}`);
+    const steps = options.steps ?? 50;
+    if (!Number.isInteger(steps) || steps < 1 || steps > this.schedule.numTrainTimesteps) {
+      throw new RangeError(`generate: steps must be an integer in [1, ${this.schedule.numTrainTimesteps}], got ${steps}`);
+    }
+    const scale = options.guidanceScale ?? 7.5;
+    if (!Number.isFinite(scale)) throw new RangeError(`generate: guidanceScale must be finite, got ${scale}`);
+    const f = this.vaeScaleFactor;
+    const defaultPx = (this.configs.unet.sampleSize ?? 64) * f;
+    const height = options.height ?? defaultPx;
+    const width = options.width ?? defaultPx;
+    for (const [n, v] of [['height', height], ['width', width]] as const) {
+      if (!Number.isInteger(v) || v < f || v % f !== 0) {
+        throw new RangeError(`generate: ${n} must be a positive multiple of ${f} pixels, got ${v}`);
+      }
+    }
+    const cfg = scale > 1;
+    const context = tf.tidy(() =>
+      cfg ? this.encodePrompt([options.negativePrompt ?? '', prompt]) : this.encodePrompt(prompt),
+    );
+    let latents: tf.Tensor4D =
+      options.latents?.clone() ??
+      tf.randomNormal([1, height / f, width / f, this.latentChannels], 0, 1, 'float32', options.seed ?? 0);
+    const ddim = new DDIMScheduler(this.configs.scheduler);
+    const timesteps = ddim.setTimesteps(steps);
+    try {
+      for (let i = 0; i < timesteps.length; i++) {
+        const t = timesteps[i];
+        const next = tf.tidy(() => {
+          const input = cfg ? tf.concat([latents, latents], 0) : latents;
+          const out = this.unet.forward(input as tf.Tensor4D, t, context);
+          let guided: tf.Tensor4D = out;
+          if (cfg) {
+            const [u, c] = tf.split(out, 2, 0) as tf.Tensor4D[];
+            guided = tf.add(u, tf.mul(tf.sub(c, u), scale));
+          }
+          return ddim.step(guided, t, latents);
+        });
+        latents.dispose();
+        latents = next;
+        options.onStep?.({ step: i, timestep: t, total: timesteps.length, latents });
+        await new Promise((r) => setImmediate(r));
+      }
+      const image = this.decodeLatents(latents);
+      return { image, latents };
+    } catch (e) {
+      latents.dispose();
+      throw e;
+    } finally {
+      context.dispose();
+    }
+  }
+
+  /** Frees every weight. The pipeline cannot be used afterwards. */
+  dispose(): void {
+    this.textEncoder.dispose();
+    this.unet.dispose();
+    this.vae.dispose();
+  }
+}
+
+function readJsonFile(file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+const COMPONENT_CONFIGS = {
+  unet: 'unet/config.json',
+  vae: 'vae/config.json',
+  textEncoder: 'text_encoder/config.json',
+  scheduler: 'scheduler/scheduler_config.json',
+} as const;
+
+/** Whether `dir` holds the four diffusers component configs. */
+function hasDiffusersConfigs(dir: string): boolean {
+  return Object.values(COMPONENT_CONFIGS).every((f) => fs.existsSync(path.join(dir, f)));
+}
+
+interface RawConfigs {
+  unet: Record<string, unknown>;
+  vae: Record<string, unknown>;
+  textEncoder: Record<string, unknown>;
+  scheduler: Record<string, unknown>;
+}
+
+function parseConfigs(raw: RawConfigs, name: (f: keyof RawConfigs) => string): StableDiffusionConfigs {
+  return {
+    unet: parseUNetConfig(raw.unet, name('unet')),
+    vae: parseVaeConfig(raw.vae, name('vae')),
+    textEncoder: parseCLIPTextConfig(raw.textEncoder, name('textEncoder')),
+    scheduler: parseSchedulerConfig(raw.scheduler, name('scheduler')),
+  };
+}
+
+function readRawConfigs(dir: string): RawConfigs {
+  const missing = Object.values(COMPONENT_CONFIGS).filter((f) => !fs.existsSync(path.join(dir, f)));
+  if (missing.length) {
+    throw new Error(`${dir} is not a diffusers Stable Diffusion folder: missing ${missing.join(', ')}`);
+  }
+  const read = (k: keyof RawConfigs): Record<string, unknown> => {
+    const file = path.join(dir, COMPONENT_CONFIGS[k]);
+    const json = readJsonFile(file);
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${file} must hold a JSON object`);
+    return json as Record<string, unknown>;
+  };
+  return { unet: read('unet'), vae: read('vae'), textEncoder: read('textEncoder'), scheduler: read('scheduler') };
+}
+
+function readDiffusersConfigs(dir: string): StableDiffusionConfigs {
+  return parseConfigs(readRawConfigs(dir), (k) => path.join(dir, COMPONENT_CONFIGS[k]));
+}
+
+interface Job {
+  module: Module;
+  source: StateDictSource;
+  name: string;
+  load?: (source: StateDictSource, onTensor: (key: string) => void) => Promise<void>;
+}
+
+/** Float32 bytes of a module's parameters. */
+function weightBytes(m: Module): number {
+  return m.parameterCount() * 4;
+}
+
+async function runJobs(jobs: Job[], onProgress: LoadStableDiffusionOptions['onProgress']): Promise<void> {
+  const total = jobs.reduce((s, j) => s + j.module.namedParameters().length, 0);
+  let done = 0;
+  const onTensor = (key: string) => onProgress?.(++done, total, key);
+  for (const job of jobs) {
+    try {
+      if (job.load) await job.load(job.source, onTensor);
+      else await job.module.loadStateDict(job.source, { onTensor: (k) => onTensor(k) });
+    } catch (e) {
+      throw new Error(`${job.name}: ${(e as Error).message}`);
+    }
+  }
+}
+
+function buildModules(configs: StableDiffusionConfigs, what: string) {
+  const textEncoder = new CLIPTextModel(configs.textEncoder);
+  const unet = new UNet2DConditionModel(configs.unet);
+  const vae = new AutoencoderKL(configs.vae);
+  const total = weightBytes(textEncoder) + weightBytes(unet) + weightBytes(vae);
+  assertFits(total, `${what} (UNet ${(weightBytes(unet) / 1e9).toFixed(2)} GB + VAE + text encoder)`);
+  return { textEncoder, unet, vae };
+}
+
+async function loadDiffusersFolder(dir: string, options: LoadStableDiffusionOptions): Promise<StableDiffusion> {
+  const configs = readDiffusersConfigs(dir);
+  const tokenizer = await CLIPTokenizer.fromPretrained(path.join(dir, 'tokenizer'));
+  const { textEncoder, unet, vae } = buildModules(configs, dir);
+  const files: SafetensorsFile[] = [];
+  const open = async (sub: string, base: string) => {
+    const file = await findSafetensors(path.join(dir, sub), base, options.variant);
+    const f = await SafetensorsFile.open(file);
+    files.push(f);
+    return safetensorsSource(f, { name: file });
+  };
+  try {
+    const jobs: Job[] = [
+      {
+        module: textEncoder,
+        source: await open('text_encoder', 'model'),
+        name: 'text_encoder',
+        load: (s, on) => textEncoder.loadWeights(s, { onTensor: (k) => on(k) }),
+      },
+      { module: unet, source: await open('unet', 'diffusion_pytorch_model'), name: 'unet' },
+      { module: vae, source: legacyVaeSource(await open('vae', 'diffusion_pytorch_model')), name: 'vae' },
+    ];
+    await runJobs(jobs, options.onProgress);
+  } catch (e) {
+    textEncoder.dispose();
+    unet.dispose();
+    vae.dispose();
+    throw e;
+  } finally {
+    await Promise.all(files.map((f) => f.close()));
+  }
+  return new StableDiffusion(tokenizer, textEncoder, unet, vae, configs, dir);
+}
+
+async function bundledTokenizer(padToken: string): Promise<CLIPTokenizer> {
+  const tok = await CLIPTokenizer.fromPretrained(BUNDLED_TOKENIZER_DIR);
+  if (padToken === '<|endoftext|>') return tok;
+  const vocab = readJsonFile(path.join(BUNDLED_TOKENIZER_DIR, 'vocab.json')) as Record<string, number>;
+  const merges = fs
+    .readFileSync(path.join(BUNDLED_TOKENIZER_DIR, 'merges.txt'), 'utf8')
+    .split('\n')
+    .filter((l, i) => !(i === 0 && l.startsWith('#version')) && l.length > 0);
+  return new CLIPTokenizer({ vocab, merges, padToken, source: `${BUNDLED_TOKENIZER_DIR} (pad ${padToken})` });
+}
+
+async function loadSingleFile(file: string, options: LoadStableDiffusionOptions): Promise<StableDiffusion> {
+  const f = await SafetensorsFile.open(file);
+  try {
+    const keys = f.keys();
+    const shape = (k: string) => f.info(k).shape;
+    const detected = detectSingleFileModel(keys, shape, { predictionType: options.predictionType });
+    const ownDir = path.dirname(file);
+    const configDir = options.configFrom ?? (hasDiffusersConfigs(ownDir) ? ownDir : undefined);
+    let raw: RawConfigs;
+    let configs: StableDiffusionConfigs;
+    let tokenizer: CLIPTokenizer;
+    if (configDir) {
+      raw = readRawConfigs(configDir);
+      configs = parseConfigs(raw, (k) => path.join(configDir, COMPONENT_CONFIGS[k]));
+      if (options.predictionType) configs.scheduler = { ...configs.scheduler, predictionType: options.predictionType };
+      tokenizer = fs.existsSync(path.join(configDir, 'tokenizer', 'vocab.json'))
+        ? await CLIPTokenizer.fromPretrained(path.join(configDir, 'tokenizer'))
+        : await bundledTokenizer(detected.configs.tokenizer.pad_token);
+    } else {
+      const c = detected.configs;
+      raw = c;
+      configs = parseConfigs(c, (k) => `built-in ${detected.modelType} ${k} config`);
+      tokenizer = await bundledTokenizer(c.tokenizer.pad_token);
+    }
+    const mismatches = singleFileConfigMismatches(inferLdmDimensions(keys, shape), raw, detected.textEncoder);
+    if (mismatches.length) {
+      throw new Error(
+        `${file}: the checkpoint does not match the configs of ${configDir ?? `the built-in ${detected.modelType} model`}: ` +
+          `${mismatches.join('; ')}${configDir ? '' : ' (pass configFrom: a diffusers folder with matching configs)'}`,
+      );
+    }
+    const sources = singleFileSources(safetensorsSource(f, { name: file }), configs, detected.textEncoder, file);
+    const { textEncoder, unet, vae } = buildModules(configs, file);
+    try {
+      await runJobs(
+        [
+          {
+            module: textEncoder,
+            source: sources.textEncoder,
+            name: 'text encoder',
+            load: (s, on) => textEncoder.loadWeights(s, { onTensor: (k) => on(k) }),
+          },
+          { module: unet, source: sources.unet, name: 'UNet' },
+          { module: vae, source: sources.vae, name: 'VAE' },
+        ],
+        options.onProgress,
+      );
+    } catch (e) {
+      textEncoder.dispose();
+      unet.dispose();
+      vae.dispose();
+      throw e;
+    }
+    return new StableDiffusion(tokenizer, textEncoder, unet, vae, configs, file);
+  } finally {
+    await f.close();
+  }
+}
+
+/**
+ * Loads a Stable Diffusion 1.x/2.x model:
+ * - a **diffusers folder** (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`), from
+ *   its fp32 safetensors or, with `variant: 'fp16'`, its `*.fp16.safetensors` (sharded `*.index.json` too),
+ *   converted to float32 one tensor at a time;
+ * - a **single-file LDM/CompVis checkpoint** (`.safetensors`): the architecture comes from `configFrom` when given,
+ *   else from the file's own folder when it holds diffusers configs, else it is recognised from the keys and shapes
+ *   as SD 1.x or 2.x (built-in configs; the bundled CLIP vocabulary).
+ *
+ * Fails with a clear error on a missing folder/file/config, missing/unexpected/mis-shaped keys, or a model whose
+ * float32 weights cannot fit the active backend (wasm's heap stops at 4 GiB). The caller owns the result
+ * (`sd.dispose()`).
+ */
+export async function loadStableDiffusion(
+  dirOrSingleFile: string,
+  options: LoadStableDiffusionOptions = {},
+): Promise<StableDiffusion> {
+  if (typeof dirOrSingleFile !== 'string' || dirOrSingleFile === '') {
+    throw new TypeError('loadStableDiffusion: expected a diffusers folder or a .safetensors checkpoint path');
+  }
+  if (options.variant !== undefined && options.variant !== 'fp16') {
+    throw new Error(`loadStableDiffusion: variant must be 'fp16' or absent, got ${JSON.stringify(options.variant)}`);
+  }
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(dirOrSingleFile);
+  } catch {
+    throw new Error(`model not found: ${dirOrSingleFile}`);
+  }
+  if (stat.isDirectory()) {
+    if (options.configFrom) throw new Error('loadStableDiffusion: configFrom applies to single-file checkpoints only');
+    return loadDiffusersFolder(dirOrSingleFile, options);
+  }
+  if (!/\.safetensors$/i.test(dirOrSingleFile)) {
+    throw new Error(
+      `${dirOrSingleFile}: only .safetensors checkpoints are supported (pickled .ckpt/.bin files can run code when loaded; convert them to safetensors first)`,
+    );
+  }
+  if (options.variant) throw new Error('loadStableDiffusion: variant applies to diffusers folders only');
+  return loadSingleFile(dirOrSingleFile, options);
+}
