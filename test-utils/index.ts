@@ -39,12 +39,15 @@ export function goldenTensor(g: Golden, nhwc = false): tf.Tensor {
 /** max|a − b| / max|b|, the fixtures' relative error measure. */
 export function relErr(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
   if (actual.length !== expected.length) throw new Error(`length mismatch: ${actual.length} vs ${expected.length}`);
+  // Globals looked up inside hot loops are very slow under jest's module wrapper: hoist them.
+  const { abs } = Math;
   let maxDiff = 0;
   let maxRef = 0;
   for (let i = 0; i < expected.length; i++) {
-    const d = Math.abs(actual[i] - expected[i]);
-    if (!(d <= maxDiff)) maxDiff = Number.isNaN(d) ? Infinity : d;
-    maxRef = Math.max(maxRef, Math.abs(expected[i]));
+    const d = abs(actual[i] - expected[i]);
+    if (!(d <= maxDiff)) maxDiff = d !== d ? Infinity : d;
+    const r = abs(expected[i]);
+    if (r > maxRef) maxRef = r;
   }
   return maxRef === 0 ? maxDiff : maxDiff / maxRef;
 }

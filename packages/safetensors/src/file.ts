@@ -312,7 +312,8 @@ export class SafetensorsFile {
   /**
    * Reads one tensor converted to float32: F16 and BF16 exactly, F64 rounded, integer dtypes (I64/U64
    * via Number, so exact only below 2^24 in magnitude) and BOOL (0/1) converted by value.
-   * Non-F32 tensors are converted in chunks, so the extra memory is bounded (16 MB).
+   * Non-F32 tensors are read and converted in 16 MB chunks (double-buffered: the next read overlaps the
+   * current conversion), so beyond the returned array only 32 MB of scratch memory is used.
    * @throws SafetensorsError like {@link read}
    */
   async readFloat32(key: string): Promise<Float32Array> {

@@ -26,13 +26,23 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** Result of {@link scanHeaderTokens}. */
+export interface HeaderScan {
+  /** First key repeated within one JSON object, if any. */
+  duplicateKey?: string;
+  /** First number literal that is not a plain integer (`1e2`, `4.0`, `-0`), if any. */
+  nonIntegerNumber?: string;
+}
+
 /**
- * Scans a JSON text (already known to be valid JSON) and returns the first duplicated key of any
- * object, or undefined. Linear time; only string tokens and braces/brackets are tracked.
+ * Scans a JSON text (already known to be valid JSON) in linear time for what JSON.parse hides: keys
+ * repeated within one object, and number literals with a fraction or exponent (which the reference
+ * Rust library rejects for shapes and offsets even when their value is an integer).
  */
-export function findDuplicateKey(text: string): string | undefined {
+export function scanHeaderTokens(text: string): HeaderScan {
   const stack: (Set<string> | null)[] = [];
   let expectKey = false;
+  const result: HeaderScan = {};
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x22 /* " */) {
@@ -44,13 +54,19 @@ export function findDuplicateKey(text: string): string | undefined {
         else j++;
       }
       const top = stack[stack.length - 1];
-      if (expectKey && top) {
+      if (expectKey && top && result.duplicateKey === undefined) {
         const key = JSON.parse(text.slice(i, j + 1)) as string;
-        if (top.has(key)) return key;
+        if (top.has(key)) result.duplicateKey = key;
         top.add(key);
       }
       expectKey = false;
       i = j;
+    } else if (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) {
+      let j = i + 1;
+      while (j < text.length && /[0-9.eE+-]/.test(text[j])) j++;
+      const lit = text.slice(i, j);
+      if (result.nonIntegerNumber === undefined && (!/^-?[0-9]+$/.test(lit) || lit === '-0')) result.nonIntegerNumber = lit;
+      i = j - 1;
     } else if (c === 0x7b /* { */) {
       stack.push(new Set());
       expectKey = true;
@@ -62,7 +78,7 @@ export function findDuplicateKey(text: string): string | undefined {
       expectKey = stack[stack.length - 1] != null;
     }
   }
-  return undefined;
+  return result;
 }
 
 /**
@@ -90,14 +106,15 @@ export function parseHeader(bytes: Uint8Array, dataSize: number, file: string): 
   }
   // (Leading whitespace is accepted, as by the reference library, which does not enforce a leading '{'.)
   if (!isPlainObject(json)) return fail(`header is not a JSON object (got ${Array.isArray(json) ? 'an array' : json === null ? 'null' : typeof json})`);
-  const dup = findDuplicateKey(text);
-  if (dup !== undefined) fail(`header has duplicate JSON key ${JSON.stringify(dup)}`, dup);
+  const scan = scanHeaderTokens(text);
+  if (scan.duplicateKey !== undefined) fail(`header has duplicate JSON key ${JSON.stringify(scan.duplicateKey)}`, scan.duplicateKey);
 
   const metaEntries: [string, string][] = [];
   const tensors = new Map<string, TensorEntry>();
   for (const [key, value] of Object.entries(json)) {
     const k = JSON.stringify(key);
     if (key === '__metadata__') {
+      if (value === null) continue; // accepted as "no metadata", like the reference library
       if (!isPlainObject(value)) fail(`__metadata__ is not an object of string → string`, key);
       for (const [mk, mv] of Object.entries(value as Record<string, unknown>)) {
         if (typeof mv !== 'string') fail(`__metadata__ value for ${JSON.stringify(mk)} is not a string (got ${JSON.stringify(mv)})`, key);
@@ -136,6 +153,11 @@ export function parseHeader(bytes: Uint8Array, dataSize: number, file: string): 
     }
     if (end > dataSize) fail(`data_offsets [${begin}, ${end}] of tensor ${k} run past the end of the data section (${dataSize} bytes)`, key);
     tensors.set(key, { dtype: dtype as Dtype, shape: (shape as number[]).slice(), dataOffsets: [begin, end] });
+  }
+
+  // Integer-valued but written as 1e2 / 4.0 / -0: JSON.parse hides it, the reference library rejects it.
+  if (scan.nonIntegerNumber !== undefined) {
+    fail(`header has the number ${scan.nonIntegerNumber}, which is not an integer literal (shape and data_offsets must be written as plain integers)`);
   }
 
   // Sorted by offsets, the tensors must tile the data section exactly (no overlap, no hole).

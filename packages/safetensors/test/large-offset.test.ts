@@ -32,7 +32,23 @@ test('a tensor stored beyond the 4 GiB offset of a sparse file reads correctly',
   try {
     expect((await fsp.stat(p)).size).toBe(total);
     expect(total).toBeGreaterThan(2 ** 32);
-    const f = await SafetensorsFile.open(p);
+    // open() reads the 8-byte length and the header, nothing else
+    const probe = await fsp.open(p, 'r');
+    const proto = Object.getPrototypeOf(probe) as { read: (...a: unknown[]) => Promise<{ bytesRead: number }> };
+    await probe.close();
+    const origRead = proto.read;
+    const requests: [number, number][] = [];
+    const spy = jest.spyOn(proto, 'read').mockImplementation(function (this: unknown, ...args: unknown[]) {
+      requests.push([args[3] as number, args[2] as number]); // [position, length]
+      return origRead.apply(this, args);
+    });
+    let f: SafetensorsFile;
+    try {
+      f = await SafetensorsFile.open(p);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(requests).toEqual([[0, 8], [8, h.length]]);
     try {
       expect(f.keys()).toEqual(['blob', 'small', 'tail']);
       expect(f.info('blob')).toEqual({ dtype: 'U8', shape: [BIG], byteLength: BIG });

@@ -59,6 +59,8 @@ const CASES: Case[] = [
   { name: '__metadata__ non-string value', bytes: rawFile({ __metadata__: { epochs: 3 } }), message: /__metadata__ value for "epochs" is not a string \(got 3\)/, key: '__metadata__' },
   { name: 'duplicate tensor key', bytes: rawFile('{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}', 1), message: /header has duplicate JSON key "a"/, key: 'a' },
   { name: 'duplicate field inside an entry', bytes: rawFile('{"a":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}}', 1), message: /header has duplicate JSON key "dtype"/ },
+  { name: 'shape written with an exponent', bytes: rawFile('{"w":{"dtype":"U8","shape":[1e2],"data_offsets":[0,100]}}', 100), message: /header has the number 1e2, which is not an integer literal/ },
+  { name: 'offset written as a float', bytes: rawFile('{"w":{"dtype":"U8","shape":[4],"data_offsets":[0,4.0]}}', 4), message: /header has the number 4\.0, which is not an integer literal/ },
   { name: 'sub-byte dtype not filling whole bytes', bytes: rawFile({ q: t('F4', [3], [0, 1]) }, 1), message: /tensor "q" of dtype F4 and shape \[3\] does not fill a whole number of bytes/, key: 'q' },
 ];
 
@@ -94,6 +96,7 @@ describe('malformed files are rejected with specific messages', () => {
       ['zero-size', rawFile({ z: t('F32', [0, 3], [4, 4]), a: t('F32', [1], [0, 4]), e: t('I64', [0], [0, 0]) }, 4), ['a', 'e', 'z']],
       ['f4', rawFile({ q: t('F4', [2, 3], [0, 3]) }, 3), ['q']],
       ['scalar', rawFile({ s: t('F64', [], [0, 8]) }, 8), ['s']],
+      ['null metadata (accepted by the Rust library too)', rawFile({ __metadata__: null }), []],
     ];
     for (const [name, bytes, keys] of ok) {
       const p = path.join(dir, `ok-${name}.safetensors`);
