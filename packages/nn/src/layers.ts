@@ -4,7 +4,9 @@ import { conv2dOp, gatherAxis, Padding4 } from './ops';
 
 /** `torch.nn.Linear`: `y = x·Wᵀ + b` over the last axis of any-rank `x`. */
 export class Linear extends Module {
+  /** `[in, out]` (PyTorch `[out, in]` transposed on load); key `weight`. */
   readonly weight: Parameter;
+  /** `[out]`, or null when built with `bias = false`; key `bias`. */
   readonly bias: Parameter | null;
   constructor(
     readonly inFeatures: number,
@@ -29,17 +31,23 @@ export class Linear extends Module {
 
 /** Options of {@link Conv2d}. */
 export interface Conv2dOptions {
+  /** Stride on both spatial axes (default 1). */
   stride?: number;
   /** Symmetric padding on every side, or explicit `[top, bottom, left, right]` (default 0). */
   padding?: number | Padding4;
+  /** Whether the layer has a bias (default true). */
   bias?: boolean;
 }
 
 /** `torch.nn.Conv2d` on NHWC tensors, with PyTorch's explicit (symmetric or asymmetric) zero padding. */
 export class Conv2d extends Module {
+  /** `[kh, kw, in, out]` (PyTorch `[out, in, kh, kw]` converted on load); key `weight`. */
   readonly weight: Parameter;
+  /** `[out]`, or null when built with `bias: false`; key `bias`. */
   readonly bias: Parameter | null;
+  /** Stride on both spatial axes. */
   readonly stride: number;
+  /** Zero padding `[top, bottom, left, right]`. */
   readonly padding: Padding4;
   constructor(
     readonly inChannels: number,
@@ -71,7 +79,9 @@ export class Conv2d extends Module {
 
 /** `torch.nn.GroupNorm` on NHWC tensors (statistics over H, W and the channels of each group). */
 export class GroupNorm extends Module {
+  /** Per-channel scale γ `[C]` (null without affine); key `weight`. */
   readonly weight: Parameter | null;
+  /** Per-channel shift β `[C]` (null without affine); key `bias`. */
   readonly bias: Parameter | null;
   constructor(
     readonly numGroups: number,
@@ -83,8 +93,8 @@ export class GroupNorm extends Module {
     if (numChannels % numGroups !== 0) {
       throw new Error(`GroupNorm: ${numChannels} channels are not divisible into ${numGroups} groups`);
     }
-    this.weight = affine ? this.param('weight', [numChannels]) : null;
-    this.bias = affine ? this.param('bias', [numChannels]) : null;
+    this.weight = affine ? this.param('weight', [numChannels], 'plain', 'ones') : null;
+    this.bias = affine ? this.param('bias', [numChannels], 'plain', 'zeros') : null;
   }
 
   /** `x[N,H,W,C]` (or `[N,L,C]`) → same shape. Caller owns the result. */
@@ -114,7 +124,9 @@ export class GroupNorm extends Module {
 
 /** `torch.nn.LayerNorm` over the last axis. */
 export class LayerNorm extends Module {
+  /** Scale γ `[dim]` (null without affine); key `weight`. */
   readonly weight: Parameter | null;
+  /** Shift β `[dim]` (null without affine); key `bias`. */
   readonly bias: Parameter | null;
   constructor(
     readonly dim: number,
@@ -122,8 +134,8 @@ export class LayerNorm extends Module {
     affine = true,
   ) {
     super();
-    this.weight = affine ? this.param('weight', [dim]) : null;
-    this.bias = affine ? this.param('bias', [dim]) : null;
+    this.weight = affine ? this.param('weight', [dim], 'plain', 'ones') : null;
+    this.bias = affine ? this.param('bias', [dim], 'plain', 'zeros') : null;
   }
 
   /** `x[..., dim]` → same shape. Caller owns the result. */
@@ -140,6 +152,7 @@ export class LayerNorm extends Module {
 
 /** `torch.nn.Embedding`: a lookup table `[num, dim]`. */
 export class Embedding extends Module {
+  /** The table `[num, dim]`; key `weight`. */
   readonly weight: Parameter;
   constructor(
     readonly numEmbeddings: number,
@@ -175,6 +188,7 @@ export function quickGelu<T extends tf.Tensor>(x: T): T {
 
 /** diffusers' GEGLU: `Linear(in, 2·out)`, split into `(a, gate)`, `a·gelu(gate)`. Keys: `proj.weight`, `proj.bias`. */
 export class GEGLU extends Module {
+  /** `Linear(in, 2·out)` whose output halves are `(a, gate)`; keys `proj.*`. */
   readonly proj: Linear;
   constructor(
     readonly dimIn: number,

@@ -8,6 +8,12 @@ import * as tf from '@tensorflow/tfjs';
  */
 export type ParamLayout = 'plain' | 'linear' | 'conv';
 
+/**
+ * How {@link Module.initialize} fills a parameter by default: `'ones'` (norm scales), `'zeros'` (biases),
+ * `'normal'` (N(0, 1), PyTorch's Embedding), or `'auto'` (decided from the name and layout).
+ */
+export type ParamInit = 'auto' | 'ones' | 'zeros' | 'normal';
+
 /** A source of checkpoint tensors, read lazily one at a time (e.g. a safetensors file). */
 export interface StateDictSource {
   /** Every key the source holds. */
@@ -53,6 +59,8 @@ export class Parameter {
     readonly shape: readonly number[],
     readonly layout: ParamLayout,
     private trainable = true,
+    /** The default initialisation {@link Module.initialize} uses. */
+    readonly init: ParamInit = 'auto',
   ) {}
 
   /** True once the parameter holds a value. */
@@ -118,10 +126,10 @@ export class Module {
   private readonly ownParams = new Map<string, Parameter>();
   private readonly ownChildren = new Map<string, Module>();
 
-  /** Registers a parameter called `name` with tfjs-layout `shape`. */
-  protected param(name: string, shape: number[], layout: ParamLayout = 'plain'): Parameter {
+  /** Registers a parameter called `name` with tfjs-layout `shape` (and an optional default-initialisation hint). */
+  protected param(name: string, shape: number[], layout: ParamLayout = 'plain', init: ParamInit = 'auto'): Parameter {
     if (this.ownParams.has(name) || this.ownChildren.has(name)) throw new Error(`duplicate name '${name}'`);
-    const p = new Parameter(shape, layout);
+    const p = new Parameter(shape, layout, true, init);
     this.ownParams.set(name, p);
     return p;
   }
@@ -266,6 +274,9 @@ export function toTorchLayout(t: tf.Tensor, layout: ParamLayout): tf.Tensor {
 function defaultInit(name: string, p: Parameter, seed: number): tf.Tensor {
   const last = name.split('.').pop() ?? name;
   const shape = [...p.shape];
+  if (p.init === 'ones') return tf.ones(shape);
+  if (p.init === 'zeros') return tf.zeros(shape);
+  if (p.init === 'normal') return tf.randomNormal(shape, 0, 1, 'float32', seed);
   if (p.layout === 'plain') {
     if (last === 'bias') return tf.zeros(shape);
     if (/norm|ln_|layer_norm/.test(name) && last === 'weight') return tf.ones(shape);

@@ -23,12 +23,17 @@ export interface Conv2dOpOptions {
 }
 
 interface EngineInternals {
-  isTapeOn(): boolean;
+  isTapeOn?: () => boolean;
 }
 
-/** True while a gradient tape records (inside `tf.grad` / `tf.variableGrads` / `optimizer.minimize`). */
+/**
+ * True while a gradient tape records (inside `tf.grad` / `tf.variableGrads` / `optimizer.minimize`). Uses the
+ * engine's internal `isTapeOn()`; should a future tfjs drop it, assume a tape (always take the
+ * differentiable path, which is only marginally slower).
+ */
 function tapeOn(): boolean {
-  return (tf.engine() as unknown as EngineInternals).isTapeOn();
+  const engine = tf.engine() as unknown as EngineInternals;
+  return typeof engine.isTapeOn === 'function' ? engine.isTapeOn() : true;
 }
 
 function backendHasKernel(kernel: string): boolean {

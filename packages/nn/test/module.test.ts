@@ -112,6 +112,24 @@ describe('Module.loadStateDict', () => {
     net.dispose();
   });
 
+  test('initialize: norm scales 1 and biases 0 whatever the name, weights bounded by 1/√fan_in', async () => {
+    class Odd extends Module {
+      readonly gn = this.child('gn', new GroupNorm(1, 2));
+      readonly fc = this.child('fc', new Linear(16, 3));
+    }
+    const m = new Odd().initialize(3);
+    expect(Array.from(await m.gn.weight!.value.data())).toEqual([1, 1]);
+    expect(Array.from(await m.gn.bias!.value.data())).toEqual([0, 0]);
+    expect(Array.from(await m.fc.bias!.value.data())).toEqual([0, 0, 0]);
+    const w = await m.fc.weight.value.data();
+    expect(w.every((v) => Math.abs(v) <= 0.25)).toBe(true);
+    expect(w.some((v) => v !== 0)).toBe(true);
+    expect(m.trainableVariables()).toHaveLength(4);
+    m.setTrainable(false);
+    expect(m.trainableVariables()).toHaveLength(0);
+    m.dispose();
+  });
+
   test('loading does not leak tensors and replaces values in place', async () => {
     const net = new Net();
     await net.loadStateDict(new MapSource(torchDict()));
