@@ -1,1 +1,31 @@
-export {};
+/**
+ * @packageDocumentation
+ * `@ddsjs/weights-tools` (bin `dds-weights`): inspect, convert and make Stable Diffusion weight folders —
+ * `inspect`, `convert-single-file` (LDM checkpoint → diffusers folder), `to-fp16` (fp16 variant beside float32
+ * weights, as torch's `.half()`), `make-random` (real SD 1.5 / 2.1 architectures with seeded random weights).
+ * Every tool streams one tensor at a time with plain typed arrays (no tfjs tensors).
+ */
+export { inspect, inspectModel } from './inspect';
+export type { InspectOptions } from './inspect';
+export { convertSingleFile } from './convert';
+export type { ConvertSingleFileOptions, ConvertSingleFileResult } from './convert';
+export { toFp16, fp16VariantName } from './fp16';
+export type { ToFp16Options, ToFp16File } from './fp16';
+export { makeRandom, scaleConfigs, scaleChannels, randomParameter } from './random';
+export type { MakeRandomOptions, MakeRandomResult } from './random';
+export { SafetensorsStreamWriter, byteLength } from './writer';
+export type { TensorSpec } from './writer';
+export { f32ArrayToF16, Rng, hashString } from './numeric';
+export type { F16Conversion } from './numeric';
+export {
+  COMPONENTS,
+  componentParams,
+  prepareOutdir,
+  writeConfigs,
+  writeTokenizer,
+  weightsFileName,
+  formatBytes,
+  formatCount,
+} from './folder';
+export type { ComponentName, ParamSpec, RawComponentConfigs } from './folder';
+export { main } from './main';

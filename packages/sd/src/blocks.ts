@@ -1,7 +1,21 @@
 // Building blocks shared by the UNet and the VAE, named as diffusers names them so that module paths
 // equal checkpoint keys. Every tensor is NHWC float32.
 import * as tf from '@tensorflow/tfjs';
-import { attention, Conv2d, GEGLU, GroupNorm, LayerNorm, Linear, Module, silu, upsampleNearest } from '@ddsjs/nn';
+import {
+  attention,
+  Conv2d,
+  DEFAULT_ATTENTION_BYTE_BUDGET,
+  GEGLU,
+  GroupNorm,
+  LayerNorm,
+  Linear,
+  LoadStateDictOptions,
+  Module,
+  Parameter,
+  silu,
+  StateDictSource,
+  upsampleNearest,
+} from '@ddsjs/nn';
 
 /**
  * diffusers' `get_timestep_embedding`: sinusoidal embedding of `timesteps[B]` → `[B, dim]`, with
@@ -31,6 +45,16 @@ export function timestepEmbedding(
     if (dim % 2 === 1) emb = tf.pad(emb, [[0, 0], [0, 1]]);
     return emb as tf.Tensor2D;
   });
+}
+
+/**
+ * Applies `f` to `x` and disposes `x` (unless `disposeInput` is false), to keep peak memory low inside a
+ * `tf.tidy`. Gradient-safe: the tape holds its own references to saved tensors. Caller owns the result.
+ */
+export function chain<T extends tf.Tensor, U extends tf.Tensor>(x: T, f: (x: T) => U, disposeInput = true): U {
+  const y = f(x);
+  if (disposeInput && (y as tf.Tensor) !== x) x.dispose();
+  return y;
 }
 
 /** diffusers' `TimestepEmbedding`: `linear_2(silu(linear_1(x)))`. Keys `linear_1`, `linear_2`. */
@@ -83,18 +107,25 @@ export class ResnetBlock2D extends Module {
    * `time_emb_proj`) → `[B,H,W,out]`. Caller owns the result.
    */
   forward(x: tf.Tensor4D, temb: tf.Tensor2D | null = null): tf.Tensor4D {
+    if (this.timeEmbProj && !temb) throw new Error('ResnetBlock2D: this block needs a time embedding');
     return tf.tidy(() => {
-      let h = this.conv1.forward(silu(this.norm1.forward(x)));
-      if (this.timeEmbProj) {
-        if (!temb) throw new Error('ResnetBlock2D: this block needs a time embedding');
-        const t = this.timeEmbProj.forward(silu(temb));
-        h = tf.add(h, t.reshape([t.shape[0], 1, 1, this.outChannels]));
+      // Intermediates are disposed as soon as they are used (tidy would keep them all to the end: at 512×512
+      // in the VAE decoder that is ~1.5 GB); gradients stay correct because the tape keeps its own references.
+      let h = chain(x, (t) => this.norm1.forward(t), false);
+      h = chain(h, silu);
+      h = chain(h, (t) => this.conv1.forward(t));
+      if (this.timeEmbProj && temb) {
+        const te = this.timeEmbProj.forward(silu(temb));
+        h = chain(h, (t) => tf.add(t, te.reshape([te.shape[0], 1, 1, this.outChannels])) as tf.Tensor4D);
       }
-      h = this.conv2.forward(silu(this.norm2.forward(h)));
+      h = chain(h, (t) => this.norm2.forward(t));
+      h = chain(h, silu);
+      h = chain(h, (t) => this.conv2.forward(t));
       const skip = this.convShortcut ? this.convShortcut.forward(x) : x;
-      let out = tf.add(skip, h);
-      if (this.outputScaleFactor !== 1) out = tf.div(out, this.outputScaleFactor);
-      return out as tf.Tensor4D;
+      let out = chain(h, (t) => tf.add(skip, t) as tf.Tensor4D);
+      if (skip !== x) skip.dispose();
+      if (this.outputScaleFactor !== 1) out = chain(out, (t) => tf.div(t, this.outputScaleFactor) as tf.Tensor4D);
+      return out;
     });
   }
 }
@@ -179,10 +210,65 @@ export class Attention extends Module {
       const q = this.toQ.forward(x) as tf.Tensor3D;
       const k = this.toK.forward(ctx) as tf.Tensor3D;
       const v = this.toV.forward(ctx) as tf.Tensor3D;
-      const o = attention(q, k, v, { heads: this.heads, byteBudget: this.byteBudget });
-      return this.toOut.forward(o) as tf.Tensor3D;
+      const o = chunkedAttention(q, k, v, this.heads, this.byteBudget ?? DEFAULT_ATTENTION_BYTE_BUDGET);
+      return chain(o, (t) => this.toOut.forward(t) as tf.Tensor3D);
     });
   }
+}
+
+/**
+ * Multi-head attention `softmax(q·kᵀ/√d)·v` (no mask) on `q[B,Nq,C]`, `k[B,Nk,C]`, `v[B,Nk,Cv]`, the
+ * same arithmetic as `attention` of @ddsjs/nn (one 2-D matMul per head, k transposed once, queries in
+ * chunks of at most `byteBudget` bytes of scores), but each chunk's scores and softmax are freed as soon
+ * as the chunk is done (its own `tf.tidy`), so peak memory stays ≈ 2 × `byteBudget` instead of growing
+ * with B × heads (2.4 GB for SD 1.5 self-attention at 64×64, batch 2). Differentiable. Caller owns the result.
+ */
+export function chunkedAttention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, heads: number, byteBudget: number): tf.Tensor3D {
+  const [b, nq, c] = q.shape;
+  const nk = k.shape[1];
+  const cv = v.shape[2];
+  if (k.shape[0] !== b || v.shape[0] !== b || k.shape[2] !== c || v.shape[1] !== nk) {
+    throw new Error(`attention: mismatched shapes q [${q.shape}], k [${k.shape}], v [${v.shape}]`);
+  }
+  if (!Number.isInteger(heads) || heads < 1 || c % heads !== 0 || cv % heads !== 0) {
+    throw new Error(`attention: ${c} (q/k) and ${cv} (v) channels must be divisible by heads=${heads}`);
+  }
+  if (!(byteBudget > 0)) throw new Error(`attention: byteBudget must be positive, got ${byteBudget}`);
+  const chunk = Math.max(1, Math.min(nq, Math.floor(byteBudget / (nk * 4))));
+  if (chunk === nq && b * heads * nq * nk * 4 <= byteBudget) return attention(q, k, v, { heads, byteBudget });
+  return tf.tidy(() => {
+    const d = c / heads;
+    const dv = cv / heads;
+    const bh = b * heads;
+    const scale = 1 / Math.sqrt(d);
+    const qh = heads === 1 ? tf.mul(q, scale) : tf.mul(q, scale).reshape([b, nq, heads, d]).transpose([0, 2, 1, 3]).reshape([bh, nq, d]);
+    const kt = k.reshape([b, nk, heads, d]).transpose([0, 2, 3, 1]).reshape([bh, d, nk]);
+    const vh = heads === 1 ? v : v.reshape([b, nk, heads, dv]).transpose([0, 2, 1, 3]).reshape([bh, nk, dv]);
+    const outs: tf.Tensor[] = [];
+    for (let i = 0; i < bh; i++) {
+      outs.push(
+        tf.tidy(() => {
+          const q2 = qh.slice([i, 0, 0], [1, nq, d]).reshape([nq, d]) as tf.Tensor2D;
+          const k2 = kt.slice([i, 0, 0], [1, d, nk]).reshape([d, nk]) as tf.Tensor2D;
+          const v2 = vh.slice([i, 0, 0], [1, nk, dv]).reshape([nk, dv]) as tf.Tensor2D;
+          const parts: tf.Tensor[] = [];
+          for (let s = 0; s < nq; s += chunk) {
+            const len = Math.min(chunk, nq - s);
+            parts.push(
+              tf.tidy(() => {
+                const qc = len === nq ? q2 : q2.slice([s, 0], [len, d]);
+                return tf.matMul(tf.softmax(tf.matMul(qc, k2)) as tf.Tensor2D, v2);
+              }),
+            );
+          }
+          return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
+        }),
+      );
+    }
+    const o = outs.length === 1 ? outs[0].reshape([1, nq, dv]) : tf.stack(outs); // [B·H, Nq, dv]
+    if (heads === 1) return o.reshape([b, nq, cv]) as tf.Tensor3D;
+    return o.reshape([b, heads, nq, dv]).transpose([0, 2, 1, 3]).reshape([b, nq, cv]) as tf.Tensor3D;
+  });
 }
 
 /** diffusers' `FeedForward` with GEGLU: `net.0` = GEGLU(dim, 4·dim), `net.2` = Linear(4·dim, dim). */
@@ -236,9 +322,15 @@ export class BasicTransformerBlock extends Module {
   /** `x[B,N,dim]`, `context[B,M,crossDim]` → `[B,N,dim]`. Caller owns the result. */
   forward(x: tf.Tensor3D, context: tf.Tensor3D): tf.Tensor3D {
     return tf.tidy(() => {
-      let h = tf.add(this.attn1.forward(this.norm1.forward(x)), x) as tf.Tensor3D;
-      h = tf.add(this.attn2.forward(this.norm2.forward(h), context), h) as tf.Tensor3D;
-      return tf.add(this.ff.forward(this.norm3.forward(h)), h) as tf.Tensor3D;
+      // h + f(h), disposing f(h) and (when this block owns it) h right after use.
+      const residual = (h: tf.Tensor3D, f: (t: tf.Tensor3D) => tf.Tensor3D, own: boolean): tf.Tensor3D => {
+        const y = chain(f(h), (t) => tf.add(t, h) as tf.Tensor3D);
+        if (own) h.dispose();
+        return y;
+      };
+      let h = residual(x, (t) => chain(this.norm1.forward(t), (n) => this.attn1.forward(n)), false);
+      h = residual(h, (t) => chain(this.norm2.forward(t), (n) => this.attn2.forward(n, context)), true);
+      return residual(h, (t) => chain(this.norm3.forward(t), (n) => this.ff.forward(n) as tf.Tensor3D), true);
     });
   }
 }
@@ -275,10 +367,11 @@ export class Transformer2DModel extends Module {
     return tf.tidy(() => {
       const [b, h, w, c] = x.shape;
       // A 1×1 conv and a Linear are the same matMul over the channel axis in NHWC.
-      let t = applyPointwise(this.projIn, this.norm.forward(x)).reshape([b, h * w, c]) as tf.Tensor3D;
-      for (const blk of this.blocks) t = blk.forward(t, context);
-      const out = applyPointwise(this.projOut, t.reshape([b, h, w, c]) as tf.Tensor4D);
-      return tf.add(out, x) as tf.Tensor4D;
+      const n = this.norm.forward(x);
+      let t = chain(n, (y) => applyPointwise(this.projIn, y)).reshape([b, h * w, c]) as tf.Tensor3D;
+      for (const blk of this.blocks) t = chain(t, (y) => blk.forward(y, context));
+      const out = chain(t, (y) => applyPointwise(this.projOut, y.reshape([b, h, w, c]) as tf.Tensor4D));
+      return chain(out, (y) => tf.add(y, x) as tf.Tensor4D);
     });
   }
 }
@@ -316,7 +409,8 @@ export class SpatialSelfAttention extends Module {
     return tf.tidy(() => {
       const [b, h, w, c] = x.shape;
       const t = this.groupNorm.forward(x).reshape([b, h * w, c]) as tf.Tensor3D;
-      return tf.add(this.attn.forward(t).reshape([b, h, w, c]), x) as tf.Tensor4D;
+      const a = chain(t, (y) => this.attn.forward(y));
+      return chain(a, (y) => tf.add(y.reshape([b, h, w, c]), x) as tf.Tensor4D);
     });
   }
 }
@@ -341,4 +435,99 @@ export function setAttentionByteBudget(root: Module, bytes: number | undefined):
   };
   visit(root);
   return n;
+}
+
+/**
+ * Keeps a module's weights in JavaScript memory (float32, tfjs layout) instead of backend memory, and
+ * materialises them one sub-module at a time around its forward ({@link WeightOffload.use}). This is what
+ * lets SD 1.5's 3.4 GB fp32 UNet run on the wasm backend, whose heap is capped at 4 GB: with all weights
+ * resident the first forward aborts. The cost is one copy of the weights into the backend per forward
+ * (about a second for SD 1.5), small next to the forward itself. Offloaded weights are for inference
+ * (frozen models such as the DDS teacher): gradients w.r.t. inputs still flow, optimisers cannot update them.
+ */
+export class WeightOffload {
+  private readonly store = new Map<Parameter, Float32Array>();
+  private constructor(private readonly root: Module) {}
+
+  /**
+   * Loads `root`'s weights from `source` straight into JavaScript memory, with the strict key/shape
+   * checks and layout conversion of `Module.loadStateDict`; at most one tensor is in backend memory at once.
+   */
+  static async load(root: Module, source: StateDictSource, options: LoadStateDictOptions = {}): Promise<WeightOffload> {
+    const off = new WeightOffload(root);
+    const byName = new Map(root.namedParameters());
+    let pending: Parameter | null = null;
+    const flush = async (): Promise<void> => {
+      if (pending) await off.take(pending);
+      pending = null;
+    };
+    await root.loadStateDict(
+      { keys: () => source.keys(), shape: (k) => source.shape(k), read: async (k) => (await flush(), source.read(k)) },
+      {
+        ...options,
+        onTensor: (key, i, total) => {
+          pending = byName.get(key) ?? null;
+          options.onTensor?.(key, i, total);
+        },
+      },
+    );
+    await flush();
+    return off;
+  }
+
+  /** Moves the current (loaded or initialised) weights of `root` into JavaScript memory. */
+  static async fromModule(root: Module): Promise<WeightOffload> {
+    const off = new WeightOffload(root);
+    for (const [, p] of root.namedParameters()) if (p.isSet) await off.take(p);
+    return off;
+  }
+
+  private async take(p: Parameter): Promise<void> {
+    this.store.set(p, (await p.value.data()) as Float32Array);
+    p.dispose();
+  }
+
+  /** Bytes held in JavaScript memory. */
+  get bytes(): number {
+    let n = 0;
+    for (const d of this.store.values()) n += d.byteLength;
+    return n;
+  }
+
+  /**
+   * Runs `f` with the weights of `m` (a sub-module of the offloaded root) in backend memory, freeing them
+   * afterwards. Synchronous, so it can run inside `tf.tidy`.
+   */
+  use<T>(m: Module, f: () => T): T {
+    const loaded: Parameter[] = [];
+    try {
+      for (const [, p] of m.namedParameters()) {
+        const d = this.store.get(p);
+        if (!d || p.isSet) continue;
+        const t = tf.tensor(d, [...p.shape], 'float32');
+        p.set(t);
+        t.dispose();
+        loaded.push(p);
+      }
+      return f();
+    } finally {
+      for (const p of loaded) p.dispose();
+    }
+  }
+
+  /** Puts every weight back into backend memory (the module then works without this object). */
+  restore(): void {
+    for (const [p, d] of this.store) {
+      if (p.isSet) continue;
+      const t = tf.tensor(d, [...p.shape], 'float32');
+      p.set(t);
+      t.dispose();
+    }
+    this.store.clear();
+  }
+
+  /** The module whose weights this holds. */
+  get module(): Module {
+    return this.root;
+  }
 }

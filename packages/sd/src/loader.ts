@@ -284,7 +284,7 @@ function buildModules(configs: StableDiffusionConfigs, what: string) {
   const unet = new UNet2DConditionModel(configs.unet);
   const vae = new AutoencoderKL(configs.vae);
   const total = weightBytes(textEncoder) + weightBytes(unet) + weightBytes(vae);
-  // Keep 256 MiB free for activations (a 64×64-latent UNet step at batch 4 on wasm peaks well below that).
+  // Keep at least 256 MiB free for activations (an attention score chunk alone is 64 MiB by default).
   assertFits(total, `${what} (UNet ${(weightBytes(unet) / 1e9).toFixed(2)} GB + VAE + text encoder)`, undefined, 256 * 1024 ** 2);
   return { textEncoder, unet, vae };
 }

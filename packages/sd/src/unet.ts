@@ -1,7 +1,7 @@
 // diffusers' UNet2DConditionModel (SD 1.x / 2.x), NHWC.
 import * as tf from '@tensorflow/tfjs';
-import { Conv2d, GroupNorm, Module, silu } from '@ddsjs/nn';
-import { Downsample2D, ResnetBlock2D, setAttentionByteBudget, TimestepEmbedding, timestepEmbedding, Transformer2DModel, Upsample2D } from './blocks';
+import { Conv2d, GroupNorm, LoadStateDictOptions, Module, silu, StateDictSource } from '@ddsjs/nn';
+import { chain, Downsample2D, ResnetBlock2D, setAttentionByteBudget, WeightOffload, TimestepEmbedding, timestepEmbedding, Transformer2DModel, Upsample2D } from './blocks';
 import { UNet2DConditionConfig } from './config';
 
 /** Timesteps accepted by {@link UNet2DConditionModel.forward}: one for the whole batch, or one per sample. */
@@ -125,10 +125,12 @@ export class UNetUpBlock extends Module implements UpBlock {
       const rest = [...skips];
       for (let i = 0; i < this.resnets.length; i++) {
         const skip = rest.pop()!;
-        h = this.resnets[i].forward(tf.concat([h, skip], 3) as tf.Tensor4D, temb);
-        if (this.attentions) h = this.attentions[i].forward(h, context);
+        const cat = tf.concat([h, skip], 3) as tf.Tensor4D;
+        if (i > 0) h.dispose();
+        h = chain(cat, (t) => this.resnets[i].forward(t, temb));
+        if (this.attentions) h = chain(h, (t) => this.attentions![i].forward(t, context));
       }
-      if (this.upsampler) h = this.upsampler.forward(h, size);
+      if (this.upsampler) h = chain(h, (t) => this.upsampler!.forward(t, size));
       return h;
     });
   }
@@ -155,8 +157,8 @@ export class UNetMidBlock2DCrossAttn extends Module {
     return tf.tidy(() => {
       let h = this.resnets[0].forward(x, temb);
       for (let i = 0; i < this.attentions.length; i++) {
-        h = this.attentions[i].forward(h, context);
-        h = this.resnets[i + 1].forward(h, temb);
+        h = chain(h, (t) => this.attentions[i].forward(t, context));
+        h = chain(h, (t) => this.resnets[i + 1].forward(t, temb));
       }
       return h;
     });
@@ -265,6 +267,44 @@ export class UNet2DConditionModel extends Module {
     this.convOut = this.child('conv_out', new Conv2d(boc[0], c.outChannels, c.convOutKernel, { padding: (c.convOutKernel - 1) / 2 }));
   }
 
+  private offload: WeightOffload | null = null;
+
+  /**
+   * Loads the weights like `loadStateDict` (same strict checks) but keeps them in JavaScript memory and
+   * streams them into the backend one block at a time during each forward (see {@link WeightOffload}).
+   * Needed for SD 1.5/2.x (3.4 GB fp32) on the wasm backend, whose heap is capped at 4 GB.
+   */
+  async loadStateDictOffloaded(source: StateDictSource, options: LoadStateDictOptions = {}): Promise<void> {
+    this.offload?.restore();
+    this.offload = null;
+    this.offload = await WeightOffload.load(this, source, options);
+  }
+
+  /** Moves already-loaded weights into JavaScript memory (as {@link loadStateDictOffloaded}); `false` moves them back. */
+  async setOffloaded(offloaded: boolean): Promise<void> {
+    if (offloaded && !this.offload) this.offload = await WeightOffload.fromModule(this);
+    if (!offloaded && this.offload) {
+      this.offload.restore();
+      this.offload = null;
+    }
+  }
+
+  /** Whether the weights live in JavaScript memory between forwards. */
+  get isOffloaded(): boolean {
+    return this.offload !== null;
+  }
+
+  /** Frees the weights (backend and offloaded). The model cannot be used afterwards. */
+  override dispose(): void {
+    this.offload = null;
+    super.dispose();
+  }
+
+  /** Runs `f` with `m`'s weights resident (a no-op wrapper unless offloaded). */
+  private use<T>(m: Module, f: () => T): T {
+    return this.offload ? this.offload.use(m, f) : f();
+  }
+
   /**
    * Sets the largest attention score chunk (bytes) of every attention layer (default: @ddsjs/nn's
    * `DEFAULT_ATTENTION_BYTE_BUDGET`); smaller values lower peak memory at 64×64 latents.
@@ -317,7 +357,7 @@ export class UNet2DConditionModel extends Module {
     }
     const ts = timestepTensor(timestep, b);
     const tProj = timestepEmbedding(ts, c.blockOutChannels[0], c.flipSinToCos, c.freqShift);
-    const emb = this.timeEmbedding.forward(tProj);
+    const emb = this.use(this.timeEmbedding, () => this.timeEmbedding.forward(tProj));
     if (debug) {
       debug.time_proj = tProj;
       debug.time_embedding = emb;
@@ -329,16 +369,16 @@ export class UNet2DConditionModel extends Module {
     const forwardUpsampleSize = sample.shape[1] % factor !== 0 || sample.shape[2] % factor !== 0;
 
     let x = c.centerInputSample ? (tf.sub(tf.mul(sample, 2), 1) as tf.Tensor4D) : sample;
-    x = this.convIn.forward(x);
+    x = this.use(this.convIn, () => this.convIn.forward(x));
     if (debug) debug.conv_in = x;
     const skips: tf.Tensor4D[] = [x];
     this.downBlocks.forEach((blk, i) => {
-      const r = blk.forward(x, emb, context);
+      const r = this.use(blk, () => blk.forward(x, emb, context));
       x = r.hidden;
       skips.push(...r.skips);
       if (debug) debug[`down_block_${i}`] = x;
     });
-    x = this.midBlock.forward(x, emb, context);
+    x = this.use(this.midBlock, () => this.midBlock.forward(x, emb, context));
     if (debug) debug.mid_block = x;
     this.upBlocks.forEach((blk, i) => {
       const res = skips.splice(skips.length - blk.numResnets, blk.numResnets);
@@ -347,11 +387,11 @@ export class UNet2DConditionModel extends Module {
         const next = skips[skips.length - 1];
         size = [next.shape[1], next.shape[2]];
       }
-      x = blk.forward(x, res, emb, context, size);
+      x = this.use(blk, () => blk.forward(x, res, emb, context, size));
       if (debug) debug[`up_block_${i}`] = x;
     });
-    x = this.convOut.forward(silu(this.convNormOut.forward(x)));
-    return x;
+    const n = this.use(this.convNormOut, () => this.convNormOut.forward(x));
+    return this.use(this.convOut, () => this.convOut.forward(silu(n)));
   }
 }
 

@@ -1,7 +1,7 @@
 // diffusers' AutoencoderKL (SD 1.x/2.x VAE), NHWC.
 import * as tf from '@tensorflow/tfjs';
 import { Conv2d, GroupNorm, Module, silu, StateDictSource } from '@ddsjs/nn';
-import { Downsample2D, ResnetBlock2D, setAttentionByteBudget, SpatialSelfAttention, Upsample2D } from './blocks';
+import { chain, Downsample2D, ResnetBlock2D, setAttentionByteBudget, SpatialSelfAttention, Upsample2D } from './blocks';
 import { AutoencoderKLConfig } from './config';
 
 /** GroupNorm epsilon used everywhere in diffusers' VAE. */
@@ -23,9 +23,9 @@ export class DownEncoderBlock2D extends Module {
   /** `x[B,H,W,in]` → `[B,H',W',out]`. Caller owns the result. */
   forward(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
-      let h = x;
-      for (const r of this.resnets) h = r.forward(h);
-      return this.downsampler ? this.downsampler.forward(h) : h;
+      let h = this.resnets[0].forward(x);
+      for (const r of this.resnets.slice(1)) h = chain(h, (t) => r.forward(t));
+      return this.downsampler ? chain(h, (t) => this.downsampler!.forward(t)) : h;
     });
   }
 }
@@ -46,9 +46,9 @@ export class UpDecoderBlock2D extends Module {
   /** `x[B,H,W,in]` → `[B,H',W',out]`. Caller owns the result. */
   forward(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
-      let h = x;
-      for (const r of this.resnets) h = r.forward(h);
-      return this.upsampler ? this.upsampler.forward(h) : h;
+      let h = this.resnets[0].forward(x);
+      for (const r of this.resnets.slice(1)) h = chain(h, (t) => r.forward(t));
+      return this.upsampler ? chain(h, (t) => this.upsampler!.forward(t)) : h;
     });
   }
 }
@@ -70,8 +70,8 @@ export class VaeMidBlock extends Module {
   forward(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
       let h = this.resnets[0].forward(x);
-      if (this.attention) h = this.attention.forward(h);
-      return this.resnets[1].forward(h);
+      if (this.attention) h = chain(h, (t) => this.attention!.forward(t));
+      return chain(h, (t) => this.resnets[1].forward(t));
     });
   }
 }
@@ -101,9 +101,11 @@ export class Encoder extends Module {
   forward(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
       let h = this.convIn.forward(x);
-      for (const blk of this.downBlocks) h = blk.forward(h);
-      h = this.midBlock.forward(h);
-      return this.convOut.forward(silu(this.convNormOut.forward(h)));
+      for (const blk of this.downBlocks) h = chain(h, (t) => blk.forward(t));
+      h = chain(h, (t) => this.midBlock.forward(t));
+      h = chain(h, (t) => this.convNormOut.forward(t));
+      h = chain(h, silu);
+      return chain(h, (t) => this.convOut.forward(t));
     });
   }
 }
@@ -134,9 +136,11 @@ export class Decoder extends Module {
   forward(z: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
       let h = this.convIn.forward(z);
-      h = this.midBlock.forward(h);
-      for (const blk of this.upBlocks) h = blk.forward(h);
-      return this.convOut.forward(silu(this.convNormOut.forward(h)));
+      h = chain(h, (t) => this.midBlock.forward(t));
+      for (const blk of this.upBlocks) h = chain(h, (t) => blk.forward(t));
+      h = chain(h, (t) => this.convNormOut.forward(t));
+      h = chain(h, silu);
+      return chain(h, (t) => this.convOut.forward(t));
     });
   }
 }

@@ -1,11 +1,11 @@
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, StateDictError, StateDictSource } from '@ddsjs/nn';
+import { attention, initBackend, StateDictError, StateDictSource } from '@ddsjs/nn';
 import { f16ToF32, f32ToF16, SafetensorsFile } from '@ddsjs/safetensors';
 import { expectGolden, Golden, goldenTensor, readGoldens, relErr, TINY_SD15 } from '../../../test-utils';
 import { loadUNetConfig, parseUNetConfig } from '../src/config';
 import { UNet2DConditionModel } from '../src/unet';
-import { timestepEmbedding } from '../src/blocks';
+import { chunkedAttention, timestepEmbedding } from '../src/blocks';
 
 const UNET_DIR = path.join(TINY_SD15, 'unet');
 
@@ -162,6 +162,22 @@ describe('UNet2DConditionModel (tiny-sd15)', () => {
     }
   });
 
+  test('chunked attention equals @ddsjs/nn attention, values and gradients', async () => {
+    const q = tf.randomNormal([2, 50, 32], 0, 1, 'float32', 1) as tf.Tensor3D;
+    const k = tf.randomNormal([2, 77, 32], 0, 1, 'float32', 2) as tf.Tensor3D;
+    const v = tf.randomNormal([2, 77, 32], 0, 1, 'float32', 3) as tf.Tensor3D;
+    const w = tf.randomNormal([2, 50, 32], 0, 1, 'float32', 4);
+    const ref = attention(q, k, v, { heads: 4 });
+    const got = chunkedAttention(q, k, v, 4, 7 * 77 * 4); // 7-row chunks, the last one short
+    expect(relErr(await got.data(), await ref.data())).toBeLessThan(1e-6);
+    const loss = (fn: (a: tf.Tensor3D, b: tf.Tensor3D, c: tf.Tensor3D) => tf.Tensor) => (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+      tf.sum(tf.mul(fn(a as tf.Tensor3D, b as tf.Tensor3D, c as tf.Tensor3D), w));
+    const gRef = tf.grads(loss((a, b, c) => attention(a, b, c, { heads: 4 })))([q, k, v]);
+    const gGot = tf.grads(loss((a, b, c) => chunkedAttention(a, b, c, 4, 7 * 77 * 4)))([q, k, v]);
+    for (let i = 0; i < 3; i++) expect(relErr(await gGot[i].data(), await gRef[i].data())).toBeLessThan(1e-5);
+    tf.dispose([q, k, v, w, ref, got, ...gRef, ...gGot]);
+  });
+
   test('repeated forward does not leak tensors', async () => {
     const warm = unet.forward(sample, timesteps, context);
     warm.dispose();
@@ -204,6 +220,32 @@ describe('UNet2DConditionModel (tiny-sd15)', () => {
       m.dispose();
     } finally {
       await f.close();
+    }
+  });
+
+  test('offloaded weights (JS memory, streamed per block) give the same output and leak nothing', async () => {
+    const off = new UNet2DConditionModel(await loadUNetConfig(UNET_DIR));
+    const f = await SafetensorsFile.open(path.join(UNET_DIR, 'diffusion_pytorch_model.safetensors'));
+    try {
+      const before = tf.memory().numTensors;
+      await off.loadStateDictOffloaded(fileSource(f));
+      expect(off.isOffloaded).toBe(true);
+      expect(tf.memory().numTensors).toBe(before); // nothing resident between forwards
+      const ref = unet.forward(sample, timesteps, context);
+      for (let i = 0; i < 2; i++) {
+        const out = off.forward(sample, timesteps, context);
+        expect(relErr(await out.data(), await ref.data())).toBe(0);
+        out.dispose();
+      }
+      expect(tf.memory().numTensors).toBe(before + 1); // only `ref`
+      await off.setOffloaded(false);
+      expect(tf.memory().numTensors).toBeGreaterThan(before + 600); // weights resident again
+      const back = off.forward(sample, timesteps, context);
+      expect(relErr(await back.data(), await ref.data())).toBe(0);
+      tf.dispose([ref, back]);
+    } finally {
+      await f.close();
+      off.dispose();
     }
   });
 

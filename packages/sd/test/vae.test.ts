@@ -162,6 +162,20 @@ describe('AutoencoderKL (tiny-sd15)', () => {
     }
   });
 
+  test('decode is differentiable (eager disposal keeps gradients right): directional derivative check', async () => {
+    const r = tf.randomNormal([1, 64, 64, 3], 0, 1, 'float32', 7);
+    const d = tf.randomNormal([1, 8, 8, 4], 0, 1, 'float32', 8);
+    const f = (z: tf.Tensor) => tf.sum(tf.mul(vae.decode(z as tf.Tensor4D), r)) as tf.Scalar;
+    const g = tf.grad(f)(latents);
+    const eps = 1e-2;
+    const fp = f(tf.add(latents, tf.mul(d, eps)));
+    const fm = f(tf.sub(latents, tf.mul(d, eps)));
+    const numeric = ((await fp.data())[0] - (await fm.data())[0]) / (2 * eps);
+    const analytic = (await tf.sum(tf.mul(g, d)).data())[0];
+    expect(Math.abs(numeric - analytic)).toBeLessThan(1e-2 * Math.abs(analytic) + 1e-3);
+    tf.dispose([r, d, g, fp, fm]);
+  });
+
   test('repeated encode/decode do not leak tensors', async () => {
     const w = vae.decode(latents);
     w.dispose();

@@ -1,5 +1,12 @@
+/**
+ * @packageDocumentation
+ * `@ddsjs/toy-shapes`: the embedded default model of `dds` (a small Stable-Diffusion-structured model trained on a
+ * synthetic world) and that world's deterministic picture generator with its measurement helpers.
+ */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+
+export * from './world';
 
 /** Folder of the embedded toy model (diffusers layout) inside this package. */
 export const MODEL_DIR = path.resolve(__dirname, '..', 'model');
