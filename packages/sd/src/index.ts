@@ -15,3 +15,4 @@ export * from './vae';
 export * from './schedule';
 export * from './sources';
 export * from './single-file';
+export * from './image';

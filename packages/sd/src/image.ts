@@ -1,0 +1,224 @@
+// Image IO for Stable Diffusion: decode files to NHWC float tensors, prepare pictures for editing, write PNGs.
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import sharp from 'sharp';
+
+/** Resampling kernels {@link loadImageForEdit} can use (sharp's names). */
+export type ResizeKernel = 'nearest' | 'linear' | 'cubic' | 'mitchell' | 'lanczos2' | 'lanczos3';
+
+/** Options of {@link loadImageForEdit}: a square `size`, or an explicit `width` × `height`. */
+export type LoadImageForEditOptions = ({ size?: number; width?: undefined; height?: undefined } | { width: number; height: number; size?: undefined }) & {
+  /**
+   * Resampling kernel. Default `'cubic'` (Catmull-Rom, a = −0.5: the filter of PIL's `Image.resize` default
+   * `BICUBIC`, which the DDS notebook's `load_512` uses), antialiased when shrinking as PIL does.
+   */
+  kernel?: ResizeKernel;
+  /** The centre crop must be at least this many pixels on its short side, else an error. Default 64. */
+  minSize?: number;
+};
+
+/** Options of {@link writeImage}. */
+export interface WriteImageOptions {
+  /** Replace an existing file. Default false: writing over an existing file is an error. */
+  overwrite?: boolean;
+}
+
+/** Options of {@link imageStrip}. */
+export interface ImageStripOptions {
+  /** Pixels of background between pictures. Default 0. */
+  gap?: number;
+  /** Background value of the gaps, in [0, 1]. Default 1 (white). */
+  background?: number;
+}
+
+const DEFAULT_EDIT_SIZE = 512;
+const DEFAULT_MIN_SIZE = 64;
+const KERNELS: readonly ResizeKernel[] = ['nearest', 'linear', 'cubic', 'mitchell', 'lanczos2', 'lanczos3'];
+
+interface RawRgb {
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
+/** Decodes a file to 8-bit RGB: EXIF orientation applied, alpha flattened on white, greyscale expanded to RGB. */
+async function decodeFile(fn: string, file: string): Promise<RawRgb> {
+  try {
+    const st = await fs.stat(file);
+    if (!st.isFile()) throw new Error(`${fn}: '${file}' is not a file`);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new Error(`${fn}: no such file '${file}'`);
+    if (code) throw new Error(`${fn}: cannot read '${file}' (${(e as Error).message})`);
+    throw e;
+  }
+  try {
+    const { data, info } = await sharp(file)
+      .rotate()
+      .flatten({ background: '#ffffff' })
+      .toColourspace('srgb')
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`decoded ${info.channels} channels, expected 3`);
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
+  } catch (e) {
+    throw new Error(`${fn}: cannot decode '${file}' as an image (JPEG, PNG, WebP, GIF, TIFF, AVIF): ${(e as Error).message}`);
+  }
+}
+
+/** Checks an image tensor is [1,H,W,3] or [H,W,3]; returns [H, W]. */
+function imageDims(fn: string, name: string, t: tf.Tensor): [number, number] {
+  if (!(t instanceof tf.Tensor)) throw new Error(`${fn}: ${name} must be a tensor [1, H, W, 3] or [H, W, 3]`);
+  const s = t.shape;
+  if (s.length === 4 && s[0] === 1 && s[3] === 3) return [s[1], s[2]];
+  if (s.length === 3 && s[2] === 3) return [s[0], s[1]];
+  throw new Error(`${fn}: ${name} must be [1, H, W, 3] or [H, W, 3], got [${s}]`);
+}
+
+/** A [0,1] image tensor as 8-bit RGB (values clamped, rounded). */
+async function tensorToRgb8(fn: string, name: string, t: tf.Tensor): Promise<RawRgb> {
+  const [height, width] = imageDims(fn, name, t);
+  const q = tf.tidy(() => tf.cast(tf.round(tf.mul(tf.clipByValue(tf.cast(t, 'float32'), 0, 1), 255)), 'int32'));
+  try {
+    return { data: Uint8Array.from(await q.data()), width, height };
+  } finally {
+    q.dispose();
+  }
+}
+
+/**
+ * Reads a picture file (JPEG, PNG, WebP, GIF, TIFF, AVIF — whatever sharp decodes) as a float32 tensor
+ * `[1, H, W, 3]` in [0, 1]: EXIF orientation applied, transparency flattened onto white, greyscale expanded to RGB,
+ * 16-bit images reduced to 8 bits. Throws an Error naming the file when it is missing or not a decodable image.
+ * The caller owns the tensor.
+ */
+export async function readImage(file: string): Promise<tf.Tensor4D> {
+  const { data, width, height } = await decodeFile('readImage', file);
+  return tf.tidy(() => tf.div(tf.tensor4d(data, [1, height, width, 3], 'int32'), 255) as tf.Tensor4D);
+}
+
+/** The centred crop of a `w × h` picture with the aspect ratio `tw : th` (the whole picture when it already has it). */
+export function centreCrop(w: number, h: number, tw: number, th: number): { left: number; top: number; width: number; height: number } {
+  // Compare w/h with tw/th exactly in integers.
+  if (w * th > h * tw) {
+    const cw = Math.max(1, Math.round((h * tw) / th));
+    return { left: Math.floor((w - cw) / 2), top: 0, width: cw, height: h };
+  }
+  if (w * th < h * tw) {
+    const ch = Math.max(1, Math.round((w * th) / tw));
+    return { left: 0, top: Math.floor((h - ch) / 2), width: w, height: ch };
+  }
+  return { left: 0, top: 0, width: w, height: h };
+}
+
+/**
+ * Prepares a picture for editing, like the DDS notebook's `load_512`: centre-crops it to the target aspect ratio
+ * (a square by default), resizes it to `size × size` (default 512) or `width × height`, and maps it to [−1, 1]
+ * (`v/127.5 − 1` of the 8-bit values, as the notebook does). Returns `[1, H, W, 3]` float32; the caller owns it.
+ *
+ * `source` is a file path (decoded as {@link readImage} does) or a tensor `[1, H, W, 3]` / `[H, W, 3]` in [0, 1]
+ * (quantised to 8 bits first, so a tensor and the same picture saved as PNG give the same result).
+ * Resizing uses sharp with `opts.kernel` (default `'cubic'` = PIL's BICUBIC). Sides must be multiples of 8 (the
+ * VAE's downscale factor); the centre crop must be at least `opts.minSize` (default 64) pixels on its short side.
+ */
+export async function loadImageForEdit(source: string | tf.Tensor, opts: LoadImageForEditOptions = {}): Promise<tf.Tensor4D> {
+  const fn = 'loadImageForEdit';
+  const o = opts ?? {};
+  let tw: number;
+  let th: number;
+  if (o.width !== undefined || o.height !== undefined) {
+    if (o.size !== undefined) throw new Error(`${fn}: give either size or width and height, not both`);
+    if (o.width === undefined || o.height === undefined) throw new Error(`${fn}: width and height must be given together`);
+    [tw, th] = [o.width, o.height];
+  } else {
+    tw = th = o.size ?? DEFAULT_EDIT_SIZE;
+  }
+  for (const [name, v] of [['width', tw], ['height', th]] as const) {
+    if (!Number.isInteger(v) || v <= 0 || v % 8 !== 0) {
+      throw new Error(`${fn}: ${o.size !== undefined ? 'size' : name} must be a positive multiple of 8 (the VAE downscales by 8), got ${v}`);
+    }
+  }
+  const kernel = o.kernel ?? 'cubic';
+  if (!KERNELS.includes(kernel)) throw new Error(`${fn}: kernel must be one of ${KERNELS.join(', ')}, got '${String(kernel)}'`);
+  const minSize = o.minSize ?? DEFAULT_MIN_SIZE;
+
+  const what = typeof source === 'string' ? `'${source}'` : 'the image tensor';
+  const rgb = typeof source === 'string' ? await decodeFile(fn, source) : await tensorToRgb8(fn, 'source', source);
+  const crop = centreCrop(rgb.width, rgb.height, tw, th);
+  if (Math.min(crop.width, crop.height) < minSize) {
+    throw new Error(
+      `${fn}: ${what} is too small: ${rgb.width}×${rgb.height} pixels, its centre crop to ${tw}:${th} is ` +
+        `${crop.width}×${crop.height}; at least ${minSize} pixels on the short side are needed (minSize)`,
+    );
+  }
+  const out = await sharp(Buffer.from(rgb.data.buffer, rgb.data.byteOffset, rgb.data.length), {
+    raw: { width: rgb.width, height: rgb.height, channels: 3 },
+  })
+    .extract(crop)
+    .resize(tw, th, { kernel, fit: 'fill' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  if (out.info.width !== tw || out.info.height !== th || out.info.channels !== 3) {
+    throw new Error(`${fn}: resize of ${what} produced ${out.info.width}×${out.info.height}×${out.info.channels}, expected ${tw}×${th}×3`);
+  }
+  const data = new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length);
+  return tf.tidy(() => tf.sub(tf.div(tf.tensor4d(data, [1, th, tw, 3], 'int32'), 127.5), 1) as tf.Tensor4D);
+}
+
+const FORMATS: Record<string, 'png' | 'jpeg' | 'webp'> = { '.png': 'png', '.jpg': 'jpeg', '.jpeg': 'jpeg', '.webp': 'webp' };
+
+/**
+ * Writes an image tensor `[1, H, W, 3]` or `[H, W, 3]` with values in [0, 1] (clamped, rounded to 8 bits) to
+ * `file`. The format follows the extension: `.png` (lossless), `.jpg`/`.jpeg` (quality 95) or `.webp` (lossless);
+ * any other extension is an error. An existing file is never replaced unless `{ overwrite: true }`; a missing
+ * directory is an error (nothing is created). Does not dispose the tensor.
+ */
+export async function writeImage(image: tf.Tensor, file: string, opts: WriteImageOptions = {}): Promise<void> {
+  const fn = 'writeImage';
+  const ext = path.extname(file).toLowerCase();
+  const format = FORMATS[ext];
+  if (!format) throw new Error(`${fn}: cannot tell the format of '${file}': use a .png, .jpg, .jpeg or .webp name`);
+  const rgb = await tensorToRgb8(fn, 'image', image);
+  let s = sharp(Buffer.from(rgb.data.buffer, rgb.data.byteOffset, rgb.data.length), {
+    raw: { width: rgb.width, height: rgb.height, channels: 3 },
+  });
+  s = format === 'png' ? s.png() : format === 'jpeg' ? s.jpeg({ quality: 95 }) : s.webp({ lossless: true });
+  const bytes = await s.toBuffer();
+  try {
+    await fs.writeFile(file, bytes, { flag: opts.overwrite ? 'w' : 'wx' });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw new Error(`${fn}: '${file}' already exists; pass { overwrite: true } to replace it`);
+    if (code === 'ENOENT') throw new Error(`${fn}: the directory of '${file}' does not exist`);
+    throw new Error(`${fn}: cannot write '${file}' (${(e as Error).message})`);
+  }
+}
+
+/**
+ * Places pictures side by side (e.g. a before/after strip): each `[1, H, W_i, 3]` or `[H, W_i, 3]`, all the same
+ * height H, separated by `opts.gap` pixels of `opts.background`. Returns `[1, H, ΣW_i + gap·(n−1), 3]` float32;
+ * the caller owns it (the inputs are not disposed).
+ */
+export function imageStrip(images: tf.Tensor[], opts: ImageStripOptions = {}): tf.Tensor4D {
+  const fn = 'imageStrip';
+  if (!Array.isArray(images) || images.length === 0) throw new Error(`${fn}: give at least one image`);
+  const dims = images.map((t, i) => imageDims(fn, `images[${i}]`, t));
+  const h = dims[0][0];
+  dims.forEach(([hi], i) => {
+    if (hi !== h) throw new Error(`${fn}: images[${i}] is ${hi} pixels high, images[0] is ${h}; all must have the same height`);
+  });
+  const gap = opts.gap ?? 0;
+  if (!Number.isInteger(gap) || gap < 0) throw new Error(`${fn}: gap must be a non-negative integer, got ${gap}`);
+  const bg = opts.background ?? 1;
+  if (!Number.isFinite(bg)) throw new Error(`${fn}: background must be a number, got ${bg}`);
+  return tf.tidy(() => {
+    const parts: tf.Tensor[] = [];
+    images.forEach((t, i) => {
+      if (i > 0 && gap > 0) parts.push(tf.fill([1, h, gap, 3], bg));
+      const x = tf.cast(t, 'float32');
+      parts.push(x.rank === 3 ? tf.expandDims(x, 0) : x);
+    });
+    return tf.concat(parts, 2) as tf.Tensor4D;
+  });
+}
