@@ -6,7 +6,7 @@ import type { Config } from 'jest';
 // never depends on a stale dist/. The CLI end-to-end tests run the built bin (`npm test` builds first).
 const config: Config = {
   testEnvironment: 'node',
-  roots: ['<rootDir>/packages', '<rootDir>/weights-tools', '<rootDir>/test-utils'],
+  roots: ['<rootDir>/packages', '<rootDir>/weights-tools', '<rootDir>/examples', '<rootDir>/test-utils'],
   testMatch: ['**/test/**/*.test.ts'],
   transform: { '^.+\\.tsx?$': ['@swc/jest', { jsc: { target: 'es2022' } }] },
   moduleNameMapper: {

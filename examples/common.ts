@@ -1,0 +1,25 @@
+// Shared argument handling of the examples (not part of the library).
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+
+/** Parses the examples' common flags: --model, --image, --steps, --size, --out, --seed. */
+export function exampleArgs(defaults: { steps: number; out: string }) {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string', default: path.join(__dirname, '..', 'fixtures', 'tiny-sd15') },
+      image: { type: 'string' },
+      steps: { type: 'string', default: String(defaults.steps) },
+      size: { type: 'string', default: '64' },
+      out: { type: 'string', default: defaults.out },
+      seed: { type: 'string', default: '0' },
+    },
+  });
+  return {
+    model: values.model!,
+    image: values.image,
+    steps: Number(values.steps),
+    size: Number(values.size),
+    out: values.out!,
+    seed: Number(values.seed),
+  };
+}

@@ -1,0 +1,32 @@
+// The paper's comparison: the same picture edited with SDS and with DDS (same steps, learning rate and seed), side by
+// side in one strip: input | SDS | DDS.
+//   npx ts-node examples/sds-vs-dds.ts [--model DIR] [--image FILE --size 512] [--steps 200]
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '@ddsjs/nn';
+import { loadStableDiffusion, loadImageForEdit, writeImage, imageStrip } from '@ddsjs/sd';
+import { editImage } from '@ddsjs/dds';
+import { exampleArgs } from './common';
+
+async function main() {
+  const args = exampleArgs({ steps: 20, out: 'sds-vs-dds.png' });
+  await initBackend();
+  const sd = await loadStableDiffusion(args.model);
+  const input = args.image
+    ? await loadImageForEdit(args.image, { size: args.size })
+    : (tf.randomUniform([1, args.size, args.size, 3], -1, 1, 'float32', 7) as tf.Tensor4D);
+  const prompts = { source: 'a photo of a cat', target: 'a photo of a tiger' };
+  const results = [];
+  for (const method of ['sds', 'dds'] as const) {
+    const r = await editImage(sd, input, { ...prompts, method, steps: args.steps, seed: args.seed });
+    console.error(`${method}: final loss ${r.losses[r.losses.length - 1]?.toExponential(3)}`);
+    r.latent.dispose();
+    results.push(r.image);
+  }
+  const before = tf.tidy(() => tf.add(tf.mul(input, 0.5), 0.5) as tf.Tensor4D);
+  const strip = imageStrip([before, ...results]);
+  await writeImage(strip, args.out, { overwrite: true });
+  console.log(`wrote ${args.out} (input | SDS | DDS)`);
+  tf.dispose([input, before, strip, ...results]);
+  sd.dispose();
+}
+main();
