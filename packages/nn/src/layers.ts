@@ -108,15 +108,12 @@ export class GroupNorm extends Module {
       const cg = c / g;
       const xr = x.reshape([n, -1, g, cg]);
       const { mean, variance } = tf.moments(xr, [1, 3], true); // [n, 1, g, 1], biased variance as PyTorch
-      // Fold normalisation and affine into one per-channel scale and shift (as PyTorch's CPU kernel does):
-      // y = x·a + b with a = γ·rsqrt(var + eps), b = β − mean·a. Two full-size ops instead of four.
-      let scale: tf.Tensor = tf.rsqrt(tf.add(variance, this.eps)).reshape([n, g, 1]); // [n, g, 1]
-      if (this.weight) scale = tf.mul(scale, this.weight.value.reshape([1, g, cg])); // [n, g, cg]
-      else scale = tf.tile(scale, [1, 1, cg]);
-      let shift: tf.Tensor = tf.neg(tf.mul(scale, mean.reshape([n, g, 1])));
-      if (this.bias) shift = tf.add(shift, this.bias.value.reshape([1, g, cg]));
-      const bshape = [n, ...shape.slice(1, -1).map(() => 1), c];
-      const y = tf.add(tf.mul(x, scale.reshape(bshape)), shift.reshape(bshape));
+      // Normalise, then scale and shift, in this order: folding γ into the per-channel scale (x − mean)·(γ·rstd), or
+      // the mean into the shift, is ~30% faster on wasm but moved the UNet goldens' error from 3.4e-6 to 2.2e-5
+      // (measured on fixtures/tiny-sd15), so precision wins.
+      let y: tf.Tensor = tf.mul(tf.sub(xr, mean), tf.rsqrt(tf.add(variance, this.eps))).reshape(shape);
+      if (this.weight) y = tf.mul(y, this.weight.value);
+      if (this.bias) y = tf.add(y, this.bias.value);
       return y as T;
     });
   }

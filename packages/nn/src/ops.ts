@@ -330,20 +330,31 @@ export function attention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, option
     const kt = k.reshape([b, nk, heads, d]).transpose([0, 2, 3, 1]).reshape([bh, d, nk]);
     const vh = heads === 1 ? v : v.reshape([b, nk, heads, dv]).transpose([0, 2, 1, 3]).reshape([bh, nk, dv]);
     const outs: tf.Tensor[] = [];
+    // Each head, and each query chunk within it, is its own tidy: a chunk's scores and probabilities are freed as
+    // soon as its output rows exist, so the peak is one chunk's score tensor, not all of them. (Tensors the
+    // backward pass needs are kept by the tape when gradients are being recorded.)
     for (let i = 0; i < bh; i++) {
       const bi = Math.floor(i / heads);
-      const q2 = bh === 1 ? qh.reshape([nq, d]) : qh.slice([i, 0, 0], [1, nq, d]).reshape([nq, d]);
-      const k2 = bh === 1 ? kt.reshape([d, nk]) : kt.slice([i, 0, 0], [1, d, nk]).reshape([d, nk]);
-      const v2 = bh === 1 ? vh.reshape([nk, dv]) : vh.slice([i, 0, 0], [1, nk, dv]).reshape([nk, dv]);
-      const parts: tf.Tensor[] = [];
-      for (let s = 0; s < nq; s += chunk) {
-        const len = Math.min(chunk, nq - s);
-        const qc = len === nq ? q2 : q2.slice([s, 0], [len, d]);
-        let scores: tf.Tensor = tf.matMul(qc as tf.Tensor2D, k2 as tf.Tensor2D);
-        if (options.mask) scores = tf.add(scores, maskRows(options.mask, bi, s, len, nq, nk));
-        parts.push(tf.matMul(tf.softmax(scores) as tf.Tensor2D, v2 as tf.Tensor2D));
-      }
-      outs.push(parts.length === 1 ? parts[0] : tf.concat(parts, 0));
+      outs.push(
+        tf.tidy(() => {
+          const q2 = bh === 1 ? qh.reshape([nq, d]) : qh.slice([i, 0, 0], [1, nq, d]).reshape([nq, d]);
+          const k2 = bh === 1 ? kt.reshape([d, nk]) : kt.slice([i, 0, 0], [1, d, nk]).reshape([d, nk]);
+          const v2 = bh === 1 ? vh.reshape([nk, dv]) : vh.slice([i, 0, 0], [1, nk, dv]).reshape([nk, dv]);
+          const parts: tf.Tensor[] = [];
+          for (let s = 0; s < nq; s += chunk) {
+            const len = Math.min(chunk, nq - s);
+            parts.push(
+              tf.tidy(() => {
+                const qc = len === nq ? q2 : q2.slice([s, 0], [len, d]);
+                let scores: tf.Tensor = tf.matMul(qc as tf.Tensor2D, k2 as tf.Tensor2D);
+                if (options.mask) scores = tf.add(scores, maskRows(options.mask, bi, s, len, nq, nk));
+                return tf.matMul(tf.softmax(scores) as tf.Tensor2D, v2 as tf.Tensor2D);
+              }),
+            );
+          }
+          return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
+        }),
+      );
     }
     const o = outs.length === 1 ? outs[0].reshape([1, nq, dv]) : tf.stack(outs); // [B·H, Nq, dv]
     if (heads === 1) return o.reshape([b, nq, cv]) as tf.Tensor3D;

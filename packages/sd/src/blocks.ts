@@ -210,66 +210,12 @@ export class Attention extends Module {
       const q = this.toQ.forward(x) as tf.Tensor3D;
       const k = this.toK.forward(ctx) as tf.Tensor3D;
       const v = this.toV.forward(ctx) as tf.Tensor3D;
-      const o = chunkedAttention(q, k, v, this.heads, this.byteBudget ?? DEFAULT_ATTENTION_BYTE_BUDGET);
+      const o = attention(q, k, v, { heads: this.heads, byteBudget: this.byteBudget ?? DEFAULT_ATTENTION_BYTE_BUDGET });
       return chain(o, (t) => this.toOut.forward(t) as tf.Tensor3D);
     });
   }
 }
 
-/**
- * Multi-head attention `softmax(q·kᵀ/√d)·v` (no mask) on `q[B,Nq,C]`, `k[B,Nk,C]`, `v[B,Nk,Cv]`, the
- * same arithmetic as `attention` of @ddsjs/nn (one 2-D matMul per head, k transposed once, queries in
- * chunks of at most `byteBudget` bytes of scores), but each chunk's scores and softmax are freed as soon
- * as the chunk is done (its own `tf.tidy`), so peak memory stays ≈ 2 × `byteBudget` instead of growing
- * with B × heads (2.4 GB for SD 1.5 self-attention at 64×64, batch 2). Differentiable. Caller owns the result.
- */
-export function chunkedAttention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, heads: number, byteBudget: number): tf.Tensor3D {
-  const [b, nq, c] = q.shape;
-  const nk = k.shape[1];
-  const cv = v.shape[2];
-  if (k.shape[0] !== b || v.shape[0] !== b || k.shape[2] !== c || v.shape[1] !== nk) {
-    throw new Error(`attention: mismatched shapes q [${q.shape}], k [${k.shape}], v [${v.shape}]`);
-  }
-  if (!Number.isInteger(heads) || heads < 1 || c % heads !== 0 || cv % heads !== 0) {
-    throw new Error(`attention: ${c} (q/k) and ${cv} (v) channels must be divisible by heads=${heads}`);
-  }
-  if (!(byteBudget > 0)) throw new Error(`attention: byteBudget must be positive, got ${byteBudget}`);
-  const chunk = Math.max(1, Math.min(nq, Math.floor(byteBudget / (nk * 4))));
-  if (chunk === nq && b * heads * nq * nk * 4 <= byteBudget) return attention(q, k, v, { heads, byteBudget });
-  return tf.tidy(() => {
-    const d = c / heads;
-    const dv = cv / heads;
-    const bh = b * heads;
-    const scale = 1 / Math.sqrt(d);
-    const qh = heads === 1 ? tf.mul(q, scale) : tf.mul(q, scale).reshape([b, nq, heads, d]).transpose([0, 2, 1, 3]).reshape([bh, nq, d]);
-    const kt = k.reshape([b, nk, heads, d]).transpose([0, 2, 3, 1]).reshape([bh, d, nk]);
-    const vh = heads === 1 ? v : v.reshape([b, nk, heads, dv]).transpose([0, 2, 1, 3]).reshape([bh, nk, dv]);
-    const outs: tf.Tensor[] = [];
-    for (let i = 0; i < bh; i++) {
-      outs.push(
-        tf.tidy(() => {
-          const q2 = qh.slice([i, 0, 0], [1, nq, d]).reshape([nq, d]) as tf.Tensor2D;
-          const k2 = kt.slice([i, 0, 0], [1, d, nk]).reshape([d, nk]) as tf.Tensor2D;
-          const v2 = vh.slice([i, 0, 0], [1, nk, dv]).reshape([nk, dv]) as tf.Tensor2D;
-          const parts: tf.Tensor[] = [];
-          for (let s = 0; s < nq; s += chunk) {
-            const len = Math.min(chunk, nq - s);
-            parts.push(
-              tf.tidy(() => {
-                const qc = len === nq ? q2 : q2.slice([s, 0], [len, d]);
-                return tf.matMul(tf.softmax(tf.matMul(qc, k2)) as tf.Tensor2D, v2);
-              }),
-            );
-          }
-          return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
-        }),
-      );
-    }
-    const o = outs.length === 1 ? outs[0].reshape([1, nq, dv]) : tf.stack(outs); // [B·H, Nq, dv]
-    if (heads === 1) return o.reshape([b, nq, cv]) as tf.Tensor3D;
-    return o.reshape([b, heads, nq, dv]).transpose([0, 2, 1, 3]).reshape([b, nq, cv]) as tf.Tensor3D;
-  });
-}
 
 /** diffusers' `FeedForward` with GEGLU: `net.0` = GEGLU(dim, 4·dim), `net.2` = Linear(4·dim, dim). */
 export class FeedForward extends Module {

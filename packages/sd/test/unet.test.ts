@@ -5,7 +5,7 @@ import { f16ToF32, f32ToF16, SafetensorsFile } from '@ddsjs/safetensors';
 import { expectGolden, Golden, goldenTensor, readGoldens, relErr, TINY_SD15 } from '../../../test-utils';
 import { loadUNetConfig, parseUNetConfig } from '../src/config';
 import { UNet2DConditionModel } from '../src/unet';
-import { chunkedAttention, timestepEmbedding } from '../src/blocks';
+import { timestepEmbedding } from '../src/blocks';
 
 const UNET_DIR = path.join(TINY_SD15, 'unet');
 
@@ -162,20 +162,37 @@ describe('UNet2DConditionModel (tiny-sd15)', () => {
     }
   });
 
-  test('chunked attention equals @ddsjs/nn attention, values and gradients', async () => {
+  test('chunked attention equals unchunked attention, values and gradients', async () => {
     const q = tf.randomNormal([2, 50, 32], 0, 1, 'float32', 1) as tf.Tensor3D;
     const k = tf.randomNormal([2, 77, 32], 0, 1, 'float32', 2) as tf.Tensor3D;
     const v = tf.randomNormal([2, 77, 32], 0, 1, 'float32', 3) as tf.Tensor3D;
     const w = tf.randomNormal([2, 50, 32], 0, 1, 'float32', 4);
     const ref = attention(q, k, v, { heads: 4 });
-    const got = chunkedAttention(q, k, v, 4, 7 * 77 * 4); // 7-row chunks, the last one short
+    const got = attention(q, k, v, { heads: 4, byteBudget: 7 * 77 * 4 }); // 7-row chunks, the last one short
     expect(relErr(await got.data(), await ref.data())).toBeLessThan(1e-6);
     const loss = (fn: (a: tf.Tensor3D, b: tf.Tensor3D, c: tf.Tensor3D) => tf.Tensor) => (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
       tf.sum(tf.mul(fn(a as tf.Tensor3D, b as tf.Tensor3D, c as tf.Tensor3D), w));
     const gRef = tf.grads(loss((a, b, c) => attention(a, b, c, { heads: 4 })))([q, k, v]);
-    const gGot = tf.grads(loss((a, b, c) => chunkedAttention(a, b, c, 4, 7 * 77 * 4)))([q, k, v]);
+    const gGot = tf.grads(loss((a, b, c) => attention(a, b, c, { heads: 4, byteBudget: 7 * 77 * 4 })))([q, k, v]);
     for (let i = 0; i < 3; i++) expect(relErr(await gGot[i].data(), await gRef[i].data())).toBeLessThan(1e-5);
     tf.dispose([q, k, v, w, ref, got, ...gRef, ...gGot]);
+  });
+
+  test('forward is differentiable w.r.t. the sample (non-square path): directional derivative check', async () => {
+    const all = goldenTensor(g.sample_b, true) as tf.Tensor4D;
+    const sb = all.slice([0, 0, 0, 0], [1, 8, 12, 4]) as tf.Tensor4D; // one sample keeps the test fast
+    const ctx1 = context.slice([0, 0, 0], [1, 77, 32]) as tf.Tensor3D;
+    const r = tf.randomNormal(sb.shape, 0, 1, 'float32', 5);
+    const d = tf.randomNormal(sb.shape, 0, 1, 'float32', 6);
+    const f = (x: tf.Tensor) => tf.sum(tf.mul(unet.forward(x as tf.Tensor4D, 500, ctx1), r)) as tf.Scalar;
+    const grad = tf.grad(f)(sb);
+    const eps = 1e-2;
+    const fp = f(tf.add(sb, tf.mul(d, eps)));
+    const fm = f(tf.sub(sb, tf.mul(d, eps)));
+    const numeric = ((await fp.data())[0] - (await fm.data())[0]) / (2 * eps);
+    const analytic = (await tf.sum(tf.mul(grad, d)).data())[0];
+    expect(Math.abs(numeric - analytic)).toBeLessThan(1e-2 * Math.abs(analytic) + 1e-3);
+    tf.dispose([all, sb, ctx1, r, d, grad, fp, fm]);
   });
 
   test('repeated forward does not leak tensors', async () => {
