@@ -64,7 +64,7 @@ export function parseCommand(
     throw new CliError(`${spec.name}: unexpected argument '${parsed.positionals[0]}' (see dds ${spec.name} --help)`);
   }
   const values: Record<string, string | boolean | string[] | undefined> = {};
-  for (const [name, o] of Object.entries(spec.options)) values[name] = parsed.values[name] ?? o.default;
+  for (const [name, o] of Object.entries(spec.options)) values[name] = (parsed.values[name] as string | boolean | string[] | undefined) ?? o.default;
   return { values, positionals: parsed.positionals, help: Boolean(parsed.values.help) };
 }
 

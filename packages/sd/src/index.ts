@@ -16,3 +16,5 @@ export * from './schedule';
 export * from './sources';
 export * from './single-file';
 export * from './image';
+export * from './inspect';
+export { formatBytes, formatCount } from './format';

@@ -1,0 +1,110 @@
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import { TINY_SD15 } from '../../../test-utils';
+
+// End-to-end: the built `dds` bin (npm test builds first) on the tiny fixture model.
+const BIN = path.resolve(__dirname, '..', 'dist', 'bin.js');
+let tmp: string;
+let photo: string;
+
+function dds(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    cwd: tmp,
+    encoding: 'utf8',
+    env: { ...process.env, DDSJS_BACKEND: 'wasm', DDSJS_DEBUG: '' },
+    timeout: 120_000,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+beforeAll(async () => {
+  if (!fs.existsSync(BIN)) throw new Error(`${BIN} is missing: run npm run build (npm test does)`);
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ddsjs-cli-'));
+  photo = path.join(tmp, 'photo.png');
+  // A 96×80 picture (non-square, so the centre crop matters): red disc on white.
+  const w = 96;
+  const h = 80;
+  const px = Buffer.alloc(w * h * 3, 255);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      if ((x - 48) ** 2 + (y - 40) ** 2 < 20 ** 2) px.set([220, 30, 30], (y * w + x) * 3);
+    }
+  }
+  await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toFile(photo);
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+test('dds edit writes a PNG of the requested size, refuses to overwrite without --force, and writes a strip', async () => {
+  const args = ['edit', '--model', TINY_SD15, '--image', photo, '--source', 'a red circle', '--target', 'a green circle', '--steps', '3', '--size', '64'];
+  const r = dds(...args, '--out', 'out.png', '--save-every', '2');
+  expect(r.stderr).not.toMatch(/at .*\.js:\d+/); // no stack trace
+  expect(r.code).toBe(0);
+  expect(r.stdout).toContain('wrote out.png');
+  expect(r.stderr).toMatch(/dds 3\/3/);
+  const meta = await sharp(path.join(tmp, 'out.png')).metadata();
+  expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 64]);
+  const strip = await sharp(path.join(tmp, 'out-steps.png')).metadata();
+  expect([strip.width, strip.height]).toEqual([64 * 2, 64]); // steps 1 and 2
+  const again = dds(...args, '--out', 'out.png');
+  expect(again.code).toBe(2);
+  expect(again.stderr.trim()).toBe('dds: error: out.png exists; pass --force to overwrite it');
+  const forced = dds(...args, '--out', 'out.png', '--force', '--method', 'sds');
+  expect(forced.code).toBe(0);
+});
+
+test('dds generate writes the model-sized picture', async () => {
+  const r = dds('generate', 'a photo of a cat', '--model', TINY_SD15, '--steps', '2', '--out', 'gen.png');
+  expect(r.code).toBe(0);
+  const meta = await sharp(path.join(tmp, 'gen.png')).metadata();
+  expect([meta.width, meta.height]).toEqual([64, 64]);
+});
+
+test('dds inspect describes the model', () => {
+  const r = dds('inspect', '--model', TINY_SD15);
+  expect(r.code).toBe(0);
+  expect(r.stdout).toMatch(/unet/i);
+  expect(r.stdout).toMatch(/unet\/: block_out_channels=\[32,64,64,64\]/);
+  expect(r.stdout).toMatch(/684 tensors, 3.2M parameters/); // the UNet's 3,222,692 parameters
+});
+
+test.each([
+  [['edit', '--model', '/nope', '--image', 'photo.png', '--target', 'x'], 'dds: error: model not found: /nope'],
+  [['edit', '--model', TINY_SD15, '--image', 'missing.png', '--target', 'x'], 'dds: error: image not found: missing.png'],
+  [['edit', '--model', TINY_SD15, '--image', 'photo.png', '--target', '  '], 'dds: error: --target must not be empty'],
+  [['edit', '--model', TINY_SD15, '--image', 'photo.png', '--target', 'x', '--steps', 'many'], "dds: error: --steps expects a number, got 'many'"],
+  [['edit', '--model', TINY_SD15, '--image', 'photo.png', '--target', 'x', '--size', '60'], 'dds: error: --size must be a multiple of 8, got 60'],
+  [['edit', '--bogus'], /dds: error: edit: Unknown option '--bogus'/],
+  [['frobnicate'], /dds: error: unknown command 'frobnicate'/],
+])('clean one-line error: dds %j', (args, message) => {
+  const r = dds(...args);
+  expect(r.code).toBe(2);
+  const lines = r.stderr.trim().split('\n');
+  expect(lines).toHaveLength(1);
+  if (typeof message === 'string') expect(lines[0]).toBe(message);
+  else expect(lines[0]).toMatch(message);
+});
+
+test('an unreadable image and an image too small are one-line errors', async () => {
+  const bad = path.join(tmp, 'bad.jpg');
+  fs.writeFileSync(bad, 'not a jpeg');
+  const r = dds('edit', '--model', TINY_SD15, '--image', bad, '--target', 'x', '--size', '64');
+  expect(r.code).toBe(2);
+  expect(r.stderr.trim().split('\n').pop()).toMatch(/dds: error: .*bad\.jpg/);
+  const small = path.join(tmp, 'small.png');
+  await sharp({ create: { width: 8, height: 8, channels: 3, background: '#fff' } }).png().toFile(small);
+  const s = dds('edit', '--model', TINY_SD15, '--image', small, '--target', 'x', '--size', '64');
+  expect(s.code).toBe(2);
+  expect(s.stderr.trim().split('\n').pop()).toMatch(/dds: error: .*too small/);
+});
+
+test('--help for each command', () => {
+  for (const cmd of ['edit', 'generate', 'inspect']) {
+    const r = dds(cmd, '--help');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Usage: dds ${cmd}`);
+  }
+  expect(dds('--help').stdout).toContain('Commands:');
+});
