@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { assertFits, Module, StateDictSource } from '@ddsjs/nn';
+import { assertFits, backendMemoryLimitBytes, Module, ModuleList, StateDictSource } from '@ddsjs/nn';
 import { SafetensorsFile, findSafetensors } from '@ddsjs/safetensors';
 import { CLIPTokenizer } from './tokenizer';
 import { CLIPTextModel } from './clip';
@@ -26,6 +26,13 @@ export interface LoadStableDiffusionOptions {
   predictionType?: 'epsilon' | 'v_prediction';
   /** Called after each weight tensor is loaded: `done` of `total` tensors. */
   onProgress?: (done: number, total: number, key: string) => void;
+  /**
+   * Keep the UNet's weights in JavaScript memory and stream them into the backend one block at a time during each
+   * forward (`UNet2DConditionModel.loadStateDictOffloaded`). `'auto'` (default) does so only when all float32 weights
+   * would not fit the backend's memory limit — SD 1.x/2.x (UNet 3.4 GB) on wasm, whose heap stops at 4 GiB. An
+   * offloaded UNet is inference-only (a frozen teacher): inputs still get gradients, its weights cannot be trained.
+   */
+  offloadUnet?: boolean | 'auto';
 }
 
 /** Options of {@link StableDiffusion.generate}. */
@@ -279,20 +286,49 @@ async function runJobs(jobs: Job[], onProgress: LoadStableDiffusionOptions['onPr
   }
 }
 
-function buildModules(configs: StableDiffusionConfigs, what: string) {
+/** Activation headroom kept free on a memory-limited backend (an attention score chunk alone is 64 MiB by default). */
+const ACTIVATION_HEADROOM_BYTES = 256 * 1024 ** 2;
+
+function buildModules(configs: StableDiffusionConfigs, what: string, offloadOption: boolean | 'auto' = 'auto') {
   const textEncoder = new CLIPTextModel(configs.textEncoder);
   const unet = new UNet2DConditionModel(configs.unet);
   const vae = new AutoencoderKL(configs.vae);
-  const total = weightBytes(textEncoder) + weightBytes(unet) + weightBytes(vae);
-  // Keep at least 256 MiB free for activations (an attention score chunk alone is 64 MiB by default).
-  assertFits(total, `${what} (UNet ${(weightBytes(unet) / 1e9).toFixed(2)} GB + VAE + text encoder)`, undefined, 256 * 1024 ** 2);
-  return { textEncoder, unet, vae };
+  const others = weightBytes(textEncoder) + weightBytes(vae);
+  const unetBytes = weightBytes(unet);
+  const gb = (b: number) => (b / 1e9).toFixed(2);
+  const limit = backendMemoryLimitBytes();
+  const offload =
+    offloadOption === true || (offloadOption === 'auto' && others + unetBytes + ACTIVATION_HEADROOM_BYTES + tf.memory().numBytes > limit);
+  if (!offload) {
+    assertFits(others + unetBytes, `${what} (UNet ${gb(unetBytes)} GB + VAE + text encoder)`, undefined, ACTIVATION_HEADROOM_BYTES);
+  } else {
+    // Offloaded: only the text encoder, the VAE and one UNet block at a time live in the backend.
+    const largestBlock = Math.max(
+      ...unet.namedChildren().flatMap(([, c]) => (c instanceof ModuleList ? c.items : [c])).map((m) => weightBytes(m)),
+    );
+    assertFits(
+      others + largestBlock,
+      `${what} (VAE + text encoder ${gb(others)} GB, UNet offloaded: largest block ${gb(largestBlock)} GB)`,
+      undefined,
+      ACTIVATION_HEADROOM_BYTES,
+    );
+  }
+  return { textEncoder, unet, vae, offload };
+}
+
+function unetJob(unet: UNet2DConditionModel, source: StateDictSource, offload: boolean, name: string): Job {
+  return {
+    module: unet,
+    source,
+    name,
+    load: offload ? (s, on) => unet.loadStateDictOffloaded(s, { onTensor: (k) => on(k) }) : undefined,
+  };
 }
 
 async function loadDiffusersFolder(dir: string, options: LoadStableDiffusionOptions): Promise<StableDiffusion> {
   const configs = readDiffusersConfigs(dir);
   const tokenizer = await CLIPTokenizer.fromPretrained(path.join(dir, 'tokenizer'));
-  const { textEncoder, unet, vae } = buildModules(configs, dir);
+  const { textEncoder, unet, vae, offload } = buildModules(configs, dir, options.offloadUnet);
   const files: SafetensorsFile[] = [];
   const open = async (sub: string, base: string) => {
     const file = await findSafetensors(path.join(dir, sub), base, options.variant);
@@ -308,7 +344,7 @@ async function loadDiffusersFolder(dir: string, options: LoadStableDiffusionOpti
         name: 'text_encoder',
         load: (s, on) => textEncoder.loadWeights(s, { onTensor: (k) => on(k) }),
       },
-      { module: unet, source: await open('unet', 'diffusion_pytorch_model'), name: 'unet' },
+      unetJob(unet, await open('unet', 'diffusion_pytorch_model'), offload, 'unet'),
       { module: vae, source: legacyVaeSource(await open('vae', 'diffusion_pytorch_model')), name: 'vae' },
     ];
     await runJobs(jobs, options.onProgress);
@@ -366,7 +402,7 @@ async function loadSingleFile(file: string, options: LoadStableDiffusionOptions)
       );
     }
     const sources = singleFileSources(safetensorsSource(f, { name: file }), configs, detected.textEncoder, file);
-    const { textEncoder, unet, vae } = buildModules(configs, file);
+    const { textEncoder, unet, vae, offload } = buildModules(configs, file, options.offloadUnet);
     try {
       await runJobs(
         [
@@ -376,7 +412,7 @@ async function loadSingleFile(file: string, options: LoadStableDiffusionOptions)
             name: 'text encoder',
             load: (s, on) => textEncoder.loadWeights(s, { onTensor: (k) => on(k) }),
           },
-          { module: unet, source: sources.unet, name: 'UNet' },
+          unetJob(unet, sources.unet, offload, 'UNet'),
           { module: vae, source: sources.vae, name: 'VAE' },
         ],
         options.onProgress,

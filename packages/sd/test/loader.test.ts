@@ -111,6 +111,24 @@ describe('loadStableDiffusion variants and errors', () => {
     }
   });
 
+  test('offloadUnet keeps the UNet weights outside the backend and gives the same DDIM run', async () => {
+    const before = tf.memory().numBytes;
+    const off = await loadStableDiffusion(TINY_SD15, { offloadUnet: true });
+    try {
+      expect(off.unet.isOffloaded).toBe(true);
+      expect(sd.unet.isOffloaded).toBe(false); // 'auto': the tiny model fits
+      // Only the text encoder and the VAE are resident (UNet: 3,222,692 float32 values stay in JS memory).
+      const resident = tf.memory().numBytes - before;
+      expect(resident).toBe((off.textEncoder.parameterCount() + off.vae.parameterCount()) * 4);
+      const noise = goldenTensor(g['ddim.initial_noise'], true) as tf.Tensor4D;
+      const { image, latents } = await off.generate('a photo of a cat', { steps: 10, latents: noise });
+      await expectGolden(latents, g['ddim.final_latents'], 1e-4, 'offloaded final_latents');
+      tf.dispose([noise, image, latents]);
+    } finally {
+      off.dispose();
+    }
+  });
+
   test('progress is reported for every tensor of a folder', async () => {
     const seen: number[] = [];
     const m = await loadStableDiffusion(TINY_SD15, { onProgress: (d, t) => seen.push(d / t) });
