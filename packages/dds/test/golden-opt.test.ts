@@ -1,5 +1,5 @@
-// Opt-in slow parity check (not part of `npm test`: ~30 UNet rows at 64×64, minutes on wasm):
-//   npx jest --testMatch '**/packages/dds/test/*.slow.ts'
+// Parity of the 5-step DDS and SDS optimisations with the REAL tiny UNet (~30 UNet rows at 64×64: about a minute
+// on an idle machine).
 // Runs the 5-step DDS and SDS optimisations of the goldens with the REAL tiny UNet (stored timesteps and ε), and
 // compares every step's gradient, loss and latent with opt.* (the default suite replays the stored gradients).
 import * as tf from '@tensorflow/tfjs';
