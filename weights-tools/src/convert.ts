@@ -13,6 +13,8 @@ import {
   safetensorsSource,
   singleFileConfigMismatches,
   singleFileSources,
+  hasDiffusersConfigs,
+  readRawConfigs,
   SingleFileModelType,
 } from '@ddsjs/sd';
 import {
@@ -22,7 +24,6 @@ import {
   RawComponentConfigs,
   componentParams,
   prepareOutdir,
-  readJsonObject,
   weightsFileName,
   writeConfigs,
   writeTokenizer,
@@ -58,27 +59,6 @@ export interface ConvertSingleFileResult {
   otherKeys: number;
 }
 
-const CONFIG_FILES = {
-  unet: 'unet/config.json',
-  vae: 'vae/config.json',
-  textEncoder: 'text_encoder/config.json',
-  scheduler: 'scheduler/scheduler_config.json',
-} as const;
-
-function hasConfigs(dir: string): boolean {
-  return Object.values(CONFIG_FILES).every((f) => fs.existsSync(path.join(dir, f)));
-}
-
-function readFolderConfigs(dir: string): RawComponentConfigs {
-  const missing = Object.values(CONFIG_FILES).filter((f) => !fs.existsSync(path.join(dir, f)));
-  if (missing.length) throw new Error(`--config-from ${dir}: not a diffusers folder (missing ${missing.join(', ')})`);
-  return {
-    unet: readJsonObject(path.join(dir, CONFIG_FILES.unet)),
-    vae: readJsonObject(path.join(dir, CONFIG_FILES.vae)),
-    textEncoder: readJsonObject(path.join(dir, CONFIG_FILES.textEncoder)),
-    scheduler: readJsonObject(path.join(dir, CONFIG_FILES.scheduler)),
-  };
-}
 
 /**
  * Checks that `source` presents exactly the parameters `expected` (names and PyTorch shapes); returns the
@@ -132,9 +112,9 @@ export async function convertSingleFile(
     const shape = (k: string) => f.info(k).shape;
     const detected = detectSingleFileModel(keys, shape, { predictionType: options.predictionType });
     const ownDir = path.dirname(file);
-    const configDir = options.configFrom ?? (hasConfigs(ownDir) ? ownDir : undefined);
+    const configDir = options.configFrom ?? (hasDiffusersConfigs(ownDir) ? ownDir : undefined);
     const raw: RawComponentConfigs = configDir
-      ? readFolderConfigs(configDir)
+      ? readRawConfigs(configDir)
       : structuredClone({ unet: detected.configs.unet, vae: detected.configs.vae, textEncoder: detected.configs.textEncoder, scheduler: detected.configs.scheduler });
     if (options.predictionType) raw.scheduler = { ...raw.scheduler, prediction_type: options.predictionType };
     const configSource = configDir ?? `built-in ${detected.modelType}`;

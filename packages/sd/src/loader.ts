@@ -214,19 +214,21 @@ function readJsonFile(file: string): unknown {
   }
 }
 
-const COMPONENT_CONFIGS = {
+/** Where a diffusers Stable Diffusion folder keeps each component's config. */
+export const COMPONENT_CONFIGS = {
   unet: 'unet/config.json',
   vae: 'vae/config.json',
   textEncoder: 'text_encoder/config.json',
   scheduler: 'scheduler/scheduler_config.json',
 } as const;
 
-/** Whether `dir` holds the four diffusers component configs. */
-function hasDiffusersConfigs(dir: string): boolean {
+/** Whether `dir` holds the four diffusers component configs ({@link COMPONENT_CONFIGS}). */
+export function hasDiffusersConfigs(dir: string): boolean {
   return Object.values(COMPONENT_CONFIGS).every((f) => fs.existsSync(path.join(dir, f)));
 }
 
-interface RawConfigs {
+/** The raw JSON of a Stable Diffusion folder's component configs. */
+export interface RawConfigs {
   unet: Record<string, unknown>;
   vae: Record<string, unknown>;
   textEncoder: Record<string, unknown>;
@@ -242,7 +244,11 @@ function parseConfigs(raw: RawConfigs, name: (f: keyof RawConfigs) => string): S
   };
 }
 
-function readRawConfigs(dir: string): RawConfigs {
+/**
+ * Reads the raw JSON of the four component configs of a diffusers folder ({@link COMPONENT_CONFIGS}); throws
+ * naming every missing file, or a file that is not a JSON object.
+ */
+export function readRawConfigs(dir: string): RawConfigs {
   const missing = Object.values(COMPONENT_CONFIGS).filter((f) => !fs.existsSync(path.join(dir, f)));
   if (missing.length) {
     throw new Error(`${dir} is not a diffusers Stable Diffusion folder: missing ${missing.join(', ')}`);
