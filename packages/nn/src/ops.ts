@@ -149,13 +149,22 @@ export function conv2dOp(x: tf.Tensor4D, w: tf.Tensor4D, bias: tf.Tensor1D | und
     if (h + pt + pb < kh || wd + pl + pr < kw) {
       throw new Error(`conv2dOp: input [${x.shape}] padded by [${[pt, pb, pl, pr]}] is smaller than the ${kh}×${kw} kernel`);
     }
+    const recording = tapeOn();
+    if (!recording && bias) {
+      // Inference fast path: one fused kernel (conv + bias), and TF 'same' padding where it equals PyTorch's
+      // symmetric padding (stride 1, odd kernel, (k−1)/2 on every side) so no padded copy of x is made.
+      const same = stride === 1 && kh % 2 === 1 && kw % 2 === 1 && pt === (kh - 1) / 2 && pb === pt && pl === (kw - 1) / 2 && pr === pl;
+      if (same || pt + pb + pl + pr === 0) {
+        return tf.fused.conv2d({ x, filter: w, strides: stride, pad: same ? 'same' : 'valid', bias });
+      }
+    }
     let y: tf.Tensor4D;
     if (kh === 1 && kw === 1 && stride === 1 && pt + pb + pl + pr === 0) {
       const y2 = tf.matMul(x.reshape([n * h * wd, cin]) as tf.Tensor2D, w.reshape([cin, cout]) as tf.Tensor2D);
       y = y2.reshape([n, h, wd, cout]);
     } else {
       const xp = pt + pb + pl + pr > 0 ? tf.pad(x, [[0, 0], [pt, pb], [pl, pr], [0, 0]]) : x;
-      if (tapeOn() && useComposed(options.gradient, 'Conv2DBackpropFilter')) {
+      if (recording && useComposed(options.gradient, 'Conv2DBackpropFilter')) {
         y = conv2dValidComposedGrad(xp, w, stride);
       } else {
         y = tf.conv2d(xp, w, stride, 'valid');
