@@ -4,6 +4,7 @@ import { inspect } from '@ddsjs/sd';
 import { convertSingleFile } from './convert';
 import { toFp16 } from './fp16';
 import { makeRandom } from './random';
+import { runTrainToyCommand, TRAIN_TOY_HELP } from './train-toy';
 import { formatCount } from './folder';
 
 const USAGE = `usage: dds-weights <command> [options]
@@ -13,10 +14,12 @@ commands:
   convert-single-file <file> <outdir> [--config-from DIR] [--prediction-type epsilon|v_prediction] [--fp16] [--force]
   to-fp16 <dir> [--force]
   make-random --like sd15|sd21 <outdir> [--width F] [--scale-all] [--seed N] [--fp16-only] [--force]
+  train-toy <outdir> [--preset toy|micro] [--seed N] [--vae-steps N] [--unet-steps N] [--time-budget S] [--force]
 
 dds-weights <command> --help describes a command.`;
 
 const HELP: Record<string, string> = {
+  'train-toy': TRAIN_TOY_HELP,
   inspect: `usage: dds-weights inspect <file|dir> [--all] [--variant fp16|fp32]
 
 Describes a .safetensors file (tensor count, dtypes, parameters, a table of tensors: the first 20, or every
@@ -88,6 +91,7 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
     if (p.length !== n) throw new Error(`${cmd}: expected ${names}, got ${p.length ? p.map((x) => JSON.stringify(x)).join(' ') : 'nothing'} (see dds-weights ${cmd} --help)`);
   };
   const isTty = !!process.stderr.isTTY;
+  if (cmd === 'train-toy') return runTrainToyCommand(rest, out); // parses its own flags (and --help)
   switch (cmd) {
     case 'inspect': {
       const { values, positionals: p } = parse({ all: { type: 'boolean' }, variant: { type: 'string' } });

@@ -1,0 +1,836 @@
+// `dds-weights train-toy`: trains the embedded toy model of @ddsjs/toy-shapes — a latent diffusion model with
+// exactly the Stable Diffusion structure (CLIP tokenizer + CLIP text model, AutoencoderKL, UNet2DConditionModel
+// with cross-attention) — on the synthetic shapes world, with @ddsjs code on tfjs. Two sequential phases:
+//   1. the VAE (reconstruction MSE + a small KL term), then the latent scaling factor = 1 / std(latents);
+//   2. the UNet (epsilon prediction, SD's scaled_linear betas, 10% caption dropout for classifier-free guidance),
+//      the VAE frozen.
+// The text encoder is a CLIP text model frozen at its seeded random initialisation: the world has 60 training
+// captions, so their embeddings are computed once into a table and each step gathers rows (no text forward or
+// backward per step); the UNet's cross-attention learns to read those random but distinct features.
+// Every checkpoint is a complete diffusers folder (loadable by loadStableDiffusion) plus `train/` (state, Adam
+// moments, loss log), so a run resumes exactly where its last checkpoint left off.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { BACKEND_NAMES, BackendName, Module, Parameter, initBackend, toTorchLayout } from '@ddsjs/nn';
+import {
+  AutoencoderKL,
+  CLIPTextModel,
+  CLIPTokenizer,
+  UNet2DConditionModel,
+  makeNoiseSchedule,
+  parseCLIPTextConfig,
+  parseSchedulerConfig,
+  parseUNetConfig,
+  parseVaeConfig,
+  safetensorsSource,
+} from '@ddsjs/sd';
+import { SafetensorsFile, TensorData, f32ToF16, writeSafetensors } from '@ddsjs/safetensors';
+import { Rng, captions, renderScene, sampleScene } from '@ddsjs/toy-shapes';
+import { RawComponentConfigs, prepareOutdir, writeConfigs, writeTokenizer } from './folder';
+
+/** Named architecture presets of {@link toyConfigs}. */
+export type ToyPreset = 'toy' | 'micro';
+
+/**
+ * The diffusers configs of a toy model (as the files `unet/config.json`, `vae/config.json`,
+ * `text_encoder/config.json`, `scheduler/scheduler_config.json` hold them).
+ * - `'toy'` (the shipped model): 64×64 RGB pictures; VAE `block_out_channels` [16, 32, 64, 64] (4 GroupNorm
+ *   groups), one resnet per block → 8×8×4 latents (downscale 8, as SD); UNet [32, 64, 64], `layers_per_block` 1,
+ *   8 GroupNorm groups, cross-attention in the two upper levels (8×8 and 4×4), 4 heads, `cross_attention_dim` 64; CLIP text model hidden 64, 2 layers, 4 heads, MLP
+ *   128, the real 49408-token vocabulary; DDIM scheduler with SD's scaled_linear betas (0.00085 → 0.012, 1000 steps).
+ *   GroupNorm groups are few on purpose: with one channel per group (e.g. 16 groups on 16 channels) the norm is a
+ *   per-channel instance norm that erases each picture's mean colour, and a first VAE run could not reproduce
+ *   background colours; SD keeps ≥ 4 channels per group (32 groups on 128–1280 channels).
+ * - `'micro'` (tests): 16×16 pictures, VAE [32, 32] → 8×8×4, UNet [32, 32], text hidden 32 with 1 layer.
+ */
+export function toyConfigs(preset: ToyPreset = 'toy'): RawComponentConfigs {
+  const micro = preset === 'micro';
+  if (preset !== 'toy' && preset !== 'micro') throw new Error(`train-toy: --preset must be toy or micro, got ${JSON.stringify(preset)}`);
+  const image = micro ? 16 : 64;
+  const vaeChannels = micro ? [32, 32] : [16, 32, 64, 64];
+  const latent = image / 2 ** (vaeChannels.length - 1);
+  const hidden = micro ? 32 : 64;
+  const unetChannels = micro ? [32, 32] : [32, 64, 64];
+  const down = micro ? ['CrossAttnDownBlock2D', 'DownBlock2D'] : ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'];
+  const up = micro ? ['UpBlock2D', 'CrossAttnUpBlock2D'] : ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'];
+  return {
+    unet: {
+      _class_name: 'UNet2DConditionModel',
+      _diffusers_version: '0.35.2',
+      act_fn: 'silu',
+      attention_head_dim: micro ? 2 : 4,
+      block_out_channels: unetChannels,
+      center_input_sample: false,
+      cross_attention_dim: hidden,
+      down_block_types: down,
+      downsample_padding: 1,
+      flip_sin_to_cos: true,
+      freq_shift: 0,
+      in_channels: 4,
+      layers_per_block: 1,
+      mid_block_scale_factor: 1,
+      norm_eps: 1e-5,
+      norm_num_groups: 8,
+      out_channels: 4,
+      sample_size: latent,
+      up_block_types: up,
+    },
+    vae: {
+      _class_name: 'AutoencoderKL',
+      _diffusers_version: '0.35.2',
+      act_fn: 'silu',
+      block_out_channels: vaeChannels,
+      down_block_types: vaeChannels.map(() => 'DownEncoderBlock2D'),
+      in_channels: 3,
+      latent_channels: 4,
+      layers_per_block: 1,
+      norm_num_groups: micro ? 8 : 4,
+      out_channels: 3,
+      sample_size: image,
+      scaling_factor: 0.18215,
+      up_block_types: vaeChannels.map(() => 'UpDecoderBlock2D'),
+    },
+    textEncoder: {
+      architectures: ['CLIPTextModel'],
+      attention_dropout: 0.0,
+      bos_token_id: 49406,
+      dropout: 0.0,
+      eos_token_id: 49407,
+      hidden_act: 'quick_gelu',
+      hidden_size: hidden,
+      initializer_factor: 1.0,
+      initializer_range: 0.02,
+      intermediate_size: 2 * hidden,
+      layer_norm_eps: 1e-5,
+      max_position_embeddings: 77,
+      model_type: 'clip_text_model',
+      num_attention_heads: micro ? 2 : 4,
+      num_hidden_layers: micro ? 1 : 2,
+      pad_token_id: 49407,
+      projection_dim: hidden,
+      torch_dtype: 'float32',
+      transformers_version: '4.57.6',
+      vocab_size: 49408,
+    },
+    scheduler: {
+      _class_name: 'DDIMScheduler',
+      _diffusers_version: '0.35.2',
+      beta_end: 0.012,
+      beta_schedule: 'scaled_linear',
+      beta_start: 0.00085,
+      clip_sample: false,
+      num_train_timesteps: 1000,
+      prediction_type: 'epsilon',
+      set_alpha_to_one: false,
+      steps_offset: 1,
+      trained_betas: null,
+    },
+  };
+}
+
+/** Progress of {@link trainToy}, reported after every step. */
+export interface TrainToyProgress {
+  /** The phase running. */
+  phase: 'vae' | 'unet';
+  /** Steps done in this phase (1-based after the first step). */
+  step: number;
+  /** Steps this phase runs to. */
+  total: number;
+  /** This step's loss. */
+  loss: number;
+  /** Mean seconds per step of this phase in this process (excluding the first, warm-up step when possible). */
+  secondsPerStep: number;
+  /** Estimated seconds left for this phase. */
+  etaSeconds: number;
+}
+
+/** Options of {@link trainToy}. */
+export interface TrainToyOptions {
+  /** Output diffusers folder (created; training state goes to `<outdir>/train/`). */
+  outdir: string;
+  /** Architecture preset (default `'toy'`); ignored when resuming (the saved configs and preset win). */
+  preset?: ToyPreset;
+  /** Master seed: initialisation, data and noise (default 0). */
+  seed?: number;
+  /** VAE steps (default 1200; 20 for 'micro'). */
+  vaeSteps?: number;
+  /** UNet steps (default 2000; 20 for 'micro'). */
+  unetSteps?: number;
+  /** VAE batch size (default 4). */
+  vaeBatch?: number;
+  /** UNet batch size (default 16). */
+  unetBatch?: number;
+  /** VAE learning rate (Adam, default 1e-3). */
+  vaeLr?: number;
+  /** UNet learning rate (Adam, default 5e-4, linear warm-up over the first 100 steps). */
+  unetLr?: number;
+  /** Weight of the mean per-element KL term of the VAE loss (default 1e-4). */
+  klWeight?: number;
+  /**
+   * Weight of shape pixels relative to background pixels in the VAE's reconstruction loss (default 5; 1 = plain
+   * MSE). Without it a VAE run reproduced positions and backgrounds but turned every shape brown.
+   */
+  shapeWeight?: number;
+  /** Probability of replacing a caption with `""` in UNet training (default 0.1). */
+  captionDropout?: number;
+  /** Global gradient-norm clip (default 1). */
+  gradClip?: number;
+  /** Write a checkpoint every this many steps of each phase (default 250) and at each phase's end. */
+  checkpointEvery?: number;
+  /**
+   * Number of distinct training pictures the UNet phase draws from (default 8192; 64 for 'micro'): they are
+   * rendered and encoded once by the frozen VAE (≈ 2 KB of latent mean/std each); every draw samples fresh latent
+   * noise, diffusion noise and timestep.
+   */
+  poolSize?: number;
+  /** Train on the same batch every step (overfitting check for tests; default false). */
+  fixedBatch?: boolean;
+  /** Stop (after writing a checkpoint) once this many seconds have passed in this call; resume later. */
+  timeBudgetSeconds?: number;
+  /** Start afresh in an existing non-empty `outdir` (overwriting its files) instead of refusing or resuming. */
+  force?: boolean;
+  /** Resume from `<outdir>/train/state.json` when present (default true). */
+  resume?: boolean;
+  /** Also write the `*.fp16.safetensors` variant at the end (default true). */
+  fp16?: boolean;
+  /** Called after every step. */
+  onProgress?: (p: TrainToyProgress) => void;
+  /** Called with informational lines (checkpoints, phase changes). */
+  log?: (line: string) => void;
+}
+
+/** What {@link trainToy} did. */
+export interface TrainToyResult {
+  /** The (absolute) output folder. */
+  outdir: string;
+  /** VAE steps completed in total (including earlier runs this one resumed). */
+  vaeSteps: number;
+  /** UNet steps completed in total. */
+  unetSteps: number;
+  /** Whether both phases are complete. */
+  done: boolean;
+  /** Wall seconds of this call. */
+  seconds: number;
+  /** Mean seconds per VAE step measured in this call (NaN when no VAE step ran). */
+  vaeSecondsPerStep: number;
+  /** Mean seconds per UNet step measured in this call (NaN when no UNet step ran). */
+  unetSecondsPerStep: number;
+  /** Losses of this call's VAE steps, in order. */
+  vaeLosses: number[];
+  /** Losses of this call's UNet steps, in order. */
+  unetLosses: number[];
+  /** The latent scaling factor written to `vae/config.json` (after the VAE phase). */
+  scalingFactor: number;
+}
+
+/** The saved training state (`<outdir>/train/state.json`). */
+interface TrainState {
+  version: 1;
+  seed: number;
+  /** Preset the configs came from (defaults of steps and pool size follow it on resume). */
+  preset?: ToyPreset;
+  configs: RawComponentConfigs;
+  vaeStep: number;
+  unetStep: number;
+  scalingFactor: number | null;
+  /** The VAE step the scaling factor was measured at (it is re-measured when the VAE trains further). */
+  scalingFactorStep?: number;
+  seconds: number;
+}
+
+const PHASE_SALT = { vae: 0x5eed_0001, unet: 0x5eed_0002 } as const;
+
+function mix(...xs: number[]): number {
+  let h = 0x811c9dc5;
+  for (const x of xs) {
+    h = Math.imul(h ^ (x >>> 0), 0x01000193) >>> 0;
+    h = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> 0;
+  }
+  return h >>> 0;
+}
+
+function checkPositiveInt(v: number, name: string, allowZero = false): void {
+  if (!Number.isInteger(v) || v < (allowZero ? 0 : 1)) throw new Error(`train-toy: ${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${v}`);
+}
+
+function checkPositive(v: number, name: string): void {
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`train-toy: ${name} must be a positive number, got ${v}`);
+}
+
+/** Adam (β = 0.9, 0.999, ε = 1e-8) over named parameters, with moments saved/restored by parameter name. */
+class NamedAdam {
+  private readonly m = new Map<string, tf.Variable>();
+  private readonly v = new Map<string, tf.Variable>();
+  step = 0;
+  constructor(private readonly params: [string, Parameter][]) {
+    const zeroVariable = (p: Parameter) => {
+      const z = tf.zeros([...p.shape]);
+      const v = tf.variable(z, false);
+      z.dispose();
+      return v;
+    };
+    for (const [n, p] of params) {
+      this.m.set(n, zeroVariable(p));
+      this.v.set(n, zeroVariable(p));
+    }
+  }
+
+  /** Applies one update with `grads` (by variable name), clipped to global norm `clip`; returns the pre-clip norm. */
+  async apply(grads: tf.NamedTensorMap, lr: number, clip: number): Promise<number> {
+    this.step++;
+    const t = this.step;
+    const b1 = 0.9;
+    const b2 = 0.999;
+    const normT = tf.tidy(() => tf.sqrt(tf.addN(this.params.map(([, p]) => tf.sum(tf.square(grads[p.value.name]))))));
+    const norm = (await normT.data())[0];
+    normT.dispose();
+    const scale = norm > clip ? clip / norm : 1;
+    const lrT = (lr * Math.sqrt(1 - b2 ** t)) / (1 - b1 ** t);
+    tf.tidy(() => {
+      for (const [n, p] of this.params) {
+        const g = tf.mul(grads[p.value.name], scale);
+        const m = this.m.get(n) as tf.Variable;
+        const v = this.v.get(n) as tf.Variable;
+        m.assign(tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1)));
+        v.assign(tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2)));
+        p.value.assign(tf.sub(p.value, tf.mul(lrT, tf.div(m, tf.add(tf.sqrt(v), 1e-8)))));
+      }
+    });
+    return norm;
+  }
+
+  async save(file: string): Promise<void> {
+    const tensors: Record<string, TensorData> = {};
+    for (const [n] of this.params) {
+      const m = this.m.get(n) as tf.Variable;
+      tensors[`m.${n}`] = { dtype: 'F32', shape: m.shape, data: (await m.data()) as Float32Array };
+      tensors[`v.${n}`] = { dtype: 'F32', shape: m.shape, data: (await (this.v.get(n) as tf.Variable).data()) as Float32Array };
+    }
+    await writeSafetensors(file, tensors, { step: String(this.step) });
+  }
+
+  async load(file: string): Promise<void> {
+    const f = await SafetensorsFile.open(file);
+    try {
+      for (const [n, p] of this.params) {
+        for (const [k, map] of [['m', this.m], ['v', this.v]] as const) {
+          const key = `${k}.${n}`;
+          if (!f.keys().includes(key)) throw new Error(`${file}: missing optimizer tensor '${key}'`);
+          const t = tf.tensor(await f.readFloat32(key), [...p.shape]);
+          (map.get(n) as tf.Variable).assign(t);
+          t.dispose();
+        }
+      }
+      this.step = Number(f.metadata.step ?? 0);
+    } finally {
+      await f.close();
+    }
+  }
+
+  dispose(): void {
+    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
+  }
+}
+
+/** A batch of world pictures as `[B,H,W,3]` in [−1, 1] and their caption indices, drawn deterministically. */
+function makeBatch(seed: number, phase: 'vae', step: number, batch: number, size: number, table: Map<string, number>, dropout: number, emptyIndex: number) {
+  const rng = new Rng(mix(seed, PHASE_SALT[phase], step));
+  const pixels = new Float32Array(batch * size * size * 3);
+  const masks = new Float32Array(batch * size * size);
+  const ctx: number[] = [];
+  const timesteps: number[] = [];
+  for (let b = 0; b < batch; b++) {
+    const spec = sampleScene(rng, { split: 'train', size });
+    const r = renderScene(spec);
+    for (let i = 0; i < r.image.length; i++) pixels[b * r.image.length + i] = r.image[i] / 127.5 - 1;
+    masks.set(r.mask, b * r.mask.length);
+    const idx = table.get(r.caption);
+    if (idx === undefined) throw new Error(`train-toy: caption '${r.caption}' missing from the text table`);
+    ctx.push(rng.next() < dropout ? emptyIndex : idx);
+    timesteps.push(rng.int(1000));
+  }
+  return { pixels, masks, ctx, timesteps, noiseSeed: mix(seed, PHASE_SALT[phase], step, 7) };
+}
+
+async function writeComponent(file: string, module: Module, fp16: boolean): Promise<void> {
+  const tensors: Record<string, TensorData> = {};
+  for (const [key, p] of module.namedParameters()) {
+    const t = toTorchLayout(p.value, p.layout);
+    const data = (await t.data()) as Float32Array;
+    tensors[key] = fp16 ? { dtype: 'F16', shape: t.shape, data: f32ToF16(data) } : { dtype: 'F32', shape: t.shape, data };
+    t.dispose();
+  }
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  await writeSafetensors(file, tensors, { format: 'pt' });
+}
+
+async function loadComponent(file: string, module: Module): Promise<void> {
+  const f = await SafetensorsFile.open(file);
+  try {
+    await module.loadStateDict(safetensorsSource(f, { name: file }));
+  } finally {
+    await f.close();
+  }
+}
+
+const FILES = {
+  unet: 'unet/diffusion_pytorch_model.safetensors',
+  vae: 'vae/diffusion_pytorch_model.safetensors',
+  textEncoder: 'text_encoder/model.safetensors',
+} as const;
+
+function fp16Name(f: string): string {
+  return f.replace(/\.safetensors$/, '.fp16.safetensors');
+}
+
+/**
+ * Trains the toy model into `options.outdir` (a diffusers folder): the VAE, then the UNet, with the text encoder
+ * frozen at its seeded initialisation (see the file header). Resumes from `<outdir>/train/` when it exists (the
+ * saved configs, seed, weights and Adam moments are used; data and noise are functions of (seed, phase, step),
+ * so a resumed run sees the same batches an uninterrupted one would). Appends one JSON line per step to
+ * `<outdir>/train/loss.jsonl`. Works on any tfjs backend (wasm and cpu included).
+ * @returns what was done; throws an Error naming the option at fault on bad options, or when `outdir` is a
+ *   non-empty folder without training state (unless `force`).
+ */
+export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult> {
+  const t0 = Date.now();
+  const outdir = path.resolve(options.outdir);
+  const trainDir = path.join(outdir, 'train');
+  const stateFile = path.join(trainDir, 'state.json');
+  const log = options.log ?? (() => undefined);
+  // ---- saved state (read only; nothing is written before the options are validated)
+  const resuming = (options.resume ?? true) && !options.force && fs.existsSync(stateFile);
+  let saved: TrainState | null = null;
+  if (resuming) {
+    try {
+      saved = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as TrainState;
+    } catch (e) {
+      throw new Error(`${stateFile}: cannot read the training state: ${(e as Error).message}`);
+    }
+    if (saved.version !== 1) throw new Error(`${stateFile}: unknown state version ${saved.version}`);
+    if (options.seed !== undefined && options.seed !== saved.seed) {
+      throw new Error(`train-toy: ${outdir} was trained with seed ${saved.seed}, not ${options.seed} (pass --force to start afresh)`);
+    }
+  }
+  const preset: ToyPreset = saved?.preset ?? options.preset ?? 'toy';
+  const micro = preset === 'micro';
+  const o = {
+    vaeSteps: options.vaeSteps ?? (micro ? 20 : 1200),
+    unetSteps: options.unetSteps ?? (micro ? 20 : 2000),
+    vaeBatch: options.vaeBatch ?? 4,
+    unetBatch: options.unetBatch ?? 16,
+    vaeLr: options.vaeLr ?? 1e-3,
+    unetLr: options.unetLr ?? 5e-4,
+    klWeight: options.klWeight ?? 1e-4,
+    shapeWeight: options.shapeWeight ?? 5,
+    captionDropout: options.captionDropout ?? 0.1,
+    gradClip: options.gradClip ?? 1,
+    checkpointEvery: options.checkpointEvery ?? 250,
+    poolSize: options.poolSize ?? (micro ? 64 : 8192),
+  };
+  checkPositiveInt(o.vaeSteps, 'vaeSteps', true);
+  checkPositiveInt(o.unetSteps, 'unetSteps', true);
+  checkPositiveInt(o.vaeBatch, 'vaeBatch');
+  checkPositiveInt(o.unetBatch, 'unetBatch');
+  checkPositiveInt(o.checkpointEvery, 'checkpointEvery');
+  checkPositiveInt(o.poolSize, 'poolSize');
+  checkPositive(o.vaeLr, 'vaeLr');
+  checkPositive(o.unetLr, 'unetLr');
+  checkPositive(o.gradClip, 'gradClip');
+  checkPositive(o.shapeWeight, 'shapeWeight');
+  if (!(o.klWeight >= 0)) throw new Error(`train-toy: klWeight must be ≥ 0, got ${o.klWeight}`);
+  if (!(o.captionDropout >= 0 && o.captionDropout < 1)) throw new Error(`train-toy: captionDropout must be in [0, 1), got ${o.captionDropout}`);
+  if (options.timeBudgetSeconds !== undefined) checkPositive(options.timeBudgetSeconds, 'timeBudgetSeconds');
+
+  // ---- state: fresh or resumed
+  let state: TrainState;
+  if (saved) {
+    state = saved;
+    log(`resuming ${outdir}: VAE step ${state.vaeStep}, UNet step ${state.unetStep}`);
+  } else {
+    const seed = options.seed ?? 0;
+    if (!Number.isInteger(seed) || seed < 0) throw new Error(`train-toy: seed must be a non-negative integer, got ${seed}`);
+    prepareOutdir(outdir, options.force);
+    // A forced fresh start must not inherit an older run's log, optimizer moments or state.
+    for (const f of ['loss.jsonl', 'adam-vae.safetensors', 'adam-unet.safetensors', 'state.json']) fs.rmSync(path.join(trainDir, f), { force: true });
+    state = { version: 1, seed, preset, configs: toyConfigs(preset), vaeStep: 0, unetStep: 0, scalingFactor: null, seconds: 0 };
+  }
+  const seed = state.seed;
+  const raw = state.configs;
+  const vaeCfg = parseVaeConfig(raw.vae, 'vae config');
+  const unetCfg = parseUNetConfig(raw.unet, 'unet config');
+  const textCfg = parseCLIPTextConfig(raw.textEncoder, 'text_encoder config');
+  const schedCfg = parseSchedulerConfig(raw.scheduler, 'scheduler config');
+  const size = raw.vae.sample_size as number;
+  if (o.unetSteps > 0 && state.unetStep === 0 && state.vaeStep > o.vaeSteps) {
+    log(`note: the VAE already has ${state.vaeStep} steps (more than vaeSteps ${o.vaeSteps})`);
+  }
+  if (state.unetStep > 0 && o.vaeSteps > state.vaeStep) {
+    throw new Error(`train-toy: UNet training has started (step ${state.unetStep}); the VAE cannot be trained further (vaeSteps ${o.vaeSteps} > ${state.vaeStep})`);
+  }
+
+  // ---- modules
+  const vae = new AutoencoderKL(vaeCfg);
+  const unet = new UNet2DConditionModel(unetCfg);
+  const text = new CLIPTextModel(textCfg);
+  if (resuming) {
+    await loadComponent(path.join(outdir, FILES.vae), vae);
+    await loadComponent(path.join(outdir, FILES.unet), unet);
+    await loadComponent(path.join(outdir, FILES.textEncoder), text);
+  } else {
+    vae.initialize(mix(seed, 1));
+    unet.initialize(mix(seed, 2));
+    text.initialize(mix(seed, 3));
+    writeTokenizer(outdir, '<|endoftext|>');
+  }
+  text.setTrainable(false);
+  fs.mkdirSync(trainDir, { recursive: true });
+  const tokenizer = await CLIPTokenizer.fromPretrained(path.join(outdir, 'tokenizer'));
+
+  // ---- text table: every training caption plus "" (the unconditional caption)
+  const texts = [...captions('train'), ''];
+  const table = new Map(texts.map((c, i) => [c, i] as [string, number]));
+  const emptyIndex = texts.length - 1;
+  const ctxTable = tf.tidy(() => text.forward(tokenizer.encode(texts)));
+
+  const schedule = makeNoiseSchedule(schedCfg, vaeCfg.scalingFactor);
+  const abar = tf.tensor1d(Float32Array.from(schedule.alphasCumprod));
+  const lossLog = fs.openSync(path.join(trainDir, 'loss.jsonl'), 'a');
+  const deadline = options.timeBudgetSeconds !== undefined ? t0 + options.timeBudgetSeconds * 1000 : Infinity;
+  const result: TrainToyResult = {
+    outdir, vaeSteps: state.vaeStep, unetSteps: state.unetStep, done: false, seconds: 0,
+    vaeSecondsPerStep: NaN, unetSecondsPerStep: NaN, vaeLosses: [], unetLosses: [], scalingFactor: state.scalingFactor ?? vaeCfg.scalingFactor,
+  };
+
+  const writeFolder = async (fp16: boolean) => {
+    const cfgs = structuredClone(raw);
+    if (state.scalingFactor !== null) cfgs.vae.scaling_factor = state.scalingFactor;
+    writeConfigs(outdir, cfgs);
+    for (const [k, m] of [['unet', unet], ['vae', vae], ['textEncoder', text]] as const) {
+      await writeComponent(path.join(outdir, FILES[k]), m, false);
+      if (fp16) await writeComponent(path.join(outdir, fp16Name(FILES[k])), m, true);
+    }
+  };
+  const checkpoint = async (adam: NamedAdam | null, phase: 'vae' | 'unet') => {
+    state.seconds += (Date.now() - lastSave) / 1000;
+    lastSave = Date.now();
+    await writeFolder(false);
+    if (adam) await adam.save(path.join(trainDir, `adam-${phase}.safetensors`));
+    const tmp = stateFile + '.tmp';
+    fs.writeFileSync(tmp, JSON.stringify(state, null, 2) + '\n');
+    fs.renameSync(tmp, stateFile);
+    log(`checkpoint: VAE step ${state.vaeStep}, UNet step ${state.unetStep} → ${outdir}`);
+  };
+  let lastSave = Date.now();
+
+  /** Runs one phase; returns false when stopped by the time budget. */
+  const runPhase = async (
+    phase: 'vae' | 'unet',
+    module: Module,
+    total: number,
+    stepFn: (step: number) => { loss: tf.Scalar; grads: tf.NamedTensorMap },
+    lrAt: (step: number) => number,
+  ): Promise<boolean> => {
+    const done = () => (phase === 'vae' ? state.vaeStep : state.unetStep);
+    if (done() >= total) return true;
+    const params = module.namedParameters().filter(([, p]) => p.isTrainable);
+    const adam = new NamedAdam(params);
+    const adamFile = path.join(trainDir, `adam-${phase}.safetensors`);
+    if (done() > 0 && fs.existsSync(adamFile)) await adam.load(adamFile);
+    const times: number[] = [];
+    try {
+      while (done() < total) {
+        const s0 = Date.now();
+        const step = done();
+        const { loss, grads } = stepFn(step);
+        const lossValue = (await loss.data())[0];
+        if (!Number.isFinite(lossValue)) {
+          tf.dispose([loss, ...Object.values(grads)]);
+          throw new Error(`train-toy: ${phase} loss is ${lossValue} at step ${step} (try a lower learning rate)`);
+        }
+        const gradNorm = await adam.apply(grads, lrAt(step), o.gradClip);
+        tf.dispose([loss, ...Object.values(grads)]);
+        if (phase === 'vae') state.vaeStep++;
+        else state.unetStep++;
+        const dt = (Date.now() - s0) / 1000;
+        times.push(dt);
+        (phase === 'vae' ? result.vaeLosses : result.unetLosses).push(lossValue);
+        fs.writeSync(lossLog, JSON.stringify({ phase, step: done(), loss: lossValue, gradNorm, lr: lrAt(step), seconds: dt }) + '\n');
+        const steady = times.length > 1 ? times.slice(1) : times;
+        const sps = steady.reduce((a, b) => a + b, 0) / steady.length;
+        if (phase === 'vae') result.vaeSecondsPerStep = sps;
+        else result.unetSecondsPerStep = sps;
+        options.onProgress?.({ phase, step: done(), total, loss: lossValue, secondsPerStep: sps, etaSeconds: sps * (total - done()) });
+        const stop = Date.now() >= deadline;
+        if (done() % o.checkpointEvery === 0 || done() === total || stop) await checkpoint(adam, phase);
+        if (stop && done() < total) return false;
+        await new Promise((r) => setImmediate(r));
+      }
+      return true;
+    } finally {
+      adam.dispose();
+    }
+  };
+
+  try {
+    // ---- phase 1: VAE
+    vae.setTrainable(true);
+    const vaeOk = await runPhase('vae', vae, o.vaeSteps, (step) => {
+      const b = makeBatch(seed, 'vae', options.fixedBatch ? 0 : step, o.vaeBatch, size, table, 0, emptyIndex);
+      const x = tf.tensor4d(b.pixels, [o.vaeBatch, size, size, 3]);
+      const r = tf.variableGrads(() => {
+        const { mean, std, logvar } = vae.encode(x);
+        const z = tf.add(mean, tf.mul(std, tf.randomNormal(mean.shape, 0, 1, 'float32', b.noiseSeed))) as tf.Tensor4D;
+        const y = vae.decode(z);
+        // Shape pixels weigh `shapeWeight` times the background's (the shape is ~10% of the picture, and its
+        // colour is what edits change); normalised so the weights average 1 over the batch.
+        const w = tf.add(1, tf.mul(tf.tensor4d(b.masks, [o.vaeBatch, size, size, 1]), o.shapeWeight - 1));
+        const rec = tf.div(tf.mean(tf.mul(tf.squaredDifference(y, x), w)), tf.mean(w));
+        const kl = tf.mul(0.5, tf.mean(tf.sub(tf.add(tf.square(mean), tf.exp(logvar)), tf.add(logvar, 1))));
+        return tf.add(rec, tf.mul(kl, o.klWeight)) as tf.Scalar;
+      }, vae.trainableVariables());
+      x.dispose();
+      return { loss: r.value, grads: r.grads };
+    }, () => o.vaeLr);
+    result.vaeSteps = state.vaeStep;
+    if (!vaeOk) return finish(false);
+    vae.setTrainable(false);
+
+    // ---- scaling factor: 1 / std of the latent means over 64 training pictures (as SD's 0.18215 was chosen)
+    if (state.scalingFactor === null || state.scalingFactorStep !== state.vaeStep) {
+      const n = 64;
+      const b = makeBatch(seed, 'vae', 1_000_000, n, size, table, 0, emptyIndex);
+      const stdT = tf.tidy(() => {
+        const x = tf.tensor4d(b.pixels, [n, size, size, 3]);
+        const { mean, std, logvar } = vae.encode(x);
+        tf.dispose([std, logvar]);
+        return tf.moments(mean).variance.sqrt();
+      });
+      const sd = (await stdT.data())[0];
+      stdT.dispose();
+      state.scalingFactor = Number((1 / Math.max(sd, 1e-6)).toPrecision(5));
+      state.scalingFactorStep = state.vaeStep;
+      log(`VAE latent std ${sd.toFixed(4)} → scaling_factor ${state.scalingFactor}`);
+      await checkpoint(null, 'vae');
+    }
+    const sf = state.scalingFactor;
+    result.scalingFactor = sf;
+
+    // ---- phase 2: UNet, on a pool of pictures encoded once by the frozen VAE (rendering and encoding every
+    // batch would cost ~20% of each step); each step draws its batch from the pool and samples z ~ N(mean, std).
+    const poolSize = o.poolSize;
+    let poolMean: tf.Tensor4D | null = null;
+    let poolStd: tf.Tensor4D | null = null;
+    const poolCaption: number[] = [];
+    if (state.unetStep < o.unetSteps) {
+      log(`encoding a pool of ${poolSize} pictures for UNet training`);
+      const means: tf.Tensor4D[] = [];
+      const stds: tf.Tensor4D[] = [];
+      const chunk = 32;
+      for (let i = 0; i < poolSize; i += chunk) {
+        const n = Math.min(chunk, poolSize - i);
+        const pixels = new Float32Array(n * size * size * 3);
+        for (let j = 0; j < n; j++) {
+          const r = renderScene(sampleScene(new Rng(mix(seed, PHASE_SALT.unet, i + j)), { split: 'train', size }));
+          for (let k = 0; k < r.image.length; k++) pixels[j * r.image.length + k] = r.image[k] / 127.5 - 1;
+          poolCaption.push(table.get(r.caption) as number);
+        }
+        const x = tf.tensor4d(pixels, [n, size, size, 3]);
+        const { mean, std, logvar } = vae.encode(x);
+        tf.dispose([x, logvar]);
+        means.push(mean);
+        stds.push(std);
+        await new Promise((r) => setImmediate(r));
+      }
+      poolMean = tf.concat(means, 0);
+      poolStd = tf.concat(stds, 0);
+      tf.dispose([...means, ...stds]);
+    }
+    unet.setTrainable(true);
+    const warmup = 100;
+    try {
+      const unetOk = await runPhase('unet', unet, o.unetSteps, (step) => {
+        const rng = new Rng(mix(seed, PHASE_SALT.unet, 0x7fff_ffff, options.fixedBatch ? 0 : step));
+        const idx: number[] = [];
+        const ctxIdx: number[] = [];
+        const timesteps: number[] = [];
+        for (let b = 0; b < o.unetBatch; b++) {
+          const k = rng.int(poolSize);
+          idx.push(k);
+          ctxIdx.push(rng.next() < o.captionDropout ? emptyIndex : poolCaption[k]);
+          timesteps.push(rng.int(schedule.numTrainTimesteps));
+        }
+        const noiseSeed = mix(seed, PHASE_SALT.unet, options.fixedBatch ? 0 : step, 7);
+        const inputs = tf.tidy(() => {
+          const ids = tf.tensor1d(idx, 'int32');
+          const mean = tf.gather(poolMean as tf.Tensor4D, ids);
+          const std = tf.gather(poolStd as tf.Tensor4D, ids);
+          const z0 = tf.mul(tf.add(mean, tf.mul(std, tf.randomNormal(mean.shape, 0, 1, 'float32', noiseSeed + 1))), sf);
+          const eps = tf.randomNormal(z0.shape, 0, 1, 'float32', noiseSeed);
+          const a = tf.reshape(tf.gather(abar, tf.tensor1d(timesteps, 'int32')), [-1, 1, 1, 1]);
+          const zt = tf.add(tf.mul(tf.sqrt(a), z0), tf.mul(tf.sqrt(tf.sub(1, a)), eps)) as tf.Tensor4D;
+          const ctx = tf.gather(ctxTable, tf.tensor1d(ctxIdx, 'int32')) as tf.Tensor3D;
+          return { zt, eps, ctx };
+        });
+        const r = tf.variableGrads(() => {
+          const pred = unet.forward(inputs.zt, timesteps, inputs.ctx);
+          return tf.mean(tf.squaredDifference(pred, inputs.eps)) as tf.Scalar;
+        }, unet.trainableVariables());
+        tf.dispose([inputs.zt, inputs.eps, inputs.ctx]);
+        return { loss: r.value, grads: r.grads };
+      }, (step) => o.unetLr * Math.min(1, (step + 1) / warmup));
+      if (!unetOk) return finish(false);
+    } finally {
+      tf.dispose([poolMean, poolStd].filter((t): t is tf.Tensor4D => t !== null));
+    }
+    result.unetSteps = state.unetStep;
+    if (options.fp16 ?? true) await writeFolder(true);
+    return finish(true);
+  } finally {
+    fs.closeSync(lossLog);
+    tf.dispose([ctxTable, abar]);
+    vae.dispose();
+    unet.dispose();
+    text.dispose();
+  }
+
+  function finish(done: boolean): TrainToyResult {
+    result.vaeSteps = state.vaeStep;
+    result.unetSteps = state.unetStep;
+    result.done = done;
+    result.seconds = (Date.now() - t0) / 1000;
+    return result;
+  }
+}
+
+/** One line of text for a {@link TrainToyProgress} (`vae  120/1500 [####------] loss 0.01234  0.45 s/step  eta 10m20s`). */
+export function formatTrainProgress(p: TrainToyProgress, width = 20): string {
+  const filled = Math.round((p.step / Math.max(1, p.total)) * width);
+  const eta = Math.round(p.etaSeconds);
+  const etaText = eta >= 3600 ? `${Math.floor(eta / 3600)}h${String(Math.floor((eta % 3600) / 60)).padStart(2, '0')}m` : `${Math.floor(eta / 60)}m${String(eta % 60).padStart(2, '0')}s`;
+  return `${p.phase.padEnd(4)} ${String(p.step).padStart(String(p.total).length)}/${p.total} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] loss ${p.loss.toFixed(5)}  ${p.secondsPerStep.toFixed(2)} s/step  eta ${etaText}`;
+}
+
+/** Usage text of `dds-weights train-toy` (for the command table's help). */
+export const TRAIN_TOY_HELP = `usage: dds-weights train-toy <outdir> [--preset toy|micro] [--seed N] [--vae-steps N] [--unet-steps N]
+       [--vae-batch N] [--unet-batch N] [--vae-lr X] [--unet-lr X] [--pool-size N] [--shape-weight X] [--checkpoint-every N]
+       [--time-budget SECONDS] [--backend wasm|cpu|tensorflow|webgpu|auto] [--force] [--no-fp16]
+
+Trains the toy-shapes model of @ddsjs/toy-shapes (Stable Diffusion structure: CLIP tokenizer + frozen CLIP text
+model, AutoencoderKL, UNet2DConditionModel) on the synthetic shapes world: the VAE, then the UNet (epsilon
+prediction, 10% caption dropout). <outdir> is a diffusers folder at every checkpoint; <outdir>/train/ holds the
+state, the Adam moments and loss.jsonl. Rerunning the same command resumes from the last checkpoint.
+  --preset P           toy (64x64 pictures, 8x8x4 latents; default) or micro (16x16, for tests)
+  --seed N             seed of initialisation, data and noise (default 0; must match when resuming)
+  --vae-steps N        VAE steps (default 1200)      --unet-steps N   UNet steps (default 2000)
+  --vae-batch N        VAE batch (default 4)         --unet-batch N   UNet batch (default 16)
+  --vae-lr X           VAE Adam lr (default 1e-3)    --unet-lr X      UNet Adam lr (default 5e-4)
+  --pool-size N        pictures pre-encoded for UNet training (default 8192)
+  --shape-weight X     weight of shape pixels in the VAE loss (default 5)
+  --checkpoint-every N checkpoint interval in steps (default 250)
+  --time-budget S      stop cleanly (checkpoint) after S seconds; rerun to resume
+  --backend B          tfjs backend (default wasm)
+  --force              start afresh in a non-empty <outdir>
+  --no-fp16            skip writing the *.fp16.safetensors variant at the end`;
+
+/** Parsed `dds-weights train-toy` arguments: the {@link trainToy} options plus the backend to use. */
+export interface TrainToyArgs {
+  /** Options for {@link trainToy}. */
+  options: TrainToyOptions;
+  /** The tfjs backend to initialise (`--backend`, default wasm). */
+  backend: BackendName;
+  /** `--help` was given (nothing else is parsed then). */
+  help: boolean;
+}
+
+/**
+ * Parses the arguments of `dds-weights train-toy` (after the command name). Throws an Error naming the flag on
+ * an unknown flag or a bad number.
+ */
+export function parseTrainToyArgs(args: string[]): TrainToyArgs {
+  const flags = {
+    preset: { type: 'string' }, seed: { type: 'string' }, 'vae-steps': { type: 'string' }, 'unet-steps': { type: 'string' },
+    'vae-batch': { type: 'string' }, 'unet-batch': { type: 'string' }, 'vae-lr': { type: 'string' }, 'unet-lr': { type: 'string' },
+    'pool-size': { type: 'string' }, 'shape-weight': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'time-budget': { type: 'string' },
+    backend: { type: 'string' }, force: { type: 'boolean' }, 'no-fp16': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  } as const;
+  let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
+  try {
+    parsed = parseArgs({ args, options: flags, allowPositionals: true, strict: true }) as typeof parsed;
+  } catch (e) {
+    throw new Error(`train-toy: ${(e as Error).message}`);
+  }
+  const v = parsed.values;
+  if (v.help) return { options: { outdir: '' }, backend: 'wasm', help: true };
+  if (parsed.positionals.length !== 1) {
+    throw new Error(`train-toy: expected <outdir>, got ${parsed.positionals.length ? parsed.positionals.map((x) => JSON.stringify(x)).join(' ') : 'nothing'} (see dds-weights train-toy --help)`);
+  }
+  const num = (name: string, int: boolean): number | undefined => {
+    const s = v[name];
+    if (s === undefined) return undefined;
+    const x = Number(s);
+    if (s === '' || !Number.isFinite(x) || (int && !Number.isInteger(x))) throw new Error(`train-toy: --${name} must be ${int ? 'an integer' : 'a number'}, got ${String(s)}`);
+    return x;
+  };
+  const preset = v.preset as string | undefined;
+  if (preset !== undefined && preset !== 'toy' && preset !== 'micro') throw new Error(`train-toy: --preset must be toy or micro, got ${preset}`);
+  const backend = (v.backend as string | undefined) ?? 'wasm';
+  if (backend !== 'auto' && !(BACKEND_NAMES as readonly string[]).includes(backend)) {
+    throw new Error(`train-toy: --backend must be auto or one of ${BACKEND_NAMES.join(', ')}, got ${backend}`);
+  }
+  return {
+    help: false,
+    backend: backend as BackendName,
+    options: {
+      outdir: parsed.positionals[0],
+      preset: preset as ToyPreset | undefined,
+      seed: num('seed', true),
+      vaeSteps: num('vae-steps', true),
+      unetSteps: num('unet-steps', true),
+      vaeBatch: num('vae-batch', true),
+      unetBatch: num('unet-batch', true),
+      vaeLr: num('vae-lr', false),
+      unetLr: num('unet-lr', false),
+      poolSize: num('pool-size', true),
+      shapeWeight: num('shape-weight', false),
+      checkpointEvery: num('checkpoint-every', true),
+      timeBudgetSeconds: num('time-budget', false),
+      force: !!v.force,
+      fp16: !v['no-fp16'],
+    },
+  };
+}
+
+/**
+ * Runs `dds-weights train-toy` with `args` (after the command name): initialises the backend, trains, prints a
+ * progress line on stderr (redrawn in place on a terminal, every 10 steps otherwise), checkpoints and a summary on
+ * `out`. Returns the exit code (0; the training state is kept when stopped by `--time-budget`). Throws an Error
+ * with a one-line message on bad arguments.
+ */
+export async function runTrainToyCommand(args: string[], out: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<number> {
+  const a = parseTrainToyArgs(args);
+  if (a.help) {
+    out(TRAIN_TOY_HELP);
+    return 0;
+  }
+  const backend = await initBackend(a.backend, { quiet: true });
+  out(`train-toy: backend ${backend}, outdir ${path.resolve(a.options.outdir)}`);
+  const tty = !!process.stderr.isTTY;
+  const r = await trainToy({
+    ...a.options,
+    log: (l) => {
+      if (tty) process.stderr.write('\n');
+      out(l);
+    },
+    onProgress: (p) => {
+      if (tty) process.stderr.write(`\r${formatTrainProgress(p)}`);
+      else if (p.step % 10 === 0 || p.step === p.total) process.stderr.write(formatTrainProgress(p) + '\n');
+    },
+  });
+  if (tty) process.stderr.write('\n');
+  const sps = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)} s/step` : '-');
+  out(`train-toy: ${r.done ? 'done' : 'stopped (rerun to resume)'}: VAE ${r.vaeSteps} steps (${sps(r.vaeSecondsPerStep)}), UNet ${r.unetSteps} steps (${sps(r.unetSecondsPerStep)}), ${(r.seconds / 60).toFixed(1)} min, scaling_factor ${r.scalingFactor}`);
+  return 0;
+}

@@ -1,0 +1,128 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '@ddsjs/nn';
+import {
+  AutoencoderKL,
+  CLIPTextModel,
+  UNet2DConditionModel,
+  loadStableDiffusion,
+  parseCLIPTextConfig,
+  parseUNetConfig,
+  parseVaeConfig,
+} from '@ddsjs/sd';
+import { TRAIN_TOY_HELP, formatTrainProgress, parseTrainToyArgs, runTrainToyCommand, toyConfigs, trainToy } from '../src/train-toy';
+
+let tmp: string;
+beforeAll(async () => {
+  await initBackend('wasm', { quiet: true });
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dds-train-toy-'));
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+describe('toyConfigs', () => {
+  it('describes an SD-structured model whose fp16 weights fit in 25 MB, with 64×64 pictures and 8×8×4 latents', () => {
+    const c = toyConfigs('toy');
+    const vae = new AutoencoderKL(parseVaeConfig(c.vae));
+    const unet = new UNet2DConditionModel(parseUNetConfig(c.unet));
+    const text = new CLIPTextModel(parseCLIPTextConfig(c.textEncoder));
+    expect(vae.downscaleFactor).toBe(8);
+    expect((c.vae.sample_size as number) / vae.downscaleFactor).toBe(c.unet.sample_size);
+    expect(c.vae.sample_size).toBe(64);
+    expect(c.unet.cross_attention_dim).toBe(c.textEncoder.hidden_size);
+    expect(c.textEncoder.vocab_size).toBe(49408);
+    expect(c.scheduler.beta_schedule).toBe('scaled_linear');
+    const params = vae.parameterCount() + unet.parameterCount() + text.parameterCount();
+    expect(params * 2).toBeLessThan(25e6);
+    expect(() => toyConfigs('big' as never)).toThrow(/preset/);
+  });
+
+  it('formats progress lines', () => {
+    const line = formatTrainProgress({ phase: 'unet', step: 5, total: 10, loss: 0.5, secondsPerStep: 2, etaSeconds: 3725 });
+    expect(line).toMatch(/^unet  5\/10 \[#{10}-{10}\] loss 0\.50000 {2}2\.00 s\/step {2}eta 1h02m$/);
+  });
+});
+
+describe('dds-weights train-toy arguments', () => {
+  it('parses flags into trainToy options and rejects bad ones naming the flag', async () => {
+    const a = parseTrainToyArgs(['out', '--seed', '7', '--unet-steps', '1500', '--unet-lr', '3e-4', '--time-budget', '60', '--shape-weight', '3', '--no-fp16', '--backend', 'cpu']);
+    expect(a.backend).toBe('cpu');
+    expect(a.options).toMatchObject({ outdir: 'out', seed: 7, unetSteps: 1500, unetLr: 3e-4, timeBudgetSeconds: 60, shapeWeight: 3, fp16: false, force: false });
+    expect(a.options.vaeSteps).toBeUndefined();
+    expect(() => parseTrainToyArgs(['out', '--seed', '1.5'])).toThrow(/--seed must be an integer/);
+    expect(() => parseTrainToyArgs(['out', '--preset', 'huge'])).toThrow(/--preset/);
+    expect(() => parseTrainToyArgs(['out', '--backend', 'gpu'])).toThrow(/--backend/);
+    expect(() => parseTrainToyArgs(['out', '--bogus'])).toThrow(/train-toy: .*bogus/);
+    expect(() => parseTrainToyArgs([])).toThrow(/expected <outdir>/);
+    const lines: string[] = [];
+    expect(await runTrainToyCommand(['--help'], (l) => lines.push(l))).toBe(0);
+    expect(lines).toEqual([TRAIN_TOY_HELP]);
+  });
+});
+
+describe('trainToy (micro preset, wasm)', () => {
+  it('rejects bad options naming them', async () => {
+    await expect(trainToy({ outdir: path.join(tmp, 'bad'), preset: 'micro', vaeLr: -1 })).rejects.toThrow(/vaeLr/);
+    await expect(trainToy({ outdir: path.join(tmp, 'bad'), preset: 'micro', unetBatch: 0 })).rejects.toThrow(/unetBatch/);
+  });
+
+  it('lowers the loss on a fixed batch, writes a loadable diffusers folder that generates, and resumes', async () => {
+    const out = path.join(tmp, 'micro');
+    const before = tf.memory().numTensors;
+    const lines: string[] = [];
+    const r = await trainToy({
+      outdir: out, preset: 'micro', seed: 3, vaeSteps: 5, unetSteps: 5, vaeBatch: 2, unetBatch: 4, fixedBatch: true,
+      unetLr: 2e-3, checkpointEvery: 100, log: (l) => lines.push(l),
+    });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(r.done).toBe(true);
+    expect([r.vaeSteps, r.unetSteps]).toEqual([5, 5]);
+    for (const losses of [r.vaeLosses, r.unetLosses]) {
+      expect(losses).toHaveLength(5);
+      expect(losses.every(Number.isFinite)).toBe(true);
+      expect(losses[4]).toBeLessThan(losses[0]);
+    }
+    expect(r.vaeLosses[4]).toBeLessThan(0.9 * r.vaeLosses[0]);
+    expect(r.scalingFactor).toBeGreaterThan(0);
+    expect(r.vaeSecondsPerStep).toBeGreaterThan(0);
+    expect(lines.some((l) => /scaling_factor/.test(l))).toBe(true);
+    const log = fs.readFileSync(path.join(out, 'train', 'loss.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(log).toHaveLength(10);
+    expect(log[0]).toMatchObject({ phase: 'vae', step: 1 });
+    expect(log[9]).toMatchObject({ phase: 'unet', step: 5 });
+    for (const f of ['model_index.json', 'tokenizer/vocab.json', 'scheduler/scheduler_config.json', 'unet/diffusion_pytorch_model.fp16.safetensors']) {
+      expect(fs.existsSync(path.join(out, f))).toBe(true);
+    }
+    const vaeCfg = JSON.parse(fs.readFileSync(path.join(out, 'vae', 'config.json'), 'utf8'));
+    expect(vaeCfg.scaling_factor).toBeCloseTo(r.scalingFactor, 6);
+
+    const sd32 = await loadStableDiffusion(out);
+    expect(sd32.schedule.scalingFactor).toBeCloseTo(r.scalingFactor, 6);
+    sd32.dispose();
+    {
+      const sd = await loadStableDiffusion(out, { variant: 'fp16' });
+      const g = await sd.generate('a green square on a gray background', { steps: 2, guidanceScale: 3, seed: 1 });
+      expect(g.image.shape).toEqual([1, 16, 16, 3]);
+      const px = await g.image.data();
+      expect(px.every(Number.isFinite)).toBe(true);
+      tf.dispose([g.image, g.latents]);
+      sd.dispose();
+    }
+
+    // Resume: one more UNet step continues from the checkpoint (same seed required).
+    await expect(trainToy({ outdir: out, seed: 4, vaeSteps: 5, unetSteps: 6 })).rejects.toThrow(/seed 3/);
+    const r2 = await trainToy({ outdir: out, vaeSteps: 5, unetSteps: 6, unetBatch: 4, fixedBatch: true, unetLr: 2e-3 });
+    expect([r2.vaeSteps, r2.unetSteps]).toEqual([5, 6]);
+    expect(r2.vaeLosses).toHaveLength(0);
+    expect(r2.unetLosses).toHaveLength(1);
+    expect(r2.unetLosses[0]).toBeLessThan(r.unetLosses[4]);
+    expect(r2.scalingFactor).toBe(r.scalingFactor);
+    expect(fs.readFileSync(path.join(out, 'train', 'loss.jsonl'), 'utf8').trim().split('\n')).toHaveLength(11);
+    expect(tf.memory().numTensors).toBe(before);
+    // A non-empty folder without training state is refused.
+    fs.mkdirSync(path.join(tmp, 'occupied'));
+    fs.writeFileSync(path.join(tmp, 'occupied', 'x'), '');
+    await expect(trainToy({ outdir: path.join(tmp, 'occupied'), preset: 'micro' })).rejects.toThrow(/not empty/);
+  });
+});
