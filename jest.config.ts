@@ -1,14 +1,22 @@
-/** @jest-config-loader ts-node */
-/** @jest-config-loader-options {"transpileOnly": true} */
 import type { Config } from 'jest';
 
-// Tests import the packages' TypeScript sources directly (swc transpiles them), so `npm test`
+// Tests import the packages' TypeScript sources directly (ts-jest transpiles them file by file, no type check:
+// `npm test` runs `npm run build` first, which type-checks everything), so `npm test`
 // never depends on a stale dist/. The CLI end-to-end tests run the built bin (`npm test` builds first).
 const config: Config = {
   testEnvironment: 'node',
   roots: ['<rootDir>/packages', '<rootDir>/weights-tools', '<rootDir>/examples', '<rootDir>/test-utils'],
   testMatch: ['**/test/**/*.test.ts'],
-  transform: { '^.+\\.tsx?$': ['@swc/jest', { jsc: { target: 'es2022' } }] },
+  transform: {
+    '^.+\\.tsx?$': [
+      'ts-jest',
+      {
+        isolatedModules: true,
+        tsconfig: { target: 'ES2022', module: 'commonjs', esModuleInterop: true, sourceMap: true, strict: true, skipLibCheck: true },
+        diagnostics: false,
+      },
+    ],
+  },
   moduleNameMapper: {
     '^@ddsjs/(safetensors|nn|sd|dds|toy-shapes|cli)$': '<rootDir>/packages/$1/src',
     '^@ddsjs/weights-tools$': '<rootDir>/weights-tools/src',
