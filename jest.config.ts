@@ -11,8 +11,7 @@ const config: Config = {
     '^.+\\.tsx?$': [
       'ts-jest',
       {
-        isolatedModules: true,
-        tsconfig: { target: 'ES2022', module: 'commonjs', esModuleInterop: true, sourceMap: true, strict: true, skipLibCheck: true },
+        tsconfig: { target: 'ES2022', module: 'commonjs', esModuleInterop: true, sourceMap: true, strict: true, skipLibCheck: true, isolatedModules: true },
         diagnostics: false,
       },
     ],
