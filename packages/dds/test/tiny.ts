@@ -7,16 +7,13 @@ import { Golden, TINY_SD15, goldenTensor } from '../../../test-utils';
 import { loadUNetConfig, loadVaeConfig } from '../../sd/src/config';
 import { UNet2DConditionModel } from '../../sd/src/unet';
 import { AutoencoderKL } from '../../sd/src/vae';
+import { safetensorsSource } from '../../sd/src/sources';
 import type { ScoreSchedule, TextEmbeddings } from '../src';
-
-function fileSource(f: SafetensorsFile): StateDictSource {
-  return { keys: () => f.keys(), shape: (k) => [...f.info(k).shape], read: (k) => f.readFloat32(k) };
-}
 
 async function loadWeights(module: { loadStateDict(s: StateDictSource): Promise<void> }, file: string): Promise<void> {
   const f = await SafetensorsFile.open(file);
   try {
-    await module.loadStateDict(fileSource(f));
+    await module.loadStateDict(safetensorsSource(f, { name: file }));
   } finally {
     await f.close();
   }
