@@ -1,6 +1,8 @@
 // Shared argument handling of the examples (not part of the library).
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { loadImageForEdit } from '@ddsjs/sd';
 
 /** Parses the examples' common flags: --model, --image, --steps, --size, --out, --seed. */
 export function exampleArgs(defaults: { steps: number; out: string }) {
@@ -22,4 +24,10 @@ export function exampleArgs(defaults: { steps: number; out: string }) {
     out: values.out!,
     seed: Number(values.seed),
   };
+}
+
+/** The picture to edit, [1,size,size,3] in [-1,1]: `--image` prepared like the notebook's load_512, else seeded noise. */
+export async function exampleInput(args: { image?: string; size: number }): Promise<tf.Tensor4D> {
+  if (args.image) return loadImageForEdit(args.image, { size: args.size });
+  return tf.randomUniform([1, args.size, args.size, 3], -1, 1, 'float32', 7) as tf.Tensor4D;
 }

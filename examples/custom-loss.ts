@@ -4,17 +4,15 @@
 //   npx ts-node examples/custom-loss.ts [--model DIR] [--image FILE --size 512] [--steps 50]
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
-import { loadStableDiffusion, loadImageForEdit, writeImage } from '@ddsjs/sd';
+import { loadStableDiffusion, writeImage } from '@ddsjs/sd';
 import { ddsGrad, scoreLoss } from '@ddsjs/dds';
-import { exampleArgs } from './common';
+import { exampleArgs, exampleInput } from './common';
 
 async function main() {
   const args = exampleArgs({ steps: 10, out: 'custom-loss.png' });
   await initBackend();
   const sd = await loadStableDiffusion(args.model);
-  const input = args.image
-    ? await loadImageForEdit(args.image, { size: args.size })
-    : (tf.randomUniform([1, args.size, args.size, 3], -1, 1, 'float32', 7) as tf.Tensor4D);
+  const input = await exampleInput(args);
   const zSource = sd.encodeImage(input);
   const z = tf.variable(zSource.clone());
   const source = { cond: sd.encodePrompt('a photo of a cat'), uncond: sd.encodePrompt('') };

@@ -3,17 +3,15 @@
 // (defaults: the tiny fixture model and a generated picture, so it runs anywhere in seconds)
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
-import { loadStableDiffusion, loadImageForEdit, writeImage } from '@ddsjs/sd';
+import { loadStableDiffusion, writeImage } from '@ddsjs/sd';
 import { editImage } from '@ddsjs/dds';
-import { exampleArgs } from './common';
+import { exampleArgs, exampleInput } from './common';
 
 async function main() {
   const args = exampleArgs({ steps: 20, out: 'edit-image.png' });
   await initBackend();
   const sd = await loadStableDiffusion(args.model);
-  const input = args.image
-    ? await loadImageForEdit(args.image, { size: args.size })
-    : tf.randomUniform([1, args.size, args.size, 3], -1, 1, 'float32', 7) as tf.Tensor4D;
+  const input = await exampleInput(args);
   const { image, latent } = await editImage(sd, input, {
     source: 'a flamingo rollerskating',
     target: 'a bronze sculpture of a flamingo rollerskating',

@@ -3,17 +3,15 @@
 //   npx ts-node examples/sds-vs-dds.ts [--model DIR] [--image FILE --size 512] [--steps 200]
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
-import { loadStableDiffusion, loadImageForEdit, writeImage, imageStrip } from '@ddsjs/sd';
+import { loadStableDiffusion, writeImage, imageStrip } from '@ddsjs/sd';
 import { editImage } from '@ddsjs/dds';
-import { exampleArgs } from './common';
+import { exampleArgs, exampleInput } from './common';
 
 async function main() {
   const args = exampleArgs({ steps: 20, out: 'sds-vs-dds.png' });
   await initBackend();
   const sd = await loadStableDiffusion(args.model);
-  const input = args.image
-    ? await loadImageForEdit(args.image, { size: args.size })
-    : (tf.randomUniform([1, args.size, args.size, 3], -1, 1, 'float32', 7) as tf.Tensor4D);
+  const input = await exampleInput(args);
   const prompts = { source: 'a photo of a cat', target: 'a photo of a tiger' };
   const results = [];
   for (const method of ['sds', 'dds'] as const) {

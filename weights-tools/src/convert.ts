@@ -4,24 +4,19 @@ import * as path from 'node:path';
 import type { StateDictSource } from '@ddsjs/nn';
 import { SafetensorsFile } from '@ddsjs/safetensors';
 import {
-  detectSingleFileModel,
-  inferLdmDimensions,
   parseCLIPTextConfig,
   parseSchedulerConfig,
   parseUNetConfig,
   parseVaeConfig,
   safetensorsSource,
-  singleFileConfigMismatches,
+  resolveSingleFileConfigs,
   singleFileSources,
-  hasDiffusersConfigs,
-  readRawConfigs,
   SingleFileModelType,
 } from '@ddsjs/sd';
 import {
   COMPONENTS,
   ComponentName,
   ParamSpec,
-  RawComponentConfigs,
   componentParams,
   prepareOutdir,
   weightsFileName,
@@ -109,22 +104,13 @@ export async function convertSingleFile(
   const f = await SafetensorsFile.open(file);
   try {
     const keys = f.keys();
-    const shape = (k: string) => f.info(k).shape;
-    const detected = detectSingleFileModel(keys, shape, { predictionType: options.predictionType });
-    const ownDir = path.dirname(file);
-    const configDir = options.configFrom ?? (hasDiffusersConfigs(ownDir) ? ownDir : undefined);
-    const raw: RawComponentConfigs = configDir
-      ? readRawConfigs(configDir)
-      : structuredClone({ unet: detected.configs.unet, vae: detected.configs.vae, textEncoder: detected.configs.textEncoder, scheduler: detected.configs.scheduler });
-    if (options.predictionType) raw.scheduler = { ...raw.scheduler, prediction_type: options.predictionType };
-    const configSource = configDir ?? `built-in ${detected.modelType}`;
-    const mismatches = singleFileConfigMismatches(inferLdmDimensions(keys, shape), raw, detected.textEncoder);
-    if (mismatches.length) {
-      throw new Error(
-        `${file}: the checkpoint does not match the configs of ${configSource}: ${mismatches.join('; ')}` +
-          (configDir ? '' : ' (pass --config-from a diffusers folder with matching configs)'),
-      );
-    }
+    const { detected, raw, configDir, configSource } = resolveSingleFileConfigs(
+      file,
+      keys,
+      (k) => f.info(k).shape,
+      options,
+      'pass --config-from a diffusers folder with matching configs',
+    );
     const parsed = {
       unet: parseUNetConfig(raw.unet, `${configSource}: unet/config.json`),
       vae: parseVaeConfig(raw.vae, `${configSource}: vae/config.json`),

@@ -11,6 +11,7 @@ import {
   parseCLIPTextConfig,
   parseUNetConfig,
   parseVaeConfig,
+  RawConfigs,
 } from '@ddsjs/sd';
 
 /** The weight-bearing components of a diffusers Stable Diffusion folder. */
@@ -23,13 +24,8 @@ export const COMPONENTS: readonly { name: ComponentName; base: string; configFil
   { name: 'text_encoder', base: 'model', configFile: 'config.json' },
 ];
 
-/** Raw JSON configs of a folder's components (as in `unet/config.json` etc.). */
-export interface RawComponentConfigs {
-  unet: Record<string, unknown>;
-  vae: Record<string, unknown>;
-  textEncoder: Record<string, unknown>;
-  scheduler: Record<string, unknown>;
-}
+/** Raw JSON configs of a folder's components (as in `unet/config.json` etc.): @ddsjs/sd's `RawConfigs`. */
+export type RawComponentConfigs = RawConfigs;
 
 /** A parameter of a component in PyTorch layout (the name and shape a diffusers checkpoint stores). */
 export interface ParamSpec {

@@ -11,7 +11,13 @@ import { AutoencoderKL, legacyVaeSource } from './vae';
 import { AutoencoderKLConfig, UNet2DConditionConfig, parseUNetConfig, parseVaeConfig } from './config';
 import { DDIMScheduler, NoiseSchedule, SchedulerConfig, makeNoiseSchedule, parseSchedulerConfig } from './schedule';
 import { safetensorsSource } from './sources';
-import { detectSingleFileModel, inferLdmDimensions, singleFileConfigMismatches, singleFileSources } from './single-file';
+import {
+  DetectedSingleFile,
+  detectSingleFileModel,
+  inferLdmDimensions,
+  singleFileConfigMismatches,
+  singleFileSources,
+} from './single-file';
 
 /** Folder of the CLIP BPE vocabulary bundled with @ddsjs/sd (for single-file checkpoints, which have none). */
 export const BUNDLED_TOKENIZER_DIR = path.resolve(__dirname, '..', 'assets', 'clip-tokenizer');
@@ -376,37 +382,59 @@ async function bundledTokenizer(padToken: string): Promise<CLIPTokenizer> {
   return new CLIPTokenizer({ vocab, merges, padToken, source: `${BUNDLED_TOKENIZER_DIR} (pad ${padToken})` });
 }
 
+/** Where a single-file checkpoint's architecture comes from; see {@link resolveSingleFileConfigs}. */
+export interface SingleFileConfigs {
+  /** What the keys and shapes say the checkpoint is. */
+  detected: DetectedSingleFile;
+  /** The raw component configs to use (a copy: safe to modify). */
+  raw: RawConfigs;
+  /** The diffusers folder the configs came from, or undefined for the built-in configs. */
+  configDir?: string;
+  /** `configDir`, or `built-in sd15|sd21`, for messages. */
+  configSource: string;
+}
+
+/**
+ * Picks the configs of a single-file checkpoint as `loadStableDiffusion` and `dds-weights convert-single-file` do:
+ * those of `configFrom` when given, else of the file's own folder when it holds diffusers configs, else the built-in
+ * configs of the detected model type; applies `predictionType`; and throws, listing every disagreement, when the
+ * checkpoint's shapes do not fit those configs (`hint` ends that message, naming how to pass other configs).
+ */
+export function resolveSingleFileConfigs(
+  file: string,
+  keys: readonly string[],
+  shape: (key: string) => readonly number[],
+  options: { configFrom?: string; predictionType?: 'epsilon' | 'v_prediction' },
+  hint = 'pass configFrom: a diffusers folder with matching configs',
+): SingleFileConfigs {
+  const detected = detectSingleFileModel(keys, shape, { predictionType: options.predictionType });
+  const ownDir = path.dirname(file);
+  const configDir = options.configFrom ?? (hasDiffusersConfigs(ownDir) ? ownDir : undefined);
+  const { unet, vae, textEncoder, scheduler } = detected.configs;
+  const raw: RawConfigs = configDir ? readRawConfigs(configDir) : structuredClone({ unet, vae, textEncoder, scheduler });
+  if (options.predictionType) raw.scheduler = { ...raw.scheduler, prediction_type: options.predictionType };
+  const configSource = configDir ?? `built-in ${detected.modelType}`;
+  const mismatches = singleFileConfigMismatches(inferLdmDimensions(keys, shape), raw, detected.textEncoder);
+  if (mismatches.length) {
+    throw new Error(
+      `${file}: the checkpoint does not match the configs of ${configSource}: ${mismatches.join('; ')}${configDir ? '' : ` (${hint})`}`,
+    );
+  }
+  return { detected, raw, configDir, configSource };
+}
+
 async function loadSingleFile(file: string, options: LoadStableDiffusionOptions): Promise<StableDiffusion> {
   const f = await SafetensorsFile.open(file);
   try {
-    const keys = f.keys();
-    const shape = (k: string) => f.info(k).shape;
-    const detected = detectSingleFileModel(keys, shape, { predictionType: options.predictionType });
-    const ownDir = path.dirname(file);
-    const configDir = options.configFrom ?? (hasDiffusersConfigs(ownDir) ? ownDir : undefined);
-    let raw: RawConfigs;
-    let configs: StableDiffusionConfigs;
-    let tokenizer: CLIPTokenizer;
-    if (configDir) {
-      raw = readRawConfigs(configDir);
-      configs = parseConfigs(raw, (k) => path.join(configDir, COMPONENT_CONFIGS[k]));
-      if (options.predictionType) configs.scheduler = { ...configs.scheduler, predictionType: options.predictionType };
-      tokenizer = fs.existsSync(path.join(configDir, 'tokenizer', 'vocab.json'))
+    const { detected, raw, configDir } = resolveSingleFileConfigs(file, f.keys(), (k) => f.info(k).shape, options);
+    const configs = parseConfigs(raw, (k) =>
+      configDir ? path.join(configDir, COMPONENT_CONFIGS[k]) : `built-in ${detected.modelType} ${k} config`,
+    );
+    const padToken = detected.configs.tokenizer.pad_token;
+    const tokenizer =
+      configDir && fs.existsSync(path.join(configDir, 'tokenizer', 'vocab.json'))
         ? await CLIPTokenizer.fromPretrained(path.join(configDir, 'tokenizer'))
-        : await bundledTokenizer(detected.configs.tokenizer.pad_token);
-    } else {
-      const c = detected.configs;
-      raw = c;
-      configs = parseConfigs(c, (k) => `built-in ${detected.modelType} ${k} config`);
-      tokenizer = await bundledTokenizer(c.tokenizer.pad_token);
-    }
-    const mismatches = singleFileConfigMismatches(inferLdmDimensions(keys, shape), raw, detected.textEncoder);
-    if (mismatches.length) {
-      throw new Error(
-        `${file}: the checkpoint does not match the configs of ${configDir ?? `the built-in ${detected.modelType} model`}: ` +
-          `${mismatches.join('; ')}${configDir ? '' : ' (pass configFrom: a diffusers folder with matching configs)'}`,
-      );
-    }
+        : await bundledTokenizer(padToken);
     const sources = singleFileSources(safetensorsSource(f, { name: file }), configs, detected.textEncoder, file);
     const { textEncoder, unet, vae, offload } = buildModules(configs, file, options.offloadUnet);
     try {
