@@ -31,3 +31,14 @@ export type { ComponentName, ParamSpec, RawComponentConfigs } from './folder';
 export { main } from './main';
 export { trainToy, toyConfigs, formatTrainProgress, parseTrainToyArgs, runTrainToyCommand, TRAIN_TOY_HELP } from './train-toy';
 export type { TrainToyOptions, TrainToyResult, TrainToyProgress, TrainToyArgs, ToyPreset } from './train-toy';
+export {
+  evaluateGeneration,
+  evaluateEdits,
+  editTasks,
+  formatEditTable,
+  formatGenerationLine,
+  runEvalToyCommand,
+  BACKGROUND_CHANGE_LIMIT,
+  EVAL_TOY_HELP,
+} from './toy-quality';
+export type { GenerationCase, GenerationReport, GenerationEvalOptions, EditCase, EditReport, EditEvalOptions } from './toy-quality';

@@ -6,6 +6,7 @@ import { toFp16 } from './fp16';
 import { makeRandom } from './random';
 import { runTrainToyCommand, TRAIN_TOY_HELP } from './train-toy';
 import { formatCount } from './folder';
+import { runEvalToyCommand, EVAL_TOY_HELP } from './toy-quality';
 
 const USAGE = `usage: dds-weights <command> [options]
 
@@ -15,11 +16,13 @@ commands:
   to-fp16 <dir> [--force]
   make-random --like sd15|sd21 <outdir> [--width F] [--scale-all] [--seed N] [--fp16-only] [--force]
   train-toy <outdir> [--preset toy|micro] [--seed N] [--vae-steps N] [--unet-steps N] [--time-budget S] [--force]
+  eval-toy [<model dir>] [--edits N] [--seed N] [--steps N] [--no-sds] [--no-generation]
 
 dds-weights <command> --help describes a command.`;
 
 const HELP: Record<string, string> = {
   'train-toy': TRAIN_TOY_HELP,
+  'eval-toy': EVAL_TOY_HELP,
   inspect: `usage: dds-weights inspect <file|dir> [--all] [--variant fp16|fp32]
 
 Describes a .safetensors file (tensor count, dtypes, parameters, a table of tensors: the first 20, or every
@@ -92,6 +95,7 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
   };
   const isTty = !!process.stderr.isTTY;
   if (cmd === 'train-toy') return runTrainToyCommand(rest, out); // parses its own flags (and --help)
+  if (cmd === 'eval-toy') return runEvalToyCommand(rest, out);
   switch (cmd) {
     case 'inspect': {
       const { values, positionals: p } = parse({ all: { type: 'boolean' }, variant: { type: 'string' } });

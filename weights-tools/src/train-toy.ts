@@ -173,6 +173,14 @@ export interface TrainToyOptions {
    * MSE). Without it a VAE run reproduced positions and backgrounds but turned every shape brown.
    */
   shapeWeight?: number;
+  /**
+   * Initial bias of the VAE encoder's log-variance channels (default −6, i.e. posterior std ≈ 0.05 at the start).
+   * With the default initialisation (logvar ≈ 0, std ≈ 1) the decoder first sees latents drowned in unit noise and
+   * learns to ignore them: a run reproduced backgrounds but turned every shape brown (the mean colour).
+   */
+  vaeLogvarInit?: number;
+  /** Weight of the VAE's colour term: MSE of 4×4-pixel block means of reconstruction and picture (default 4; 0 = off). */
+  vaeLowFreqWeight?: number;
   /** Probability of replacing a caption with `""` in UNet training (default 0.1). */
   captionDropout?: number;
   /** Global gradient-norm clip (default 1). */
@@ -425,6 +433,8 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
     unetLr: options.unetLr ?? 5e-4,
     klWeight: options.klWeight ?? 1e-4,
     shapeWeight: options.shapeWeight ?? 5,
+    vaeLogvarInit: options.vaeLogvarInit ?? -6,
+    vaeLowFreqWeight: options.vaeLowFreqWeight ?? 4,
     captionDropout: options.captionDropout ?? 0.1,
     gradClip: options.gradClip ?? 1,
     checkpointEvery: options.checkpointEvery ?? 250,
@@ -481,6 +491,15 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
     await loadComponent(path.join(outdir, FILES.textEncoder), text);
   } else {
     vae.initialize(mix(seed, 1));
+    if (o.vaeLogvarInit !== 0) {
+      // encoder.conv_out outputs [mean (latent channels), logvar (latent channels)]: start with a small posterior std.
+      const [name, bias] = vae.namedParameters().find(([n]) => n === 'encoder.conv_out.bias') ?? [];
+      if (!name || !bias) throw new Error('train-toy: VAE has no encoder.conv_out.bias');
+      const lc = bias.shape[0] / 2;
+      const init = tf.tidy(() => tf.concat([tf.slice(bias.value, [0], [lc]), tf.fill([lc], o.vaeLogvarInit)]));
+      bias.set(init);
+      init.dispose();
+    }
     unet.initialize(mix(seed, 2));
     text.initialize(mix(seed, 3));
     writeTokenizer(outdir, '<|endoftext|>');
@@ -589,7 +608,15 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
         const w = tf.add(1, tf.mul(tf.tensor4d(b.masks, [o.vaeBatch, size, size, 1]), o.shapeWeight - 1));
         const rec = tf.div(tf.mean(tf.mul(tf.squaredDifference(y, x), w)), tf.mean(w));
         const kl = tf.mul(0.5, tf.mean(tf.sub(tf.add(tf.square(mean), tf.exp(logvar)), tf.add(logvar, 1))));
-        return tf.add(rec, tf.mul(kl, o.klWeight)) as tf.Scalar;
+        let loss = tf.add(rec, tf.mul(kl, o.klWeight));
+        if (o.vaeLowFreqWeight > 0) {
+          // Colour term: MSE of 4×4-pixel block means (mean by reshape: wasm has no AvgPool gradient). Flat colours
+          // are what this world is made of, and per-pixel MSE learned them slowly (every shape brownish at 600 steps).
+          const q = size / 4;
+          const pool = (t: tf.Tensor) => tf.mean(t.reshape([o.vaeBatch, q, 4, q, 4, 3]), [2, 4]);
+          loss = tf.add(loss, tf.mul(tf.mean(tf.squaredDifference(pool(y), pool(x))), o.vaeLowFreqWeight));
+        }
+        return loss as tf.Scalar;
       }, vae.trainableVariables());
       x.dispose();
       return { loss: r.value, grads: r.grads };
@@ -729,6 +756,8 @@ state, the Adam moments and loss.jsonl. Rerunning the same command resumes from 
   --vae-lr X           VAE Adam lr (default 1e-3)    --unet-lr X      UNet Adam lr (default 5e-4)
   --pool-size N        pictures pre-encoded for UNet training (default 8192)
   --shape-weight X     weight of shape pixels in the VAE loss (default 5)
+  --vae-colour-weight X weight of the VAE's 4x4 block-mean colour term (default 4; 0 = off)
+  --vae-logvar-init X  initial bias of the VAE encoder's logvar channels (default -6: posterior std 0.05)
   --checkpoint-every N checkpoint interval in steps (default 250)
   --time-budget S      stop cleanly (checkpoint) after S seconds; rerun to resume
   --backend B          tfjs backend (default wasm)
@@ -753,7 +782,7 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
   const flags = {
     preset: { type: 'string' }, seed: { type: 'string' }, 'vae-steps': { type: 'string' }, 'unet-steps': { type: 'string' },
     'vae-batch': { type: 'string' }, 'unet-batch': { type: 'string' }, 'vae-lr': { type: 'string' }, 'unet-lr': { type: 'string' },
-    'pool-size': { type: 'string' }, 'shape-weight': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'time-budget': { type: 'string' },
+    'pool-size': { type: 'string' }, 'shape-weight': { type: 'string' }, 'vae-logvar-init': { type: 'string' }, 'vae-colour-weight': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'time-budget': { type: 'string' },
     backend: { type: 'string' }, force: { type: 'boolean' }, 'no-fp16': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   } as const;
   let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
@@ -795,6 +824,8 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
       unetLr: num('unet-lr', false),
       poolSize: num('pool-size', true),
       shapeWeight: num('shape-weight', false),
+      vaeLogvarInit: num('vae-logvar-init', false),
+      vaeLowFreqWeight: num('vae-colour-weight', false),
       checkpointEvery: num('checkpoint-every', true),
       timeBudgetSeconds: num('time-budget', false),
       force: !!v.force,

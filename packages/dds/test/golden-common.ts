@@ -36,20 +36,6 @@ export function printErrors(title: string): void {
   console.log(`${title}: max|ours − golden| / max|golden|\n${lines.join('\n')}`);
 }
 
-/**
- * The loss error a gradient error can cause: |Σ z·(g − g*)|/(h·w) ≤ max|g − g*| · Σ|z| / (h·w). Used to bound
- * the surrogate loss, whose value is a cancelling sum much smaller than its terms.
- */
-export async function lossBound(z: tf.Tensor4D, grad: tf.Tensor, gold: ArrayLike<number>): Promise<number> {
-  const g = await grad.data();
-  let maxDiff = 0;
-  for (let i = 0; i < g.length; i++) maxDiff = Math.max(maxDiff, Math.abs(g[i] - gold[i]));
-  const zs = await z.data();
-  let sumAbs = 0;
-  for (let i = 0; i < zs.length; i++) sumAbs += Math.abs(zs[i]);
-  return (maxDiff * sumAbs) / (z.shape[1] * z.shape[2]);
-}
-
 /** One UNet call seen by a replay model. */
 export interface ReplayCall {
   timestep: number[];

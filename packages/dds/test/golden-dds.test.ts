@@ -7,7 +7,7 @@ import { alphaSigma, ddsGrad, editLatent, scoreLoss } from '../src';
 import type { ScoreModel, ScoreSchedule, TextEmbeddings } from '../src';
 import type { UNet2DConditionModel } from '../../sd/src/unet';
 import { goldenEmbeddings, goldenSchedule, goldenStep, loadTinyUNet, nhwc } from './tiny';
-import { check, checkScalar, errors, lossBound, printErrors, replayModel, ReplayCall, rowErr } from './golden-common';
+import { check, checkScalar, errors, printErrors, replayModel, ReplayCall, rowErr } from './golden-common';
 
 let unet: UNet2DConditionModel;
 let schedule: ScoreSchedule;
@@ -55,15 +55,12 @@ describe('ddsGrad vs dds.safetensors (real tiny UNet)', () => {
       await check(inter.epsPred[0], g.eps_pred_source, 1e-4, 'eps_pred_source');
       await check(inter.epsPred[1], g.eps_pred_target, 1e-4, 'eps_pred_target');
       await check(r.grad, g.grad, 1e-3, 'grad');
-      // The loss is a cancelling sum (|loss| ≪ Σ|z·grad|): scoreLoss itself is checked on the golden grad at the
-      // README tolerance; with our grad, the error must stay within what the grad error can cause.
+      // The loss is a cancelling sum (|loss| ≪ Σ|z·grad|), so it is the most sensitive check of a systematic bias in
+      // the UNet output (GroupNorm statistics summed in one sequential pass gave 1.5e-3 here; see nn's groupMoments).
       const lossGold = scoreLoss(zTarget, goldGrad);
       checkScalar((await lossGold.data())[0], g.loss, 5e-4, 'loss (golden grad)');
       const loss = scoreLoss(zTarget, r.grad);
-      const lossVal = (await loss.data())[0];
-      errors['loss (our grad)'] = relErr([lossVal], g.loss.data);
-      const bound = await lossBound(zTarget, r.grad, await goldGrad.data());
-      expect(Math.abs(lossVal - g.loss.data[0])).toBeLessThanOrEqual(bound);
+      checkScalar((await loss.data())[0], g.loss, 5e-4, 'loss (our grad)');
       const dz = tf.grad((z: tf.Tensor) => tf.mul(scoreLoss(z, r.grad), 2000) as tf.Scalar)(zTarget);
       await check(dz, g.z_target_grad, 1e-3, 'z_target_grad');
       tf.dispose([loss, lossGold, dz]);

@@ -50,7 +50,8 @@ function useComposed(mode: GradientMode | undefined, kernel: string): boolean {
  * Filter gradient of a 'valid' NHWC convolution, composed only of kernels every backend has (wasm included):
  * `xp` is transposed once to channel-major `[cin, N, Hp, Wp]`; for each tap (i, j) of the kernel the (strided)
  * window the tap sees, `[cin, N·Ho·Wo]`, times `dy` flattened to `[N·Ho·Wo, cout]` gives that tap's
- * `[cin, cout]`; the taps are stacked to `[kh, kw, cin, cout]`. Equals TensorFlow's `Conv2DBackpropFilter`.
+ * `[cin, cout]`; the taps are stacked to `[kh, kw, cin, cout]`. Strided or narrow (cin·cout ≤ 4096) convolutions
+ * instead take one forward convolution with the batch as channels. Equals TensorFlow's `Conv2DBackpropFilter`.
  * (On wasm `matMul(a, b, transposeA=true)` is ~10× slower than this one explicit transpose.) Caller owns the result.
  */
 export function conv2dFilterGrad(
@@ -62,6 +63,16 @@ export function conv2dFilterGrad(
   return tf.tidy(() => {
     const [kh, kw, cin, cout] = filterShape;
     const [n, ho, wo] = dy.shape;
+    if (stride > 1 || cin * cout <= 64 * 64) {
+      // One convolution with the batch as channels: [cin, Hp, Wp, N] ⋆ dy as a [Ho, Wo, N, cout] filter, dilated by
+      // the stride, gives [cin, kh(+unreached rows), kw(+…), cout]. On wasm (XNNPACK) this is 2–50× faster than the
+      // per-tap matMuls below for strided or narrow convolutions, and ~2× slower for wide stride-1 ones (measured).
+      const a = tf.transpose(xp, [3, 1, 2, 0]) as tf.Tensor4D;
+      const f = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D;
+      let o = tf.conv2d(a, f, 1, 'valid', 'NHWC', stride);
+      if (o.shape[1] !== kh || o.shape[2] !== kw) o = tf.slice(o, [0, 0, 0, 0], [cin, kh, kw, cout]);
+      return tf.transpose(o, [1, 2, 0, 3]) as tf.Tensor4D;
+    }
     const m = n * ho * wo;
     const dy2 = dy.reshape([m, cout]) as tf.Tensor2D;
     const xt = tf.transpose(xp, [3, 0, 1, 2]); // [cin, N, Hp, Wp]

@@ -90,6 +90,37 @@ describe('conv2dOp gradients: wasm (composed) vs cpu native Conv2DBackpropFilter
     tf.dispose([xp, w, dy]);
   });
 
+  test.each([
+    { what: 'wide stride-1 (per-tap matMuls)', n: 2, h: 7, w: 6, cin: 80, cout: 72, stride: 1 },
+    { what: 'narrow stride-1 (one batch-as-channels conv)', n: 3, h: 9, w: 7, cin: 5, cout: 4, stride: 1 },
+    { what: 'wide stride-2 (one dilated conv, unreached rows sliced off)', n: 2, h: 10, w: 9, cin: 72, cout: 80, stride: 2 },
+  ])('conv2dFilterGrad equals Conv2DBackpropFilter (cpu), and on wasm: $what', async ({ n, h, w, cin, cout, stride }) => {
+    const ho = Math.floor((h - 3) / stride) + 1;
+    const wo = Math.floor((w - 3) / stride) + 1;
+    const xs = rand(n * h * w * cin, 11);
+    const dys = rand(n * ho * wo * cout, 12);
+    await initBackend('cpu');
+    const refT = tf.tidy(() =>
+      tf.engine().runKernel('Conv2DBackpropFilter', { x: tf.tensor4d(xs, [n, h, w, cin]), dy: tf.tensor4d(dys, [n, ho, wo, cout]) }, {
+        strides: stride,
+        pad: 'valid',
+        dataFormat: 'NHWC',
+        filterShape: [3, 3, cin, cout],
+      }) as tf.Tensor,
+    );
+    const ref = await refT.data();
+    refT.dispose();
+    for (const backend of ['cpu', 'wasm'] as const) {
+      await initBackend(backend);
+      const before = tf.memory().numTensors;
+      const t = tf.tidy(() => conv2dFilterGrad(tf.tensor4d(xs, [n, h, w, cin]), tf.tensor4d(dys, [n, ho, wo, cout]), [3, 3, cin, cout], stride));
+      const got = await t.data();
+      t.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+      expect(maxRelErr(got, ref)).toBeLessThan(1e-5);
+    }
+  });
+
   test('gatherAxis gradient sums repeated indices (wasm composed = cpu native)', async () => {
     const run = async (mode: GradientMode) => {
       const x = tf.tensor3d(rand(2 * 3 * 4, 9), [2, 3, 4]);

@@ -11,10 +11,22 @@ export * from './world';
 /** Folder of the embedded toy model (diffusers layout) inside this package. */
 export const MODEL_DIR = path.resolve(__dirname, '..', 'model');
 
+/** The weights variant the embedded model ships as: float16 `*.fp16.safetensors` files (diffusers' `variant="fp16"`). */
+export const MODEL_VARIANT = 'fp16' as const;
+
 /**
  * The embedded default model's folder, or `null` when its weights are not present (the model is trained by
- * `dds-weights train-toy`; until it ships, the CLI asks for `--model`).
+ * `dds-weights train-toy`). Load it with `variant: MODEL_VARIANT` (see {@link defaultModel}).
  */
 export function defaultModelDir(): string | null {
   return fs.existsSync(path.join(MODEL_DIR, 'model_index.json')) ? MODEL_DIR : null;
+}
+
+/**
+ * The embedded default model as loader arguments: `{ dir, variant: 'fp16' }` for
+ * `loadStableDiffusion(dir, { variant })`, or `null` when it is not present.
+ */
+export function defaultModel(): { dir: string; variant: typeof MODEL_VARIANT } | null {
+  const dir = defaultModelDir();
+  return dir ? { dir, variant: MODEL_VARIANT } : null;
 }

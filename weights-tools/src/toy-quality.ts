@@ -1,0 +1,322 @@
+// Measured quality of a toy-shapes model (issue 5): generation on held-out captions, and DDS / SDS colour edits of
+// generator pictures (target colour reached, shape kept, background untouched). Used by `dds-weights eval-toy`, the
+// quality tests and the docs table.
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { type BackendName, initBackend } from '@ddsjs/nn';
+import { type StableDiffusion, loadStableDiffusion } from '@ddsjs/sd';
+import { editImage } from '@ddsjs/dds';
+import {
+  BACKGROUNDS,
+  COLOUR_NAMES,
+  type ColourName,
+  Rng,
+  backgroundChange,
+  defaultModel,
+  caption,
+  captions,
+  dominantColour,
+  maskIoU,
+  maskUnion,
+  nearestColour,
+  parseCaption,
+  scenes,
+  segmentShape,
+  toBytes,
+} from '@ddsjs/toy-shapes';
+
+/** One generated picture and what was measured on it. */
+export interface GenerationCase {
+  /** The prompt. */
+  caption: string;
+  /** Seed of the initial noise. */
+  seed: number;
+  /** The shape colour measured on the picture (`null`: no shape found). */
+  colour: ColourName | null;
+  /** The background colour measured on the picture. */
+  background: string;
+  /** Both colours match the caption. */
+  ok: boolean;
+}
+
+/** Result of {@link evaluateGeneration}. */
+export interface GenerationReport {
+  /** Every case, in order. */
+  cases: GenerationCase[];
+  /** Fraction of cases whose shape colour matches. */
+  colourRate: number;
+  /** Fraction of cases whose background colour matches. */
+  backgroundRate: number;
+  /** Fraction of cases where both match (the issue's criterion). */
+  rate: number;
+}
+
+/** Options of {@link evaluateGeneration}. */
+export interface GenerationEvalOptions {
+  /** Prompts (default: the 12 held-out captions, `captions('heldout')`). */
+  prompts?: string[];
+  /** Noise seeds per prompt (default 2: seeds 0 and 1). */
+  seedsPerPrompt?: number;
+  /** DDIM steps (default 25). */
+  steps?: number;
+  /** Guidance scale (default 7.5). */
+  guidanceScale?: number;
+  /** Called after each picture. */
+  onCase?: (c: GenerationCase, done: number, total: number) => void;
+}
+
+/**
+ * Generates every prompt with `seedsPerPrompt` seeds and measures the picture: background = nearest of
+ * `BACKGROUNDS` to the median of the border ring, shape = pixels far from it (`segmentShape`), shape colour =
+ * `dominantColour` of those pixels. Returns plain numbers (no tensors).
+ */
+export async function evaluateGeneration(sd: StableDiffusion, options: GenerationEvalOptions = {}): Promise<GenerationReport> {
+  const prompts = options.prompts ?? captions('heldout');
+  const seeds = options.seedsPerPrompt ?? 2;
+  const cases: GenerationCase[] = [];
+  const total = prompts.length * seeds;
+  for (const p of prompts) {
+    const want = parseCaption(p);
+    if (!want) throw new Error(`evaluateGeneration: '${p}' is not a caption of the toy world`);
+    for (let s = 0; s < seeds; s++) {
+      const r = await sd.generate(p, { steps: options.steps ?? 25, guidanceScale: options.guidanceScale ?? 7.5, seed: s });
+      const [, h, w] = r.image.shape;
+      const bytes = toBytes((await r.image.data()) as Float32Array);
+      tf.dispose([r.image, r.latents]);
+      const seg = segmentShape(bytes, w, h);
+      const background = nearestColour(seg.background, BACKGROUNDS).name;
+      const colour = dominantColour(bytes, seg.mask);
+      const c: GenerationCase = { caption: p, seed: s, colour, background, ok: colour === want.colour && background === want.background };
+      cases.push(c);
+      options.onCase?.(c, cases.length, total);
+    }
+  }
+  const rate = (f: (c: GenerationCase) => boolean) => cases.filter(f).length / cases.length;
+  return {
+    cases,
+    colourRate: rate((c) => c.colour === parseCaption(c.caption)?.colour),
+    backgroundRate: rate((c) => c.background === parseCaption(c.caption)?.background),
+    rate: rate((c) => c.ok),
+  };
+}
+
+/** One colour edit and what was measured on it. */
+export interface EditCase {
+  /** Source prompt (the picture's caption). */
+  source: string;
+  /** Target prompt (the same with another shape colour). */
+  target: string;
+  /** The target colour. */
+  want: ColourName;
+  /** The colour measured inside the source shape's mask after the edit (`null`: empty mask). */
+  got: ColourName | null;
+  /** `got === want`. */
+  success: boolean;
+  /** IoU of the edited picture's shape mask (`segmentShape`) with the source mask. */
+  iou: number;
+  /** Mean |Δ| / 255 between the generator picture and the edit, outside both shapes' masks. */
+  backgroundChange: number;
+}
+
+/** Aggregates of a list of {@link EditCase}s. */
+export interface EditReport {
+  /** `'dds'` or `'sds'`. */
+  method: 'dds' | 'sds';
+  /** Every case. */
+  cases: EditCase[];
+  /** Fraction of successful colour changes. */
+  successRate: number;
+  /** Fraction with IoU ≥ 0.7. */
+  shapeKeptRate: number;
+  /** Mean IoU. */
+  meanIoU: number;
+  /** Mean background change (/255). */
+  meanBackgroundChange: number;
+  /** Fraction of cases whose background change is below {@link BACKGROUND_CHANGE_LIMIT}. */
+  backgroundKeptRate: number;
+  /** Wall-clock seconds per edit (mean). */
+  secondsPerEdit: number;
+  /** The VAE round trip's own background change on the same pictures (the floor of any latent-space edit). */
+  roundTripBackgroundChange: number;
+}
+
+/**
+ * "Background nearly untouched": the mean absolute change outside the shape, in [0, 1] units of the 0–255 scale.
+ * 0.04 ≈ 10/255 per channel: below what a person notices on flat colour, and ~2–3× the toy VAE's own round-trip
+ * error (reported next to it in {@link EditReport.roundTripBackgroundChange}), so it allows the decoder's noise
+ * but not a repaint (two background colours of the world differ by ≥ 0.35).
+ */
+export const BACKGROUND_CHANGE_LIMIT = 0.04;
+
+/** Options of {@link evaluateEdits}. */
+export interface EditEvalOptions {
+  /** `'dds'` (default) or `'sds'`. */
+  method?: 'dds' | 'sds';
+  /** Number of generator pictures (default 10). */
+  n?: number;
+  /** Seed of the pictures and of the target colours (default 1234); also the edit seed. */
+  seed?: number;
+  /** Optimisation steps (default: editImage's, 200). */
+  steps?: number;
+  /** Learning rate (default: editImage's, 0.1). */
+  lr?: number;
+  /** Guidance scale (default: editImage's, 7.5). */
+  guidanceScale?: number;
+  /** Called after each edit. */
+  onCase?: (c: EditCase, done: number, total: number) => void;
+}
+
+/**
+ * The pictures and colour edits {@link evaluateEdits} uses: `scenes(seed, n, { split: 'all' })` and, for each, a
+ * target colour drawn from the five other colours. Deterministic.
+ */
+export function editTasks(n = 10, seed = 1234) {
+  const pics = scenes(seed, n, { split: 'all' });
+  const rng = new Rng(seed ^ 0x5eed);
+  return pics.map((p) => {
+    const others = COLOUR_NAMES.filter((c) => c !== p.spec.colour);
+    const want = others[Math.floor(rng.next() * others.length)];
+    return { scene: p, want, source: p.caption, target: caption(want, p.spec.shape, p.spec.background) };
+  });
+}
+
+/**
+ * Edits `n` generator pictures' shape colour with `editImage` (defaults of the DDS notebook unless given) and
+ * measures each edit: the colour inside the source mask (`dominantColour`), the IoU of the edited shape
+ * (`segmentShape`) with the source mask, and the background change outside both masks. Returns plain numbers.
+ */
+export async function evaluateEdits(sd: StableDiffusion, options: EditEvalOptions = {}): Promise<EditReport> {
+  const method = options.method ?? 'dds';
+  const seed = options.seed ?? 1234;
+  const tasks = editTasks(options.n ?? 10, seed);
+  const cases: EditCase[] = [];
+  let roundTrip = 0;
+  const t0 = Date.now();
+  for (const t of tasks) {
+    const { width: w, height: h, image, mask } = t.scene;
+    const x = tf.tidy(() => tf.sub(tf.div(tf.tensor4d(Float32Array.from(image), [1, h, w, 3]), 127.5), 1) as tf.Tensor4D);
+    const rt = tf.tidy(() => sd.decodeLatents(sd.encodeImage(x)));
+    const rtBytes = toBytes((await rt.data()) as Float32Array);
+    rt.dispose();
+    roundTrip += backgroundChange(image, rtBytes, maskUnion(mask, segmentShape(rtBytes, w, h).mask));
+    const r = await editImage(sd, x, {
+      source: t.source,
+      target: t.target,
+      method,
+      seed,
+      ...(options.steps !== undefined ? { steps: options.steps } : {}),
+      ...(options.lr !== undefined ? { lr: options.lr } : {}),
+      ...(options.guidanceScale !== undefined ? { guidanceScale: options.guidanceScale } : {}),
+    });
+    x.dispose();
+    const bytes = toBytes((await r.image.data()) as Float32Array);
+    tf.dispose([r.image, r.latent]);
+    const seg = segmentShape(bytes, w, h);
+    const got = dominantColour(bytes, mask);
+    const c: EditCase = {
+      source: t.source,
+      target: t.target,
+      want: t.want,
+      got,
+      success: got === t.want,
+      iou: maskIoU(seg.mask, mask),
+      backgroundChange: backgroundChange(image, bytes, maskUnion(mask, seg.mask)),
+    };
+    cases.push(c);
+    options.onCase?.(c, cases.length, tasks.length);
+  }
+  const n = cases.length;
+  const mean = (f: (c: EditCase) => number) => cases.reduce((a, c) => a + f(c), 0) / n;
+  return {
+    method,
+    cases,
+    successRate: mean((c) => (c.success ? 1 : 0)),
+    shapeKeptRate: mean((c) => (c.iou >= 0.7 ? 1 : 0)),
+    meanIoU: mean((c) => c.iou),
+    meanBackgroundChange: mean((c) => c.backgroundChange),
+    backgroundKeptRate: mean((c) => (c.backgroundChange < BACKGROUND_CHANGE_LIMIT ? 1 : 0)),
+    secondsPerEdit: (Date.now() - t0) / 1000 / n,
+    roundTripBackgroundChange: roundTrip / n,
+  };
+}
+
+const pct = (x: number) => `${Math.round(x * 100)}%`;
+
+/** The DDS-vs-SDS comparison as a Markdown table (one row per report). */
+export function formatEditTable(reports: EditReport[]): string {
+  const lines = [
+    `| method | target colour reached | shape kept (IoU ≥ 0.7) | mean IoU | background change (mean, /255) | background kept (< ${BACKGROUND_CHANGE_LIMIT}) | s / edit |`,
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const r of reports) {
+    lines.push(
+      `| ${r.method.toUpperCase()} | ${pct(r.successRate)} | ${pct(r.shapeKeptRate)} | ${r.meanIoU.toFixed(2)} | ${r.meanBackgroundChange.toFixed(4)} | ${pct(r.backgroundKeptRate)} | ${r.secondsPerEdit.toFixed(1)} |`,
+    );
+  }
+  if (reports.length) lines.push('', `VAE round trip alone (encode → decode, no edit): background change ${reports[0].roundTripBackgroundChange.toFixed(4)}.`);
+  return lines.join('\n');
+}
+
+/** The generation result as one Markdown line. */
+export function formatGenerationLine(g: GenerationReport): string {
+  return `generation on ${g.cases.length} pictures of held-out captions: both colours right ${pct(g.rate)} (shape colour ${pct(g.colourRate)}, background ${pct(g.backgroundRate)})`;
+}
+
+/** Help of `dds-weights eval-toy`. */
+export const EVAL_TOY_HELP = `usage: dds-weights eval-toy [<model dir>] [--edits N] [--seed N] [--steps N] [--no-sds] [--no-generation] [--backend B]
+
+Measures a toy-shapes model (default: the embedded one of @ddsjs/toy-shapes): generation on the 12 held-out
+captions (2 seeds each, 25 DDIM steps), then DDS and SDS colour edits of N generator pictures (editImage
+defaults: 200 steps, lr 0.1, guidance 7.5), and prints the tables of packages/toy-shapes/README.md.
+  --edits N         pictures to edit (default 10)
+  --seed N          seed of the pictures and target colours (default 1234)
+  --steps N         edit steps (default 200)
+  --no-sds          DDS only        --no-generation   edits only
+  --backend B       tfjs backend (default wasm)`;
+
+/** Runs `dds-weights eval-toy` (arguments after the command name); prints the tables; returns the exit code. */
+export async function runEvalToyCommand(args: string[], out: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        edits: { type: 'string' }, seed: { type: 'string' }, steps: { type: 'string' }, backend: { type: 'string' },
+        'no-sds': { type: 'boolean' }, 'no-generation': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (e) {
+    throw new Error(`eval-toy: ${(e as Error).message}`);
+  }
+  const v = parsed.values;
+  if (v.help) return out(EVAL_TOY_HELP), 0;
+  const int = (name: string, s: string | undefined, d: number) => {
+    if (s === undefined) return d;
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`eval-toy: --${name} must be a positive integer, got '${s}'`);
+    return n;
+  };
+  if (parsed.positionals.length > 1) throw new Error(`eval-toy: expected at most one model folder, got ${parsed.positionals.length}`);
+  const dm = defaultModel();
+  const dir = parsed.positionals[0] ?? dm?.dir;
+  if (!dir) throw new Error('eval-toy: no model folder given and the embedded toy model is not installed');
+  const variant = parsed.positionals[0] === undefined ? dm?.variant : undefined;
+  await initBackend((v.backend as BackendName | undefined) ?? 'wasm', { quiet: true });
+  const sd = await loadStableDiffusion(dir, variant ? { variant } : {});
+  const progress = (what: string) => (_c: unknown, done: number, total: number) => process.stderr.write(`  ${what} ${done}/${total}\n`);
+  try {
+    if (!v['no-generation']) {
+      const g = await evaluateGeneration(sd, { onCase: progress('generation') });
+      out(formatGenerationLine(g));
+    }
+    const opts = { n: int('edits', v.edits as string | undefined, 10), seed: int('seed', v.seed as string | undefined, 1234), steps: int('steps', v.steps as string | undefined, 200) };
+    const reports = [await evaluateEdits(sd, { ...opts, method: 'dds', onCase: progress('dds edit') })];
+    if (!v['no-sds']) reports.push(await evaluateEdits(sd, { ...opts, method: 'sds', onCase: progress('sds edit') }));
+    out(formatEditTable(reports));
+  } finally {
+    sd.dispose();
+  }
+  return 0;
+}
