@@ -181,6 +181,8 @@ export interface TrainToyOptions {
   vaeLogvarInit?: number;
   /** Weight of the VAE's colour term: MSE of 4×4-pixel block means of reconstruction and picture (default 4; 0 = off). */
   vaeLowFreqWeight?: number;
+  /** Train only the VAE decoder (and post_quant_conv): the latents stay as they are (default false). */
+  vaeFreezeEncoder?: boolean;
   /** Probability of replacing a caption with `""` in UNet training (default 0.1). */
   captionDropout?: number;
   /** Global gradient-norm clip (default 1). */
@@ -435,6 +437,7 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
     shapeWeight: options.shapeWeight ?? 5,
     vaeLogvarInit: options.vaeLogvarInit ?? -6,
     vaeLowFreqWeight: options.vaeLowFreqWeight ?? 4,
+    vaeFreezeEncoder: options.vaeFreezeEncoder ?? false,
     captionDropout: options.captionDropout ?? 0.1,
     gradClip: options.gradClip ?? 1,
     checkpointEvery: options.checkpointEvery ?? 250,
@@ -596,6 +599,10 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
   try {
     // ---- phase 1: VAE
     vae.setTrainable(true);
+    if (o.vaeFreezeEncoder) {
+      // Decoder-only fine-tuning keeps the latents (and so a UNet trained on them) valid.
+      for (const [n, p] of vae.namedParameters()) if (n.startsWith('encoder.') || n.startsWith('quant_conv.')) p.setTrainable(false);
+    }
     const vaeOk = await runPhase('vae', vae, o.vaeSteps, (step) => {
       const b = makeBatch(seed, 'vae', options.fixedBatch ? 0 : step, o.vaeBatch, size, table, 0, emptyIndex);
       const x = tf.tensor4d(b.pixels, [o.vaeBatch, size, size, 3]);
@@ -757,6 +764,7 @@ state, the Adam moments and loss.jsonl. Rerunning the same command resumes from 
   --pool-size N        pictures pre-encoded for UNet training (default 8192)
   --shape-weight X     weight of shape pixels in the VAE loss (default 5)
   --vae-colour-weight X weight of the VAE's 4x4 block-mean colour term (default 4; 0 = off)
+  --vae-freeze-encoder train only the VAE decoder (the latents, and a UNet trained on them, stay valid)
   --vae-logvar-init X  initial bias of the VAE encoder's logvar channels (default -6: posterior std 0.05)
   --checkpoint-every N checkpoint interval in steps (default 250)
   --time-budget S      stop cleanly (checkpoint) after S seconds; rerun to resume
@@ -782,7 +790,7 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
   const flags = {
     preset: { type: 'string' }, seed: { type: 'string' }, 'vae-steps': { type: 'string' }, 'unet-steps': { type: 'string' },
     'vae-batch': { type: 'string' }, 'unet-batch': { type: 'string' }, 'vae-lr': { type: 'string' }, 'unet-lr': { type: 'string' },
-    'pool-size': { type: 'string' }, 'shape-weight': { type: 'string' }, 'vae-logvar-init': { type: 'string' }, 'vae-colour-weight': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'time-budget': { type: 'string' },
+    'pool-size': { type: 'string' }, 'shape-weight': { type: 'string' }, 'vae-logvar-init': { type: 'string' }, 'vae-colour-weight': { type: 'string' }, 'vae-freeze-encoder': { type: 'boolean' }, 'checkpoint-every': { type: 'string' }, 'time-budget': { type: 'string' },
     backend: { type: 'string' }, force: { type: 'boolean' }, 'no-fp16': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   } as const;
   let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
@@ -826,6 +834,7 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
       shapeWeight: num('shape-weight', false),
       vaeLogvarInit: num('vae-logvar-init', false),
       vaeLowFreqWeight: num('vae-colour-weight', false),
+      vaeFreezeEncoder: v['vae-freeze-encoder'] === true,
       checkpointEvery: num('checkpoint-every', true),
       timeBudgetSeconds: num('time-budget', false),
       force: !!v.force,
