@@ -181,6 +181,11 @@ export interface TrainToyOptions {
   vaeLogvarInit?: number;
   /** Weight of the VAE's colour term: MSE of 4×4-pixel block means of reconstruction and picture (default 4; 0 = off). */
   vaeLowFreqWeight?: number;
+  /**
+   * Weight of the latent colour term: MSE between the first three channels of the posterior mean and 2 × each latent
+   * cell's mean RGB (default 0 = off). Makes the encoder carry colour explicitly.
+   */
+  vaeLatentColourWeight?: number;
   /** Train only the VAE decoder (and post_quant_conv): the latents stay as they are (default false). */
   vaeFreezeEncoder?: boolean;
   /** Probability of replacing a caption with `""` in UNet training (default 0.1). */
@@ -438,6 +443,7 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
     vaeLogvarInit: options.vaeLogvarInit ?? -6,
     vaeLowFreqWeight: options.vaeLowFreqWeight ?? 4,
     vaeFreezeEncoder: options.vaeFreezeEncoder ?? false,
+    vaeLatentColourWeight: options.vaeLatentColourWeight ?? 0,
     captionDropout: options.captionDropout ?? 0.1,
     gradClip: options.gradClip ?? 1,
     checkpointEvery: options.checkpointEvery ?? 250,
@@ -616,6 +622,14 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
         const rec = tf.div(tf.mean(tf.mul(tf.squaredDifference(y, x), w)), tf.mean(w));
         const kl = tf.mul(0.5, tf.mean(tf.sub(tf.add(tf.square(mean), tf.exp(logvar)), tf.add(logvar, 1))));
         let loss = tf.add(rec, tf.mul(kl, o.klWeight));
+        if (o.vaeLatentColourWeight > 0) {
+          // Latent colour term: the first three latent channels (the posterior mean) should hold each 8×8 cell's mean
+          // RGB (×2). Without it the encoder collapsed colours to ~2 dims (red ≈ orange, blue ≈ green latents).
+          const f = size / mean.shape[1];
+          const cells = tf.mean(x.reshape([o.vaeBatch, mean.shape[1], f, mean.shape[2], f, 3]), [2, 4]);
+          const first3 = tf.slice(mean, [0, 0, 0, 0], [o.vaeBatch, mean.shape[1], mean.shape[2], 3]);
+          loss = tf.add(loss, tf.mul(tf.mean(tf.squaredDifference(first3, tf.mul(cells, 2))), o.vaeLatentColourWeight));
+        }
         if (o.vaeLowFreqWeight > 0) {
           // Colour term: MSE of 4×4-pixel block means (mean by reshape: wasm has no AvgPool gradient). Flat colours
           // are what this world is made of, and per-pixel MSE learned them slowly (every shape brownish at 600 steps).
@@ -764,6 +778,7 @@ state, the Adam moments and loss.jsonl. Rerunning the same command resumes from 
   --pool-size N        pictures pre-encoded for UNet training (default 8192)
   --shape-weight X     weight of shape pixels in the VAE loss (default 5)
   --vae-colour-weight X weight of the VAE's 4x4 block-mean colour term (default 4; 0 = off)
+  --vae-latent-colour-weight X  weight of the term tying latent channels 0-2 to each cell's mean RGB (default 0)
   --vae-freeze-encoder train only the VAE decoder (the latents, and a UNet trained on them, stay valid)
   --vae-logvar-init X  initial bias of the VAE encoder's logvar channels (default -6: posterior std 0.05)
   --checkpoint-every N checkpoint interval in steps (default 250)
@@ -790,7 +805,7 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
   const flags = {
     preset: { type: 'string' }, seed: { type: 'string' }, 'vae-steps': { type: 'string' }, 'unet-steps': { type: 'string' },
     'vae-batch': { type: 'string' }, 'unet-batch': { type: 'string' }, 'vae-lr': { type: 'string' }, 'unet-lr': { type: 'string' },
-    'pool-size': { type: 'string' }, 'shape-weight': { type: 'string' }, 'vae-logvar-init': { type: 'string' }, 'vae-colour-weight': { type: 'string' }, 'vae-freeze-encoder': { type: 'boolean' }, 'checkpoint-every': { type: 'string' }, 'time-budget': { type: 'string' },
+    'pool-size': { type: 'string' }, 'shape-weight': { type: 'string' }, 'vae-logvar-init': { type: 'string' }, 'vae-colour-weight': { type: 'string' }, 'vae-freeze-encoder': { type: 'boolean' }, 'vae-latent-colour-weight': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'time-budget': { type: 'string' },
     backend: { type: 'string' }, force: { type: 'boolean' }, 'no-fp16': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   } as const;
   let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
@@ -835,6 +850,7 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
       vaeLogvarInit: num('vae-logvar-init', false),
       vaeLowFreqWeight: num('vae-colour-weight', false),
       vaeFreezeEncoder: v['vae-freeze-encoder'] === true,
+      vaeLatentColourWeight: num('vae-latent-colour-weight', false),
       checkpointEvery: num('checkpoint-every', true),
       timeBudgetSeconds: num('time-budget', false),
       force: !!v.force,

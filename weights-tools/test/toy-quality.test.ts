@@ -1,0 +1,60 @@
+// The measurement harness of issue 5 (`dds-weights eval-toy`): its tasks, reports and table, exercised end to end on
+// the tiny random fixture model (the quality thresholds themselves need the trained toy model, which has not shipped).
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '@ddsjs/nn';
+import { type StableDiffusion, loadStableDiffusion } from '@ddsjs/sd';
+import { COLOUR_NAMES, parseCaption } from '@ddsjs/toy-shapes';
+import { TINY_SD15 } from '../../test-utils';
+import { BACKGROUND_CHANGE_LIMIT, editTasks, evaluateEdits, evaluateGeneration, formatEditTable, formatGenerationLine } from '../src/toy-quality';
+
+jest.setTimeout(300_000);
+
+let sd: StableDiffusion;
+beforeAll(async () => {
+  await initBackend('wasm', { quiet: true });
+  sd = await loadStableDiffusion(TINY_SD15);
+});
+afterAll(() => sd?.dispose());
+
+describe('editTasks', () => {
+  it('is deterministic and always asks for another colour of the same shape on the same background', () => {
+    const a = editTasks(12, 7);
+    expect(a.map((t) => t.target)).toEqual(editTasks(12, 7).map((t) => t.target));
+    expect(editTasks(12, 8).map((t) => t.target)).not.toEqual(a.map((t) => t.target));
+    for (const t of a) {
+      expect(COLOUR_NAMES).toContain(t.want);
+      expect(t.want).not.toBe(t.scene.spec.colour);
+      expect(parseCaption(t.target)).toEqual({ colour: t.want, shape: t.scene.spec.shape, background: t.scene.spec.background });
+      expect(t.source).toBe(t.scene.caption);
+    }
+  });
+});
+
+describe('evaluateEdits / evaluateGeneration on the tiny fixture model', () => {
+  it('measure every case, aggregate consistently and leak no tensors', async () => {
+    const before = tf.memory().numTensors;
+    const seen: number[] = [];
+    const r = await evaluateEdits(sd, { method: 'dds', n: 2, steps: 2, onCase: (_c, done) => seen.push(done) });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(seen).toEqual([1, 2]);
+    expect(r.cases).toHaveLength(2);
+    for (const c of r.cases) {
+      expect(c.iou).toBeGreaterThanOrEqual(0);
+      expect(c.iou).toBeLessThanOrEqual(1);
+      expect(c.backgroundChange).toBeGreaterThanOrEqual(0);
+      expect(c.success).toBe(c.got === c.want);
+    }
+    expect(r.successRate).toBe(r.cases.filter((c) => c.success).length / 2);
+    expect(r.meanIoU).toBeCloseTo((r.cases[0].iou + r.cases[1].iou) / 2, 12);
+    expect(r.backgroundKeptRate).toBe(r.cases.filter((c) => c.editBackgroundChange < BACKGROUND_CHANGE_LIMIT).length / 2);
+    const table = formatEditTable([r, { ...r, method: 'sds' }]);
+    expect(table.split('\n').filter((l) => l.startsWith('| DDS') || l.startsWith('| SDS'))).toHaveLength(2);
+
+    const g = await evaluateGeneration(sd, { prompts: ['a red circle on a white background'], seedsPerPrompt: 2, steps: 2 });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(g.cases.map((c) => c.seed)).toEqual([0, 1]);
+    expect(g.rate).toBe(g.cases.filter((c) => c.ok).length / 2);
+    expect(formatGenerationLine(g)).toMatch(/^generation on 2 pictures/);
+    await expect(evaluateGeneration(sd, { prompts: ['a photo of a cat'] })).rejects.toThrow(/not a caption of the toy world/);
+  });
+});
