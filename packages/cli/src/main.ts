@@ -3,8 +3,8 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, BackendName } from '@ddsjs/nn';
 import { loadStableDiffusion, StableDiffusion, loadImageForEdit, writeImage, imageStrip, inspectModel } from '@ddsjs/sd';
-import { editImage } from '@ddsjs/dds';
-import { defaultModelDir } from '@ddsjs/toy-shapes';
+import { editImage, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TranslatorDivergedError, TRANSLATOR_FILES } from '@ddsjs/dds';
+import { defaultModel } from '@ddsjs/toy-shapes';
 import { CliError, CommandSpec, commandHelp, parseCommand, num, str } from './args';
 import { Progress } from './progress';
 
@@ -31,9 +31,9 @@ export const EDIT: CommandSpec = {
     lr: { type: 'string', arg: 'X', help: 'SGD learning rate', default: '0.1' },
     guidance: { type: 'string', arg: 'X', help: 'classifier-free guidance scale', default: '7.5' },
     seed: { type: 'string', arg: 'N', help: 'random seed (timesteps and noise)', default: '0' },
-    size: { type: 'string', arg: 'PX', help: 'centre-crop and resize the picture to PX×PX (multiple of 8)', default: '512' },
+    size: { type: 'string', arg: 'PX', help: "centre-crop and resize the picture to PX×PX (multiple of 8; default: the model's native size, as diffusers)" },
     out: { type: 'string', short: 'o', arg: 'FILE', help: 'output PNG (default: <image>-edited.png)' },
-    'save-every': { type: 'string', arg: 'N', help: 'also write a strip of the edit every N steps (<out>-steps.png)' },
+    'save-every': { type: 'string', arg: 'N', help: 'also write a strip: the input, then the edit every N steps (<out>-steps.png)' },
     force: { type: 'boolean', short: 'f', help: 'overwrite existing output files' },
   },
 };
@@ -65,7 +65,56 @@ export const INSPECT: CommandSpec = {
   options: { model: common.model, variant: common.variant },
 };
 
-const COMMANDS = [EDIT, GENERATE, INSPECT];
+/** `dds train-translator`. */
+export const TRAIN_TRANSLATOR: CommandSpec = {
+  name: 'train-translator',
+  summary: 'Train a network that edits a picture in one pass (DDS paper, Section 5), with DDS as its only signal.',
+  usage: 'dds train-translator --source "TEXT" --target "TEXT" [--target "TEXT" …] (--images DIR | --generate N) [options]',
+  options: {
+    source: { type: 'string', arg: 'TEXT', help: 'prompt describing the training pictures' },
+    target: { type: 'string', multiple: true, arg: 'TEXT', help: 'prompt of a task to learn (repeat for several tasks)' },
+    images: { type: 'string', arg: 'DIR', help: 'folder of training pictures (all showing --source)' },
+    generate: { type: 'string', arg: 'N', help: 'instead, generate N training pictures from --source with the model' },
+    ...common,
+    steps: { type: 'string', arg: 'N', help: 'training steps (in all, resumed steps included)', default: '1000' },
+    batch: { type: 'string', arg: 'N', help: 'pictures per step', default: '1' },
+    lr: { type: 'string', arg: 'X', help: 'Adam learning rate', default: '1e-5' },
+    guidance: { type: 'string', arg: 'X', help: 'classifier-free guidance scale of the DDS teacher', default: '7.5' },
+    seed: { type: 'string', arg: 'N', help: 'random seed (initialisation, data order, timesteps and noise)', default: '0' },
+    size: { type: 'string', arg: 'PX', help: 'training picture size, multiple of 8 (default: the model sample size)' },
+    cycle: { type: 'string', arg: 'W', help: 'weight of the cycle-consistency regulariser', default: '0' },
+    identity: { type: 'string', arg: 'W', help: 'weight of the identity regulariser', default: '0' },
+    'gen-steps': { type: 'string', arg: 'N', help: 'DDIM steps per generated picture', default: '50' },
+    cache: { type: 'string', arg: 'DIR', help: 'cache of generated latents (default: <out>/data-cache)' },
+    'checkpoint-every': { type: 'string', arg: 'N', help: 'write a checkpoint to --out every N steps', default: '100' },
+    out: { type: 'string', short: 'o', arg: 'DIR', help: 'translator folder (resumed when it holds a checkpoint)', default: 'translator' },
+    force: { type: 'boolean', short: 'f', help: 'start over, replacing a translator in --out' },
+  },
+};
+
+/** `dds translate`. */
+export const TRANSLATE: CommandSpec = {
+  name: 'translate',
+  summary: 'Edit a picture in one forward pass with a trained translator (dds train-translator), and write a PNG.',
+  usage: 'dds translate --translator DIR --image IN --task "target prompt" [options]',
+  options: {
+    translator: { type: 'string', short: 't', arg: 'DIR', help: 'translator folder (dds train-translator --out)' },
+    image: { type: 'string', short: 'i', arg: 'FILE', help: 'input picture (JPEG, PNG or WebP)' },
+    task: { type: 'string', arg: 'TEXT', help: 'target prompt of the task to run (one the translator was trained on)' },
+    model: {
+      type: 'string',
+      arg: 'DIR|FILE',
+      help: "the translator's teacher, for its VAE (default: the model it was trained with when found, else the embedded toy model)",
+    },
+    variant: common.variant,
+    backend: common.backend,
+    size: { type: 'string', arg: 'PX', help: 'centre-crop and resize the picture to PX×PX (default: the training size)' },
+    out: { type: 'string', short: 'o', arg: 'FILE', help: 'output PNG (default: <image>-translated.png)' },
+    force: { type: 'boolean', short: 'f', help: 'overwrite an existing output file' },
+  },
+};
+
+const COMMANDS = [EDIT, GENERATE, INSPECT, TRAIN_TRANSLATOR, TRANSLATE];
 
 function mainHelp(): string {
   return [
@@ -74,7 +123,7 @@ function mainHelp(): string {
     'Score-distillation image editing with Stable Diffusion on TensorFlow.js.',
     '',
     'Commands:',
-    ...COMMANDS.map((c) => `  ${c.name.padEnd(10)}${c.summary}`),
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(Math.max(...COMMANDS.map((k) => k.name.length)) + 2)}${c.summary}`),
     '',
     'Run `dds <command> --help` for the options of a command.',
   ].join('\n');
@@ -91,15 +140,18 @@ const defaultIO: CliIO = {
   err: (l) => process.stderr.write(l + '\n'),
 };
 
-function resolveModel(values: Record<string, unknown>): string {
+/** The model path and weights variant: `--model` (with `--variant`), else the embedded toy model (fp16 variant). */
+function resolveModel(values: Record<string, unknown>): { path: string; variant: 'fp16' | undefined } {
+  const variant = str(values, 'variant');
+  if (variant !== undefined && variant !== 'fp16') throw new CliError(`--variant must be 'fp16', got '${variant}'`);
   const m = str(values, 'model');
   if (m !== undefined) {
     if (!fs.existsSync(m)) throw new CliError(`model not found: ${m}`);
-    return m;
+    return { path: m, variant };
   }
-  const d = defaultModelDir();
+  const d = defaultModel();
   if (!d) throw new CliError('no --model given and the embedded default model (@ddsjs/toy-shapes) is not installed');
-  return d;
+  return { path: d.dir, variant: d.variant };
 }
 
 function checkWritable(file: string, force: boolean): void {
@@ -111,15 +163,13 @@ function checkWritable(file: string, force: boolean): void {
 async function setup(values: Record<string, unknown>, io: CliIO): Promise<StableDiffusion> {
   const backend = str(values, 'backend') ?? 'auto';
   if (!BACKENDS.includes(backend)) throw new CliError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`);
-  const variant = str(values, 'variant');
-  if (variant !== undefined && variant !== 'fp16') throw new CliError(`--variant must be 'fp16', got '${variant}'`);
-  const modelPath = resolveModel(values);
+  const { path: modelPath, variant } = resolveModel(values);
   const used = await initBackend(backend as BackendName);
   io.err(`backend: ${used}`);
   const t0 = Date.now();
   let bar: Progress | null = null;
   const sd = await loadStableDiffusion(modelPath, {
-    variant: variant as 'fp16' | undefined,
+    variant,
     onProgress: (done, total) => {
       bar ??= new Progress('loading', total);
       bar.update(done);
@@ -148,8 +198,8 @@ async function runEdit(argv: string[], io: CliIO): Promise<void> {
   const lr = num(values, 'lr', { min: 0 })!;
   const guidance = num(values, 'guidance', { min: 0 })!;
   const seed = num(values, 'seed', { integer: true, min: 0 })!;
-  const size = num(values, 'size', { min: 8, integer: true })!;
-  if (size % 8 !== 0) throw new CliError(`--size must be a multiple of 8, got ${size}`);
+  const sizeArg = num(values, 'size', { min: 8, integer: true });
+  if (sizeArg !== undefined && sizeArg % 8 !== 0) throw new CliError(`--size must be a multiple of 8, got ${sizeArg}`);
   const saveEvery = num(values, 'save-every', { min: 1, integer: true });
   const force = Boolean(values.force);
   const out = str(values, 'out') ?? defaultEditOut(image);
@@ -159,10 +209,12 @@ async function runEdit(argv: string[], io: CliIO): Promise<void> {
 
   const sd = await setup(values, io);
   try {
+    const size = sizeArg ?? nativeSize(sd);
     const input = await loadImageForEdit(image, { size }).catch((e: Error) => {
       throw new CliError(e.message);
     });
-    const frames: tf.Tensor4D[] = [];
+    // The strip starts with the input (before), then every saveEvery-th step, the last being the result (after).
+    const frames: tf.Tensor4D[] = saveEvery ? [tf.tidy(() => tf.add(tf.mul(input, 0.5), 0.5) as tf.Tensor4D)] : [];
     const bar = new Progress(method, steps, (f) => `t ${f.t} | loss ${f.loss}`);
     const t0 = Date.now();
     let result;
@@ -177,7 +229,7 @@ async function runEdit(argv: string[], io: CliIO): Promise<void> {
         seed,
         onStep: ({ step, timestep, loss, latent }) => {
           bar.update(step + 1, { t: timestep, loss: Number.isFinite(loss) ? loss.toExponential(3) : String(loss) });
-          if (saveEvery && ((step + 1) % saveEvery === 0 || step === 0)) frames.push(sd.decodeLatents(latent));
+          if (saveEvery && ((step + 1) % saveEvery === 0 || step + 1 === steps)) frames.push(sd.decodeLatents(latent));
         },
       });
     } finally {
@@ -202,6 +254,11 @@ async function runEdit(argv: string[], io: CliIO): Promise<void> {
   } finally {
     sd.dispose();
   }
+}
+
+/** The model's native picture size (UNet `sample_size` × the VAE's downscale factor), diffusers' default. */
+function nativeSize(sd: StableDiffusion): number {
+  return (sd.configs.unet.sampleSize ?? 64) * sd.vaeScaleFactor;
 }
 
 async function runGenerate(argv: string[], io: CliIO): Promise<void> {
@@ -255,9 +312,175 @@ async function runGenerate(argv: string[], io: CliIO): Promise<void> {
 async function runInspect(argv: string[], io: CliIO): Promise<void> {
   const { values, help } = parseCommand(INSPECT, argv);
   if (help) return io.out(commandHelp(INSPECT));
-  const modelPath = resolveModel(values);
-  const text = await inspectModel(modelPath, { variant: str(values, 'variant') as 'fp16' | undefined });
+  const { path: modelPath, variant } = resolveModel(values);
+  const text = await inspectModel(modelPath, { variant });
   io.out(text);
+}
+
+/** Library errors that are the user's input (bad options, data, folders) become one-line usage errors. */
+function asCliError(e: unknown): unknown {
+  if (e instanceof TranslatorDivergedError || e instanceof CliError) return e;
+  const m = (e as Error)?.message ?? '';
+  return /^(trainTranslator|loadTranslator|createTranslator|Translator[.\w]*|loadImageForEdit): /.test(m) ? new CliError(m) : e;
+}
+
+async function runTrainTranslator(argv: string[], io: CliIO): Promise<void> {
+  const { values, help } = parseCommand(TRAIN_TRANSLATOR, argv);
+  if (help) return io.out(commandHelp(TRAIN_TRANSLATOR));
+  const source = str(values, 'source', true)!;
+  const targets = values.target as string[] | undefined;
+  if (!targets || targets.length === 0) throw new CliError('missing --target (give one per task)');
+  if (targets.some((t) => t.trim() === '')) throw new CliError('--target must not be empty');
+  const images = str(values, 'images');
+  const generate = num(values, 'generate', { min: 1, integer: true });
+  if ((images === undefined) === (generate === undefined)) throw new CliError('give exactly one of --images DIR or --generate N');
+  if (images !== undefined && (!fs.existsSync(images) || !fs.statSync(images).isDirectory())) throw new CliError(`image folder not found: ${images}`);
+  const steps = num(values, 'steps', { min: 0, integer: true })!;
+  const batchSize = num(values, 'batch', { min: 1, integer: true })!;
+  const lr = num(values, 'lr', { min: 0 })!;
+  if (lr === 0) throw new CliError('--lr must be > 0');
+  const guidanceScale = num(values, 'guidance', { min: 0 })!;
+  const seed = num(values, 'seed', { integer: true, min: 0 })!;
+  const size = num(values, 'size', { min: 8, integer: true });
+  if (size !== undefined && size % 8 !== 0) throw new CliError(`--size must be a multiple of 8, got ${size}`);
+  const cycleWeight = num(values, 'cycle', { min: 0 })!;
+  const identityWeight = num(values, 'identity', { min: 0 })!;
+  const genSteps = num(values, 'gen-steps', { min: 1, max: 1000, integer: true })!;
+  const checkpointEvery = num(values, 'checkpoint-every', { min: 0, integer: true })!;
+  const out = str(values, 'out')!;
+  const force = Boolean(values.force);
+  const cacheDir = str(values, 'cache') ?? path.join(out, 'data-cache');
+  if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new CliError(`--out ${out} exists and is not a folder`);
+  let resumeFrom: string | undefined;
+  if (fs.existsSync(path.join(out, TRANSLATOR_FILES.meta)) && !force) {
+    if (!fs.existsSync(path.join(out, TRANSLATOR_FILES.optimizer))) {
+      throw new CliError(`${out} holds a translator without training state; pass --force to replace it`);
+    }
+    resumeFrom = out;
+  }
+
+  const sd = await setup(values, io);
+  let translator: Translator | null = null;
+  const ctrl = new AbortController();
+  const onSigint = () => {
+    io.err('interrupted: stopping after this step (a checkpoint will be written)');
+    ctrl.abort();
+  };
+  process.once('SIGINT', onSigint);
+  try {
+    if (resumeFrom) io.err(`resuming ${out} from step ${readTranslatorMeta(out).training?.step ?? 0}`);
+    let dataBar: Progress | null = null;
+    let trainBar: Progress | null = null;
+    const t0 = Date.now();
+    try {
+      translator = await trainTranslator(sd, {
+        tasks: targets.map((target) => ({ source, target })),
+        data: images !== undefined ? { images, prompt: source, size } : { generate: generate!, prompt: source, size, steps: genSteps, cacheDir },
+        steps,
+        batchSize,
+        lr,
+        guidanceScale,
+        seed,
+        cycleWeight,
+        identityWeight,
+        checkpointDir: out,
+        checkpointEvery,
+        resumeFrom,
+        overwrite: force,
+        signal: ctrl.signal,
+        onData: ({ kind, done, total }) => {
+          dataBar ??= new Progress(kind === 'images' ? 'encoding' : kind === 'generate' ? 'generating' : 'cached', total);
+          dataBar.update(done);
+          if (done === total) {
+            dataBar.stop();
+            dataBar = null;
+          }
+        },
+        onStep: ({ step, loss, task, checkpointed }) => {
+          trainBar ??= new Progress('train', steps, (f) => `loss ${f.loss} | task ${f.task}${f.ckpt ? ' | checkpoint' : ''}`);
+          trainBar.update(step + 1, { loss: loss.toExponential(3), task, ckpt: checkpointed ? 1 : 0 });
+        },
+      });
+    } finally {
+      (dataBar as Progress | null)?.stop();
+      (trainBar as Progress | null)?.stop();
+    }
+    const done = translator.stepsDone;
+    io.err(`trained ${done} steps in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+    if (ctrl.signal.aborted) io.err(`stopped at step ${done} of ${steps}; run the same command again to resume`);
+    io.out(`wrote ${out} (${done} steps)`);
+  } catch (e) {
+    throw asCliError(e);
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    translator?.dispose();
+    sd.dispose();
+  }
+}
+
+function defaultTranslateOut(image: string): string {
+  const ext = path.extname(image);
+  return `${path.basename(image, ext)}-translated.png`;
+}
+
+async function runTranslate(argv: string[], io: CliIO): Promise<void> {
+  const { values, help } = parseCommand(TRANSLATE, argv);
+  if (help) return io.out(commandHelp(TRANSLATE));
+  const dir = str(values, 'translator', true)!;
+  const image = str(values, 'image', true)!;
+  const task = str(values, 'task', true)!;
+  if (!fs.existsSync(path.join(dir, TRANSLATOR_FILES.meta))) throw new CliError(`not a translator folder (no ${TRANSLATOR_FILES.meta}): ${dir}`);
+  if (!fs.existsSync(image)) throw new CliError(`image not found: ${image}`);
+  let size = num(values, 'size', { min: 8, integer: true });
+  if (size !== undefined && size % 8 !== 0) throw new CliError(`--size must be a multiple of 8, got ${size}`);
+  const force = Boolean(values.force);
+  const out = str(values, 'out') ?? defaultTranslateOut(image);
+  checkWritable(out, force);
+  let meta;
+  try {
+    meta = readTranslatorMeta(dir);
+  } catch (e) {
+    throw new CliError((e as Error).message);
+  }
+  if (!meta.prompts.includes(task)) {
+    throw new CliError(`unknown task ${JSON.stringify(task)}; ${dir} was trained for ${meta.tasks.map((t) => JSON.stringify(t.target)).join(', ')}`);
+  }
+  if (size === undefined) {
+    const shape = meta.training?.data.shape;
+    size = shape && shape[0] === shape[1] ? shape[0] * 8 : 512;
+  }
+  // The teacher's VAE encodes and decodes: --model, else the model the translator was trained with, else the default.
+  const modelValues = { ...values };
+  const recorded = meta.teacher?.source;
+  if (str(values, 'model') === undefined && recorded && fs.existsSync(recorded) && path.resolve(recorded) !== path.resolve(defaultModel()?.dir ?? '')) {
+    modelValues.model = recorded;
+  }
+  const sd = await setup(modelValues, io);
+  let translator: Translator | null = null;
+  try {
+    translator = await loadTranslator(dir, sd);
+    const input = await loadImageForEdit(image, { size });
+    const t0 = Date.now();
+    let result;
+    try {
+      result = translator.translateImage(input, task);
+    } finally {
+      input.dispose();
+    }
+    try {
+      await writeImage(result.image, out, { overwrite: force });
+    } finally {
+      result.image.dispose();
+      result.latent.dispose();
+    }
+    io.err(`translated in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
+    io.out(`wrote ${out}`);
+  } catch (e) {
+    throw asCliError(e);
+  } finally {
+    translator?.dispose();
+    sd.dispose();
+  }
 }
 
 /**
@@ -274,6 +497,8 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
     if (cmd === 'edit') await runEdit(rest, io);
     else if (cmd === 'generate') await runGenerate(rest, io);
     else if (cmd === 'inspect') await runInspect(rest, io);
+    else if (cmd === 'train-translator') await runTrainTranslator(rest, io);
+    else if (cmd === 'translate') await runTranslate(rest, io);
     else throw new CliError(`unknown command '${cmd}' (commands: ${COMMANDS.map((c) => c.name).join(', ')})`);
     return 0;
   } catch (e) {

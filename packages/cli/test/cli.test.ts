@@ -47,12 +47,19 @@ test('dds edit writes a PNG of the requested size, refuses to overwrite without 
   const meta = await sharp(path.join(tmp, 'out.png')).metadata();
   expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 64]);
   const strip = await sharp(path.join(tmp, 'out-steps.png')).metadata();
-  expect([strip.width, strip.height]).toEqual([64 * 2, 64]); // steps 1 and 2
+  expect([strip.width, strip.height]).toEqual([64 * 3, 64]); // the input (before), step 2, the last step (3)
   const again = dds(...args, '--out', 'out.png');
   expect(again.code).toBe(2);
   expect(again.stderr.trim()).toBe('dds: error: out.png exists; pass --force to overwrite it');
   const forced = dds(...args, '--out', 'out.png', '--force', '--method', 'sds');
   expect(forced.code).toBe(0);
+});
+
+test("dds edit without --size works at the model's native size (UNet sample_size × 8), as diffusers", async () => {
+  const r = dds('edit', '--model', TINY_SD15, '--image', photo, '--target', 'a green circle', '--steps', '1', '--out', 'native.png');
+  expect(r.code).toBe(0);
+  const meta = await sharp(path.join(tmp, 'native.png')).metadata();
+  expect([meta.width, meta.height]).toEqual([64, 64]);
 });
 
 test('dds generate writes the model-sized picture', async () => {

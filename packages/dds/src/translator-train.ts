@@ -1,0 +1,697 @@
+// Training of the translation network with DDS as its only signal (the DDS paper, Section 5), with resumable
+// checkpoints, reproducible data order and noise, and a clean stop on divergence.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import type { Parameter } from '@ddsjs/nn';
+import type { StableDiffusion } from '@ddsjs/sd';
+import { SafetensorsFile, TensorData } from '@ddsjs/sd';
+import { DEFAULT_GUIDANCE_SCALE, ddsGrad, scoreLoss } from './score';
+import { DEFAULT_LOSS_SCALE } from './edit';
+import { SeededRandom } from './rng';
+import type { ScoreModel, ScoreOptions, TextEmbeddings, Weighting } from './types';
+import {
+  checkTasks,
+  createTranslator,
+  CreateTranslatorOptions,
+  loadTranslator,
+  readTranslatorMeta,
+  studentUNetConfig,
+  teacherFingerprint,
+  Translator,
+  TRANSLATOR_FILES,
+  TranslatorTask,
+  TranslatorTrainingRecord,
+  unetConfigToJson,
+  writeTranslatorFolder,
+} from './translator';
+import { datasetHash, mixSeed, prepareTranslatorData, TranslatorData, TranslatorDataProgress, TranslatorDataset } from './translator-data';
+
+/** Default number of training steps of {@link trainTranslator}. */
+export const DEFAULT_TRANSLATOR_STEPS = 1000;
+/** Default Adam learning rate of {@link trainTranslator} (fine-tuning a Stable Diffusion-sized UNet). */
+export const DEFAULT_TRANSLATOR_LR = 1e-5;
+
+// Salts of the per-step random streams: task choice, data order, DDS noise.
+const SALT_TASK = 1;
+const SALT_SHUFFLE = 2;
+const SALT_NOISE = 3;
+
+/** The differentiable DDS loss of {@link ddsLoss}. */
+export interface DdsLossResult {
+  /** `scoreLoss(zTarget, ddsGrad(zSource → zTarget))`, a scalar the caller owns. */
+  loss: tf.Scalar;
+  /** The diffusion timestep drawn for each image. */
+  timestep: number[];
+}
+
+/**
+ * `scoreLoss(zTarget, ddsGrad(sd, { zSource, zTarget, source, target }, opts).grad)` as one differentiable op:
+ * its value is the DDS surrogate loss and its gradient with respect to `zTarget` is `grad / (h·w)`, exactly as
+ * composing {@link ddsGrad} with {@link scoreLoss}. The difference is memory: the teacher UNet runs inside the op's
+ * forward, which a gradient tape does not record, so `tf.variableGrads(() => ddsLoss(sd, student(x), …).loss)`
+ * keeps no teacher activations and runs the student once. No gradient reaches the teacher, `zSource` or the
+ * embeddings. The caller owns `loss`.
+ */
+export function ddsLoss(
+  sd: ScoreModel,
+  zTarget: tf.Tensor4D,
+  inputs: { zSource: tf.Tensor4D; source: TextEmbeddings; target: TextEmbeddings },
+  opts: ScoreOptions = {},
+): DdsLossResult {
+  if (!(zTarget instanceof tf.Tensor) || zTarget.rank !== 4) {
+    throw new Error(`ddsLoss: zTarget must be a latent tensor [B, h, w, C], got ${zTarget instanceof tf.Tensor ? `[${zTarget.shape}]` : typeof zTarget}`);
+  }
+  const hw = zTarget.shape[1] * zTarget.shape[2];
+  let timestep: number[] = [];
+  const op = tf.customGrad(((z: tf.Tensor, save: tf.GradSaveFunc) => {
+    const r = ddsGrad(sd, { zSource: inputs.zSource, zTarget: z as tf.Tensor4D, source: inputs.source, target: inputs.target }, opts);
+    try {
+      timestep = r.timestep;
+      const value = scoreLoss(z, r.grad);
+      save([r.grad]);
+      return { value, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, tf.div(saved[0], hw)) };
+    } finally {
+      r.dispose();
+    }
+  }) as unknown as Parameters<typeof tf.customGrad>[0]) as (z: tf.Tensor) => tf.Tensor;
+  const loss = op(zTarget) as tf.Scalar;
+  return { loss, timestep };
+}
+
+/** Options of {@link translatorGrads}: the score's options plus the loss weights. */
+export interface TranslatorLossOptions {
+  /** Classifier-free guidance scale of the teacher. Default 7.5. */
+  guidanceScale?: number;
+  /** Timestep range of the DDS score. Default [50, 950]. */
+  tRange?: [number, number];
+  /** Timestep weighting of the DDS score. Default `'uniform'`. */
+  weighting?: Weighting;
+  /** At most this many rows per teacher UNet call. */
+  unetBatch?: number;
+  /** Seed of the DDS timestep and noise (see {@link ScoreOptions.seed}). */
+  seed?: number;
+  /** The DDS term is `lossScale · scoreLoss` (the DDS notebook's 2000). Default 2000. */
+  lossScale?: number;
+  /** Weight of the cycle-consistency term `mean((f(f(ẑ, y), ŷ) − ẑ)²)`. Default 0 (off). */
+  cycleWeight?: number;
+  /** Weight of the identity term `mean((f(ẑ, ŷ) − ẑ)²)`. Default 0 (off). */
+  identityWeight?: number;
+}
+
+/** The loss and gradients of one translator training step. The caller owns every tensor (`dispose()` frees them). */
+export interface TranslatorGrads {
+  /** Gradient of `total` for every trainable student parameter, by parameter name (`down_blocks.0.…weight`). */
+  grads: Map<string, tf.Tensor>;
+  /** `lossScale · dds + cycleWeight · cycle + identityWeight · identity`. */
+  total: tf.Scalar;
+  /** `scoreLoss(f(ẑ, y), ddsGrad(ẑ → f(ẑ, y)))`, unscaled. */
+  dds: tf.Scalar;
+  /** The cycle term (unweighted), when `cycleWeight > 0`. */
+  cycle: tf.Scalar | null;
+  /** The identity term (unweighted), when `identityWeight > 0`. */
+  identity: tf.Scalar | null;
+  /** The DDS timestep of each image. */
+  timestep: number[];
+  /** Frees every tensor above. */
+  dispose(): void;
+}
+
+function taskIndexOf(fn: string, translator: Translator, task: number | TranslatorTask): number {
+  if (typeof task === 'number') {
+    if (!Number.isInteger(task) || task < 0 || task >= translator.tasks.length) throw new Error(`${fn}: unknown task index ${task} (the translator has ${translator.tasks.length} tasks)`);
+    return task;
+  }
+  const i = translator.tasks.findIndex((t) => t.source === task?.source && t.target === task?.target);
+  if (i < 0) throw new Error(`${fn}: unknown task ${JSON.stringify(task)}`);
+  return i;
+}
+
+/**
+ * The loss of the translation network on one batch and its gradient with respect to the student's trainable
+ * parameters (and nothing else): with ẑ = `zSource` `[B, h, w, C]`, the task's source prompt ŷ and target prompt y,
+ *
+ *     total = lossScale · scoreLoss(f(ẑ, y), ddsGrad(ẑ → f(ẑ, y)))           (the teacher is frozen)
+ *           + cycleWeight · mean((f(f(ẑ, y), ŷ) − ẑ)²) + identityWeight · mean((f(ẑ, ŷ) − ẑ)²)
+ *
+ * `uncond` is the teacher's unconditional embedding `[1, L, D]` (of `''`); the prompt embeddings are the
+ * translator's. A building block of {@link trainTranslator}, exported for custom loops. The caller owns the result.
+ */
+export function translatorGrads(
+  sd: ScoreModel,
+  translator: Translator,
+  inputs: { zSource: tf.Tensor4D; task: number | TranslatorTask; uncond: tf.Tensor3D },
+  opts: TranslatorLossOptions = {},
+): TranslatorGrads {
+  const fn = 'translatorGrads';
+  const ti = taskIndexOf(fn, translator, inputs?.task);
+  const task = translator.tasks[ti];
+  const { zSource, uncond } = inputs;
+  if (!(uncond instanceof tf.Tensor) || uncond.rank !== 3 || uncond.shape[0] !== 1) {
+    throw new Error(`${fn}: uncond must be the teacher's unconditional embedding [1, L, D], got ${uncond instanceof tf.Tensor ? `[${uncond.shape}]` : typeof uncond}`);
+  }
+  const lossScale = opts.lossScale ?? DEFAULT_LOSS_SCALE;
+  const cycleWeight = opts.cycleWeight ?? 0;
+  const identityWeight = opts.identityWeight ?? 0;
+  for (const [n, v] of [['lossScale', lossScale], ['cycleWeight', cycleWeight], ['identityWeight', identityWeight]] as const) {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`${fn}: ${n} must be a non-negative number, got ${v}`);
+  }
+  const params = translator.unet.namedParameters().filter(([, p]) => p.isSet && p.isTrainable);
+  if (params.length === 0) throw new Error(`${fn}: the student has no trainable parameters`);
+  const scoreOpts: ScoreOptions = {
+    guidanceScale: opts.guidanceScale ?? DEFAULT_GUIDANCE_SCALE,
+    tRange: opts.tRange,
+    weighting: opts.weighting,
+    unetBatch: opts.unetBatch,
+    seed: opts.seed,
+  };
+  const embT = translator.embedding(task.target);
+  const embS = translator.embedding(task.source);
+  const kept: { dds?: tf.Scalar; cycle?: tf.Scalar; identity?: tf.Scalar; timestep: number[] } = { timestep: [] };
+  try {
+    const { value, grads } = tf.variableGrads(() => {
+      const out = translator.translateLatent(zSource, task.target);
+      const d = ddsLoss(sd, out, { zSource, source: { cond: embS, uncond }, target: { cond: embT, uncond } }, scoreOpts);
+      kept.timestep = d.timestep;
+      kept.dds = tf.keep(d.loss);
+      let total: tf.Scalar = tf.mul(d.loss, lossScale);
+      if (cycleWeight > 0) {
+        const back = translator.translateLatent(out, task.source);
+        kept.cycle = tf.keep(tf.mean(tf.squaredDifference(back, zSource)) as tf.Scalar);
+        total = tf.add(total, tf.mul(kept.cycle, cycleWeight));
+      }
+      if (identityWeight > 0) {
+        const same = translator.translateLatent(zSource, task.source);
+        kept.identity = tf.keep(tf.mean(tf.squaredDifference(same, zSource)) as tf.Scalar);
+        total = tf.add(total, tf.mul(kept.identity, identityWeight));
+      }
+      return total;
+    }, params.map(([, p]) => p.value));
+    const byVar = new Map(params.map(([n, p]) => [p.value.name, n] as [string, string]));
+    const named = new Map<string, tf.Tensor>();
+    for (const [v, g] of Object.entries(grads)) named.set(byVar.get(v)!, g);
+    const res: TranslatorGrads = {
+      grads: named,
+      total: value,
+      dds: kept.dds!,
+      cycle: kept.cycle ?? null,
+      identity: kept.identity ?? null,
+      timestep: kept.timestep,
+      dispose() {
+        tf.dispose([...named.values(), value, kept.dds!, ...(kept.cycle ? [kept.cycle] : []), ...(kept.identity ? [kept.identity] : [])]);
+      },
+    };
+    return res;
+  } catch (e) {
+    tf.dispose([kept.dds, kept.cycle, kept.identity].filter((t): t is tf.Scalar => t !== undefined));
+    throw e;
+  } finally {
+    embT.dispose();
+    embS.dispose();
+  }
+}
+
+/**
+ * Adam over named parameters, with state that can be saved and restored exactly (so that a resumed run equals an
+ * uninterrupted one). Missing gradients count as zero.
+ */
+class NamedAdam {
+  private readonly m = new Map<string, tf.Variable>();
+  private readonly v = new Map<string, tf.Variable>();
+  step = 0;
+  constructor(
+    private readonly params: [string, Parameter][],
+    readonly beta1 = 0.9,
+    readonly beta2 = 0.999,
+    readonly eps = 1e-8,
+  ) {
+    const zeroVariable = (shape: readonly number[]): tf.Variable => {
+      const z = tf.zeros([...shape]);
+      const v = tf.variable(z, false);
+      z.dispose();
+      return v;
+    };
+    for (const [n, p] of params) {
+      this.m.set(n, zeroVariable(p.shape));
+      this.v.set(n, zeroVariable(p.shape));
+    }
+  }
+
+  /** ‖g‖₂ over every gradient. */
+  async gradNorm(grads: Map<string, tf.Tensor>): Promise<number> {
+    const t = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))));
+    try {
+      return (await t.data())[0];
+    } finally {
+      t.dispose();
+    }
+  }
+
+  /** One update with `grads` scaled by `scale` (gradient clipping). */
+  apply(grads: Map<string, tf.Tensor>, lr: number, scale: number): void {
+    this.step++;
+    const t = this.step;
+    const lrT = (lr * Math.sqrt(1 - this.beta2 ** t)) / (1 - this.beta1 ** t);
+    tf.tidy(() => {
+      for (const [n, p] of this.params) {
+        const g0 = grads.get(n);
+        const g = g0 ? (scale === 1 ? g0 : tf.mul(g0, scale)) : tf.zeros([...p.shape]);
+        const m = this.m.get(n)!;
+        const v = this.v.get(n)!;
+        m.assign(tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1)));
+        v.assign(tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2)));
+        p.value.assign(tf.sub(p.value, tf.mul(lrT, tf.div(m, tf.add(tf.sqrt(v), this.eps)))));
+      }
+    });
+  }
+
+  async tensors(): Promise<Record<string, TensorData>> {
+    const out: Record<string, TensorData> = {};
+    for (const [n, p] of this.params) {
+      out[`m.${n}`] = { dtype: 'F32', shape: [...p.shape], data: (await this.m.get(n)!.data()) as Float32Array };
+      out[`v.${n}`] = { dtype: 'F32', shape: [...p.shape], data: (await this.v.get(n)!.data()) as Float32Array };
+    }
+    return out;
+  }
+
+  async load(file: string, checkpointId: string): Promise<void> {
+    const f = await SafetensorsFile.open(file);
+    try {
+      if (f.metadata.checkpoint_id !== checkpointId) {
+        throw new Error(`${file} does not belong to its folder's ${TRANSLATOR_FILES.meta} (an interrupted write?)`);
+      }
+      const keys = new Set(f.keys());
+      const missing = this.params.flatMap(([n]) => [`m.${n}`, `v.${n}`]).filter((k) => !keys.has(k));
+      if (missing.length) throw new Error(`${file}: missing optimiser tensors (${missing.length}): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`);
+      for (const [n, p] of this.params) {
+        for (const [k, map] of [['m', this.m], ['v', this.v]] as const) {
+          const key = `${k}.${n}`;
+          const shape = f.info(key).shape;
+          if (shape.length !== p.shape.length || shape.some((d, i) => d !== p.shape[i])) {
+            throw new Error(`${file}: '${key}' is [${shape}], expected [${p.shape}]`);
+          }
+          const t = tf.tensor(await f.readFloat32(key), [...p.shape]);
+          map.get(n)!.assign(t);
+          t.dispose();
+        }
+      }
+      const step = Number(f.metadata.adam_step);
+      if (!Number.isInteger(step) || step < 0) throw new Error(`${file}: no valid 'adam_step' in its metadata`);
+      this.step = step;
+    } finally {
+      await f.close();
+    }
+  }
+
+  dispose(): void {
+    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
+  }
+}
+
+/** What {@link TrainTranslatorOptions.onStep} receives after every training step. */
+export interface TranslatorStepInfo {
+  /** 0-based index of the step just taken (counting resumed steps). */
+  step: number;
+  /** Total steps requested. */
+  steps: number;
+  /** Index of the task trained at this step. */
+  task: number;
+  /** The DDS timestep of each image of the batch. */
+  timesteps: number[];
+  /** The DDS term `scoreLoss` (unscaled), before the update. */
+  loss: number;
+  /** The total loss minimised (scaled DDS + weighted regularisers), before the update. */
+  total: number;
+  /** The cycle term, when enabled. */
+  cycle: number | null;
+  /** The identity term, when enabled. */
+  identity: number | null;
+  /** ‖∇total‖₂ over the student's parameters, before clipping. */
+  gradNorm: number;
+  /** Milliseconds since this run started (after data preparation). */
+  elapsedMs: number;
+  /** Estimated milliseconds left (mean step time of this run × steps left). */
+  etaMs: number;
+  /** Whether a checkpoint was written after this step. */
+  checkpointed: boolean;
+  /** The translator being trained (borrowed: do not dispose; valid during the callback). */
+  translator: Translator;
+}
+
+/** Options of {@link trainTranslator}. */
+export interface TrainTranslatorOptions extends Omit<CreateTranslatorOptions, 'seed' | 'teacherFingerprint'>, TranslatorLossOptions {
+  /** The training data: source latents with their source prompts (see {@link TranslatorData}). */
+  data: TranslatorData;
+  /** Total optimisation steps (resumed steps included). Default 1000. */
+  steps?: number;
+  /** Latents per step (all of one task). Default 1. */
+  batchSize?: number;
+  /** Adam learning rate. Default 1e-5. */
+  lr?: number;
+  /** Seed of everything random: student init, task choice, data order, DDS timesteps and noise, generated data. Default 0. */
+  seed?: number;
+  /** Clip the gradient to this global L2 norm. Default: no clipping. */
+  clipGradNorm?: number;
+  /** Unconditional prompt of the teacher's classifier-free guidance. Default `''`. */
+  negativePrompt?: string;
+  /** Adam β₁, β₂, ε. Default 0.9, 0.999, 1e-8. */
+  adam?: { beta1?: number; beta2?: number; eps?: number };
+  /** Folder for checkpoints: a translator folder plus the optimiser state, resumable with `resumeFrom`. */
+  checkpointDir?: string;
+  /** Write a checkpoint every this many steps (and after the last step). Default 0: after the last step only. Needs `checkpointDir`. */
+  checkpointEvery?: number;
+  /**
+   * Resume from a checkpoint folder: the student, the optimiser state and the step counter are restored, and the
+   * run continues exactly as the uninterrupted run would have (data order and noise are functions of the seed and
+   * step). Tasks, data and the options that shape training must equal the checkpoint's (an error lists the
+   * differences). Checkpoints then go to `checkpointDir`, by default this folder.
+   */
+  resumeFrom?: string;
+  /** Replace a translator already in `checkpointDir` (not being resumed). Default false (an error). */
+  overwrite?: boolean;
+  /** Called after every step (progress, logging, early stop by returning `false`). May be async. */
+  onStep?: (info: TranslatorStepInfo) => boolean | void | Promise<boolean | void>;
+  /** Called while the data is prepared (encoding pictures, generating them). */
+  onData?: (p: TranslatorDataProgress) => void;
+  /** Stops training between steps (a checkpoint is written when `checkpointDir` is set). */
+  signal?: AbortSignal;
+}
+
+/** Thrown by {@link trainTranslator} when the loss or the gradient stops being finite. */
+export class TranslatorDivergedError extends Error {
+  constructor(
+    message: string,
+    /** The 0-based step whose loss or gradient was not finite. */
+    readonly step: number,
+    /** The last checkpoint written (folder and steps done), or null when none was. */
+    readonly lastCheckpoint: { dir: string; step: number } | null,
+  ) {
+    super(message);
+    this.name = 'TranslatorDivergedError';
+  }
+}
+
+function nonNegInt(name: string, v: number): number {
+  if (!Number.isInteger(v) || v < 0) throw new Error(`trainTranslator: ${name} must be a non-negative integer, got ${v}`);
+  return v;
+}
+
+function posNum(name: string, v: number, allowZero = false): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (!allowZero && v === 0)) {
+    throw new Error(`trainTranslator: ${name} must be a ${allowZero ? 'non-negative' : 'positive'} finite number, got ${v}`);
+  }
+  return v;
+}
+
+/** The options that determine the training trajectory (recorded in translator.json; compared on resume). */
+function trajectoryOptions(o: TrainTranslatorOptions, r: Required<Pick<TrainTranslatorOptions, 'batchSize' | 'lr' | 'seed'>>): Record<string, unknown> {
+  const w = o.weighting ?? 'uniform';
+  return {
+    seed: r.seed,
+    batchSize: r.batchSize,
+    lr: r.lr,
+    guidanceScale: o.guidanceScale ?? DEFAULT_GUIDANCE_SCALE,
+    tRange: o.tRange ?? null,
+    weighting: typeof w === 'function' ? 'custom function' : w,
+    lossScale: o.lossScale ?? DEFAULT_LOSS_SCALE,
+    cycleWeight: o.cycleWeight ?? 0,
+    identityWeight: o.identityWeight ?? 0,
+    clipGradNorm: o.clipGradNorm ?? null,
+    negativePrompt: o.negativePrompt ?? '',
+    adam: { beta1: o.adam?.beta1 ?? 0.9, beta2: o.adam?.beta2 ?? 0.999, eps: o.adam?.eps ?? 1e-8 },
+  };
+}
+
+/** Fisher–Yates permutation of 0…n−1 from a seed. */
+function permutation(n: number, seed: number): number[] {
+  const p = Array.from({ length: n }, (_, i) => i);
+  const rng = new SeededRandom(seed);
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(0, i + 1);
+    [p[i], p[j]] = [p[j], p[i]];
+  }
+  return p;
+}
+
+/**
+ * The data order: step s trains task `taskAt(s)` (uniform over the tasks, from (seed, s)) on the next `batchSize`
+ * items of that task's source prompt, each prompt's items being visited epoch by epoch in an order shuffled from
+ * (seed, prompt, epoch). Pure functions of the seed and the step, so a resumed run replays the same batches.
+ */
+class DataOrder {
+  private readonly pos: number[];
+  private readonly perms = new Map<number, { epoch: number; perm: number[] }>();
+  constructor(
+    private readonly seed: number,
+    private readonly tasks: readonly TranslatorTask[],
+    private readonly pools: number[][],
+    private readonly poolOfTask: number[],
+    private readonly batch: number,
+  ) {
+    this.pos = pools.map(() => 0);
+  }
+
+  taskAt(step: number): number {
+    return new SeededRandom(mixSeed(this.seed, SALT_TASK, step)).int(0, this.tasks.length);
+  }
+
+  /** Advances the counters over steps [0, start) without building batches (resume). */
+  skip(start: number): void {
+    for (let s = 0; s < start; s++) this.pos[this.poolOfTask[this.taskAt(s)]] += this.batch;
+  }
+
+  /** The item indices of step `step` (call for consecutive steps). */
+  next(step: number): { task: number; items: number[] } {
+    const task = this.taskAt(step);
+    const pi = this.poolOfTask[task];
+    const pool = this.pools[pi];
+    const items: number[] = [];
+    for (let k = 0; k < this.batch; k++) {
+      const at = this.pos[pi]++;
+      const epoch = Math.floor(at / pool.length);
+      let cached = this.perms.get(pi);
+      if (!cached || cached.epoch !== epoch) {
+        cached = { epoch, perm: permutation(pool.length, mixSeed(this.seed, SALT_SHUFFLE, pi, epoch)) };
+        this.perms.set(pi, cached);
+      }
+      items.push(pool[cached.perm[at % pool.length]]);
+    }
+    return { task, items };
+  }
+}
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Trains a zero-shot image-to-image translation network (the DDS paper, Section 5) and returns it.
+ *
+ * The student `f` (see {@link Translator}) starts as the identity (built by {@link createTranslator}, or restored
+ * from `resumeFrom`). Each step picks one task (uniformly, reproducibly from the seed) and `batchSize` source
+ * latents ẑ of its source prompt, and takes one Adam step on (see {@link translatorGrads})
+ * `lossScale · scoreLoss(f(ẑ, y), ddsGrad(ẑ → f(ẑ, y)))` plus the optional cycle and identity terms. The teacher
+ * `sd` is frozen: its weights are only read, and only the student's parameters get gradients.
+ *
+ * Everything random is a function of (seed, step), so `resumeFrom` a checkpoint continues exactly as an
+ * uninterrupted run. When the loss or the gradient is not finite, training stops with a
+ * {@link TranslatorDivergedError} before that step's update, leaving the last checkpoint as it was. Works on any tfjs
+ * backend (the wasm backend included). The caller owns the returned translator (`dispose()`); the teacher stays
+ * the caller's.
+ */
+export async function trainTranslator(sd: StableDiffusion, options: TrainTranslatorOptions): Promise<Translator> {
+  const fn = 'trainTranslator';
+  if (!sd || !sd.unet || !sd.schedule || typeof sd.encodePrompt !== 'function') throw new Error(`${fn}: sd must be a loaded Stable Diffusion pipeline`);
+  if (!options || typeof options !== 'object') throw new Error(`${fn}: options must be an object { tasks, data, ... }`);
+  const o = options;
+  const tasks = checkTasks(fn, o.tasks);
+  const steps = nonNegInt('steps', o.steps ?? DEFAULT_TRANSLATOR_STEPS);
+  const batchSize = nonNegInt('batchSize', o.batchSize ?? 1);
+  if (batchSize < 1) throw new Error(`${fn}: batchSize must be at least 1, got ${batchSize}`);
+  const lr = posNum('lr', o.lr ?? DEFAULT_TRANSLATOR_LR);
+  const seed = o.seed ?? 0;
+  if (!Number.isFinite(seed)) throw new Error(`${fn}: seed must be a finite number, got ${seed}`);
+  const clip = o.clipGradNorm === undefined ? Infinity : posNum('clipGradNorm', o.clipGradNorm);
+  posNum('lossScale', o.lossScale ?? DEFAULT_LOSS_SCALE, true);
+  posNum('cycleWeight', o.cycleWeight ?? 0, true);
+  posNum('identityWeight', o.identityWeight ?? 0, true);
+  const checkpointEvery = nonNegInt('checkpointEvery', o.checkpointEvery ?? 0);
+  const resumeFrom = o.resumeFrom;
+  if (resumeFrom !== undefined && (typeof resumeFrom !== 'string' || resumeFrom === '')) throw new Error(`${fn}: resumeFrom must be a checkpoint folder`);
+  const checkpointDir = o.checkpointDir ?? resumeFrom;
+  if (checkpointDir !== undefined && (typeof checkpointDir !== 'string' || checkpointDir === '')) throw new Error(`${fn}: checkpointDir must be a folder path`);
+  if (checkpointEvery > 0 && !checkpointDir) throw new Error(`${fn}: checkpointEvery needs checkpointDir`);
+  if (o.onStep !== undefined && typeof o.onStep !== 'function') throw new Error(`${fn}: onStep must be a function`);
+  if (checkpointDir && (!resumeFrom || path.resolve(resumeFrom) !== path.resolve(checkpointDir))) {
+    if (fs.existsSync(path.join(checkpointDir, TRANSLATOR_FILES.meta)) && !o.overwrite) {
+      throw new Error(`${fn}: ${checkpointDir} already holds a translator; pass resumeFrom: ${JSON.stringify(checkpointDir)} to continue its training, or overwrite: true to replace it`);
+    }
+  }
+  const adamOpts = { beta1: o.adam?.beta1 ?? 0.9, beta2: o.adam?.beta2 ?? 0.999, eps: o.adam?.eps ?? 1e-8 };
+  for (const [k, v] of Object.entries(adamOpts)) {
+    if (!Number.isFinite(v) || v < 0 || (k !== 'eps' && v >= 1)) throw new Error(`${fn}: adam.${k} is out of range: ${v}`);
+  }
+  const trajectory = trajectoryOptions(o, { batchSize, lr, seed });
+
+  // ---- the student: fresh, or restored from a checkpoint
+  const fingerprint = await teacherFingerprint(sd);
+  let translator: Translator;
+  let checkpointId: string | null = null;
+  if (resumeFrom) {
+    const meta = readTranslatorMeta(resumeFrom, fn);
+    if (!meta.training) throw new Error(`${fn}: ${resumeFrom} is a translator without training state; it cannot be resumed`);
+    if (!fs.existsSync(path.join(resumeFrom, TRANSLATOR_FILES.optimizer))) {
+      throw new Error(`${fn}: ${resumeFrom} has no ${TRANSLATOR_FILES.optimizer} (a saved translator, not a training checkpoint); it cannot be resumed exactly`);
+    }
+    if (JSON.stringify(meta.tasks) !== JSON.stringify(tasks)) {
+      throw new Error(`${fn}: resumeFrom ${resumeFrom} was trained on the tasks ${JSON.stringify(meta.tasks)}, not ${JSON.stringify(tasks)}`);
+    }
+    const diffs = Object.keys({ ...trajectory, ...meta.training.options })
+      .filter((k) => JSON.stringify(trajectory[k]) !== JSON.stringify(meta.training!.options[k]))
+      .map((k) => `${k}: ${JSON.stringify(meta.training!.options[k])} in the checkpoint, ${JSON.stringify(trajectory[k])} now`);
+    if (diffs.length) throw new Error(`${fn}: resumeFrom ${resumeFrom} was trained with other options (${diffs.join('; ')}); resume with the same options`);
+    const fp = meta.teacher?.fingerprint;
+    if (fp && (fp.vae !== fingerprint.vae || fp.textEncoder !== fingerprint.textEncoder || (fp.unet && fingerprint.unet && fp.unet !== fingerprint.unet))) {
+      throw new Error(`${fn}: resumeFrom ${resumeFrom} was trained with another teacher (${meta.teacher!.source}) than ${sd.source}`);
+    }
+    translator = await loadTranslator(resumeFrom, sd);
+    checkpointId = meta.checkpointId;
+    try {
+      const want = JSON.stringify(unetConfigToJson(studentUNetConfig(sd.configs.unet, o.studentConfig, translator.embeddings.shape[2])));
+      if (want !== JSON.stringify(unetConfigToJson(translator.unet.config))) {
+        throw new Error(`${fn}: resumeFrom ${resumeFrom} has another student architecture than studentConfig asks for (its config.json: ${JSON.stringify(unetConfigToJson(translator.unet.config))})`);
+      }
+      const t0 = o.studentTimestep ?? translator.studentTimestep;
+      if (t0 !== translator.studentTimestep) throw new Error(`${fn}: resumeFrom ${resumeFrom} uses studentTimestep ${translator.studentTimestep}, not ${t0}`);
+    } catch (e) {
+      translator.dispose();
+      throw e;
+    }
+  } else {
+    translator = (
+      await createTranslator(sd, { tasks, studentConfig: o.studentConfig, init: o.init, studentTimestep: o.studentTimestep, seed, teacherFingerprint: fingerprint })
+    ).translator;
+  }
+
+  const params = translator.unet.namedParameters().filter(([, p]) => p.isTrainable);
+  const adam = new NamedAdam(params, adamOpts.beta1, adamOpts.beta2, adamOpts.eps);
+  let uncond: tf.Tensor3D | null = null;
+  const saved: { last: { dir: string; step: number } | null } = { last: null };
+  const started = Date.now();
+  try {
+    if (resumeFrom) {
+      await adam.load(path.join(resumeFrom, TRANSLATOR_FILES.optimizer), checkpointId!);
+      saved.last = { dir: resumeFrom, step: translator.stepsDone };
+    }
+
+    // ---- data
+    const data: TranslatorDataset = await prepareTranslatorData(sd, o.data, {
+      sourcePrompts: tasks.map((t) => t.source),
+      seed,
+      fingerprint,
+      onProgress: o.onData,
+    });
+    if (data.shape[2] !== translator.latentChannels) {
+      throw new Error(`${fn}: the data latents have ${data.shape[2]} channels, the student reads ${translator.latentChannels}`);
+    }
+    const poolPrompts = [...new Set(tasks.map((t) => t.source))];
+    const pools = poolPrompts.map((p) => data.prompts.flatMap((q, i) => (q === p ? [i] : [])));
+    const empty = poolPrompts.filter((_, i) => pools[i].length === 0);
+    if (empty.length) {
+      throw new Error(`${fn}: no training data for the source prompt${empty.length > 1 ? 's' : ''} ${empty.map((p) => JSON.stringify(p)).join(', ')} (data prompts: ${[...new Set(data.prompts)].map((p) => JSON.stringify(p)).join(', ')})`);
+    }
+    const counts: Record<string, number> = {};
+    for (const p of data.prompts) counts[p] = (counts[p] ?? 0) + 1;
+    const summary = { shape: [...data.shape], counts, sha256: datasetHash(data) };
+    if (resumeFrom && translator.training && translator.training.data.sha256 !== summary.sha256) {
+      throw new Error(`${fn}: resumeFrom ${resumeFrom} was trained on other data (${JSON.stringify(translator.training.data.counts)} latents of [${translator.training.data.shape}]) than given now (${JSON.stringify(counts)} of [${summary.shape}])`);
+    }
+    const start = translator.stepsDone;
+    const priorSeconds = translator.training?.seconds ?? 0;
+    const record: TranslatorTrainingRecord = { step: start, options: trajectory, data: summary, seconds: priorSeconds };
+    translator.training = record;
+    translator.teacher = { source: sd.source ?? '', fingerprint };
+    translator.imageModel = sd;
+    const order = new DataOrder(seed, tasks, pools, tasks.map((t) => poolPrompts.indexOf(t.source)), batchSize);
+    order.skip(start);
+    uncond = sd.encodePrompt(o.negativePrompt ?? '');
+    const [h, w, c] = data.shape;
+
+    const checkpoint = async (): Promise<void> => {
+      record.seconds = priorSeconds + (Date.now() - started) / 1000;
+      await writeTranslatorFolder(translator, checkpointDir!, [
+        { name: TRANSLATOR_FILES.optimizer, tensors: await adam.tensors(), metadata: { adam_step: String(adam.step) } },
+      ]);
+      saved.last = { dir: checkpointDir!, step: record.step };
+    };
+
+    const loopStart = Date.now();
+    for (let step = start; step < steps; step++) {
+      if (o.signal?.aborted) break;
+      const { task, items } = order.next(step);
+      const batch = new Float32Array(items.length * h * w * c);
+      items.forEach((it, k) => batch.set(data.latents[it], k * h * w * c));
+      const zSource = tf.tensor4d(batch, [items.length, h, w, c]);
+      let g: TranslatorGrads;
+      try {
+        g = translatorGrads(sd, translator, { zSource, task, uncond }, {
+          guidanceScale: o.guidanceScale,
+          tRange: o.tRange,
+          weighting: o.weighting,
+          unetBatch: o.unetBatch,
+          seed: mixSeed(seed, SALT_NOISE, step),
+          lossScale: o.lossScale,
+          cycleWeight: o.cycleWeight,
+          identityWeight: o.identityWeight,
+        });
+      } finally {
+        zSource.dispose();
+      }
+      let info: Omit<TranslatorStepInfo, 'elapsedMs' | 'etaMs' | 'checkpointed' | 'translator'>;
+      try {
+        const read = async (t: tf.Scalar | null) => (t ? (await t.data())[0] : null);
+        const total = (await read(g.total))!;
+        const loss = (await read(g.dds))!;
+        const cycle = await read(g.cycle);
+        const identity = await read(g.identity);
+        const gradNorm = await adam.gradNorm(g.grads);
+        info = { step, steps, task, timesteps: g.timestep, loss, total, cycle, identity, gradNorm };
+        if (![total, loss, cycle ?? 0, identity ?? 0, gradNorm].every(Number.isFinite)) {
+          const last = saved.last;
+          const where = last
+            ? `the last good checkpoint (step ${last.step}) is in ${last.dir}: resume from it with a lower lr or clipGradNorm`
+            : checkpointDir
+              ? `no checkpoint was written yet`
+              : `no checkpointDir was given, so nothing was saved`;
+          throw new TranslatorDivergedError(
+            `${fn}: training diverged at step ${step + 1}: total loss ${total}, DDS loss ${loss}${cycle !== null ? `, cycle ${cycle}` : ''}${identity !== null ? `, identity ${identity}` : ''}, gradient norm ${gradNorm}; stopped before updating the student; ${where}`,
+            step,
+            last,
+          );
+        }
+        adam.apply(g.grads, lr, gradNorm > clip ? clip / gradNorm : 1);
+      } finally {
+        g.dispose();
+      }
+      record.step = step + 1;
+      let checkpointed = false;
+      if (checkpointDir && ((checkpointEvery > 0 && (step + 1) % checkpointEvery === 0) || step + 1 === steps)) {
+        await checkpoint();
+        checkpointed = true;
+      }
+      const elapsedMs = Date.now() - loopStart;
+      const done = step + 1 - start;
+      const go = o.onStep ? await o.onStep({ ...info, elapsedMs, etaMs: (elapsedMs / done) * (steps - step - 1), checkpointed, translator }) : undefined;
+      if (go === false) break;
+      await yieldToEventLoop();
+    }
+    const last = saved.last;
+    if (checkpointDir && (!last || last.step !== record.step || path.resolve(last.dir) !== path.resolve(checkpointDir))) await checkpoint();
+    record.seconds = priorSeconds + (Date.now() - started) / 1000;
+    return translator;
+  } catch (e) {
+    translator.dispose();
+    throw e;
+  } finally {
+    uncond?.dispose();
+    adam.dispose();
+  }
+}

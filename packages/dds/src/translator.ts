@@ -1,0 +1,752 @@
+// The zero-shot image-to-image translation network of the DDS paper (Section 5): a student UNet that edits a latent
+// in one forward pass. This file holds the network (`Translator`), its construction from a teacher and its
+// diffusers-style folder format; training lives in translator-train.ts.
+import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { Module, toTorchLayout } from '@ddsjs/nn';
+import { safetensorsSource, parseUNetConfig, UNet2DConditionConfig, UNet2DConditionModel } from '@ddsjs/sd';
+import type { StableDiffusion } from '@ddsjs/sd';
+import { SafetensorsFile, writeSafetensors, TensorData } from '@ddsjs/sd';
+import type { EditVae } from './types';
+
+/** One translation task: pictures described by `source` are turned into pictures described by `target`. */
+export interface TranslatorTask {
+  /** The prompt describing the input pictures (their domain), e.g. `'a photo of a cat'`. */
+  source: string;
+  /** The prompt describing the wanted output, e.g. `'a photo of a lion'`. */
+  target: string;
+}
+
+/**
+ * Which task a translation runs: an index into {@link Translator.tasks}, a `{ source, target }` pair equal to one
+ * of them, or a prompt string. A prompt string selects the conditioning directly and must be one of
+ * {@link Translator.prompts} (every task's target and source prompt; a source prompt asks for "the picture's own
+ * domain", which is what the identity and cycle regularisers train).
+ */
+export type TranslatorTaskRef = number | string | TranslatorTask;
+
+/** The timestep the student UNet is always called with (its time embedding is then a constant). */
+export const DEFAULT_STUDENT_TIMESTEP = 0;
+
+/** Format tag of `translator.json`. */
+export const TRANSLATOR_FORMAT = 'ddsjs-translator';
+/** Version of the `translator.json` layout this code writes and reads. */
+export const TRANSLATOR_FORMAT_VERSION = 1;
+
+/** File names of a translator folder. */
+export const TRANSLATOR_FILES = {
+  /** diffusers `UNet2DConditionModel` config of the student. */
+  config: 'config.json',
+  /** The student's weights, PyTorch layout (loadable by diffusers' `UNet2DConditionModel.from_pretrained`). */
+  weights: 'diffusion_pytorch_model.safetensors',
+  /** The task prompts' text embeddings `embeddings [P, L, D]` (prompt order in translator.json). */
+  embeddings: 'task_embeddings.safetensors',
+  /** Tasks, prompts, teacher, student timestep, training state. */
+  meta: 'translator.json',
+  /** Adam moments (checkpoints only). */
+  optimizer: 'optimizer.safetensors',
+} as const;
+
+/** What is known about the teacher a translator was built from (recorded in translator.json). */
+export interface TeacherRecord {
+  /** Where the teacher was loaded from (`StableDiffusion.source`), for people; never used to load it. */
+  source: string;
+  /** {@link teacherFingerprint} of the teacher. */
+  fingerprint: TeacherFingerprint;
+}
+
+/**
+ * A backend-independent fingerprint of a Stable Diffusion pipeline: per component, the SHA-256 of its config and of
+ * every parameter's name, shape and first 64 float32 values (exact copies of the checkpoint's numbers). `unet` is
+ * null when the UNet's weights are offloaded to JavaScript memory (they cannot be read then).
+ */
+export interface TeacherFingerprint {
+  unet: string | null;
+  vae: string;
+  textEncoder: string;
+}
+
+/** The image side of a teacher, for {@link Translator.translateImage}: its VAE and latent scaling factor. */
+export interface TranslatorImageModel {
+  readonly vae: EditVae;
+  readonly schedule: { readonly scalingFactor: number };
+}
+
+/** Training state recorded in translator.json by the trainer (see `trainTranslator`). */
+export interface TranslatorTrainingRecord {
+  /** Optimisation steps done. */
+  step: number;
+  /** Options that determine the training trajectory (compared on resume). */
+  options: Record<string, unknown>;
+  /** Summary of the training data: latent shape, count per source prompt, SHA-256 of the latents. */
+  data: { shape: number[]; counts: Record<string, number>; sha256: string };
+  /** Wall-clock seconds spent training, over all runs. */
+  seconds: number;
+}
+
+/** The contents of translator.json. */
+export interface TranslatorMeta {
+  format: typeof TRANSLATOR_FORMAT;
+  version: number;
+  tasks: TranslatorTask[];
+  /** The prompts whose embeddings task_embeddings.safetensors holds, in its order. */
+  prompts: string[];
+  /** The timestep the student is called with. */
+  studentTimestep: number;
+  /** Always true: output = input + student UNet output. */
+  residual: true;
+  teacher: TeacherRecord | null;
+  /** Present once the translator has been trained. */
+  training: TranslatorTrainingRecord | null;
+  /** Random id shared by the files of one save (detects a folder whose files come from different saves). */
+  checkpointId: string;
+}
+
+/** Options of {@link createTranslator}. */
+export interface CreateTranslatorOptions {
+  /** The tasks the network will learn (at least one; no duplicates). */
+  tasks: TranslatorTask[];
+  /**
+   * The student's architecture as diffusers `config.json` fields (snake_case) that override the teacher UNet's
+   * config: `{}` or absent = the teacher's architecture; e.g. `{ block_out_channels: [32, 64], down_block_types:
+   * [...], up_block_types: [...] }` for a smaller student. `in_channels`/`out_channels` must stay the latent
+   * channels and `cross_attention_dim` the text encoder's width.
+   */
+  studentConfig?: Record<string, unknown>;
+  /**
+   * `'teacher'` (default): every student parameter whose name and shape match a teacher UNet parameter starts as
+   * a copy of it, the others are initialised randomly (seeded); `'random'`: all random.
+   * In both cases `conv_out` starts at zero, so the network starts as the identity.
+   */
+  init?: 'teacher' | 'random';
+  /** The timestep the student is called with. Default {@link DEFAULT_STUDENT_TIMESTEP} (0). */
+  studentTimestep?: number;
+  /** Seed of the random initialisation. Default 0. */
+  seed?: number;
+  /** The teacher's {@link teacherFingerprint} when already computed (skips reading it again). */
+  teacherFingerprint?: TeacherFingerprint;
+}
+
+/** How a {@link createTranslator} student was initialised. */
+export interface TranslatorInitReport {
+  /** Parameters copied from the teacher UNet. */
+  fromTeacher: string[];
+  /** Parameters initialised randomly (no teacher parameter of that name and shape, or `init: 'random'`). */
+  random: string[];
+  /** Parameters set to zero (`conv_out.weight`, `conv_out.bias`). */
+  zero: string[];
+}
+
+/** Options of {@link saveTranslator}. */
+export interface SaveTranslatorOptions {
+  /** Replace the files of an existing translator folder. Default false (an error). */
+  overwrite?: boolean;
+}
+
+/** Options of {@link loadTranslator}. */
+export interface LoadTranslatorOptions {
+  /**
+   * When a teacher is given: check that its VAE is the one the translator was trained with (the latent spaces
+   * must agree), by {@link teacherFingerprint}. Default true.
+   */
+  checkTeacher?: boolean;
+}
+
+function fail(fn: string, msg: string): never {
+  throw new Error(`${fn}: ${msg}`);
+}
+
+function describe(x: unknown): string {
+  if (x instanceof tf.Tensor) return `a tensor of shape [${x.shape}]`;
+  if (x === null) return 'null';
+  if (Array.isArray(x)) return 'an array';
+  return typeof x;
+}
+
+/** Validates a task list: a non-empty array of `{ source: string, target: string }` without duplicates. */
+export function checkTasks(fn: string, tasks: unknown): TranslatorTask[] {
+  if (!Array.isArray(tasks) || tasks.length === 0) {
+    fail(fn, `tasks must be a non-empty array of { source, target } prompts, got ${Array.isArray(tasks) ? 'an empty array' : describe(tasks)}`);
+  }
+  const seen = new Set<string>();
+  return tasks.map((t, i) => {
+    if (!t || typeof t !== 'object' || typeof (t as TranslatorTask).source !== 'string' || typeof (t as TranslatorTask).target !== 'string') {
+      fail(fn, `tasks[${i}] must be { source: string, target: string }, got ${JSON.stringify(t)}`);
+    }
+    const { source, target } = t as TranslatorTask;
+    if (target.trim() === '') fail(fn, `tasks[${i}].target must not be empty`);
+    const key = JSON.stringify([source, target]);
+    if (seen.has(key)) fail(fn, `tasks[${i}] repeats the task ${JSON.stringify({ source, target })}`);
+    seen.add(key);
+    return { source, target };
+  });
+}
+
+/** The prompts a translator keeps embeddings for: every task's target, then every task's source (unique, in order). */
+export function taskPrompts(tasks: readonly TranslatorTask[]): string[] {
+  const out: string[] = [];
+  for (const p of [...tasks.map((t) => t.target), ...tasks.map((t) => t.source)]) if (!out.includes(p)) out.push(p);
+  return out;
+}
+
+/**
+ * A diffusers `config.json` object for a parsed UNet config (inverse of `@ddsjs/sd`'s `parseUNetConfig`:
+ * `parseUNetConfig(unetConfigToJson(c))` equals `c` except for `file`). Head counts are written as
+ * `attention_head_dim`, as SD 1.x/2.x configs do (diffusers reads them as head counts).
+ */
+export function unetConfigToJson(c: UNet2DConditionConfig): Record<string, unknown> {
+  // Per-block values that are all equal are written as one number (as diffusers configs usually do), so that a
+  // studentConfig changing the number of blocks needs not restate them.
+  const perBlock = (v: readonly number[]): number | number[] => (v.every((x) => x === v[0]) ? v[0] : [...v]);
+  const json: Record<string, unknown> = {
+    _class_name: 'UNet2DConditionModel',
+    act_fn: c.actFn,
+    attention_head_dim: perBlock(c.numAttentionHeads),
+    block_out_channels: [...c.blockOutChannels],
+    center_input_sample: c.centerInputSample,
+    conv_in_kernel: c.convInKernel,
+    conv_out_kernel: c.convOutKernel,
+    cross_attention_dim: perBlock(c.crossAttentionDim),
+    down_block_types: [...c.downBlockTypes],
+    downsample_padding: c.downsamplePadding,
+    flip_sin_to_cos: c.flipSinToCos,
+    freq_shift: c.freqShift,
+    in_channels: c.inChannels,
+    layers_per_block: perBlock(c.layersPerBlock),
+    mid_block_scale_factor: c.midBlockScaleFactor,
+    mid_block_type: c.midBlockType,
+    norm_eps: c.normEps,
+    norm_num_groups: c.normNumGroups,
+    out_channels: c.outChannels,
+    sample_size: c.sampleSize,
+    time_embedding_dim: c.timeEmbedDim,
+    transformer_layers_per_block: perBlock(c.transformerLayersPerBlock),
+    up_block_types: [...c.upBlockTypes],
+    upcast_attention: c.upcastAttention,
+    use_linear_projection: c.useLinearProjection,
+  };
+  if (c.reverseTransformerLayersPerBlock) json.reverse_transformer_layers_per_block = [...c.reverseTransformerLayersPerBlock];
+  return json;
+}
+
+async function moduleFingerprint(m: Module, config: unknown): Promise<string | null> {
+  const h = createHash('sha256');
+  h.update(JSON.stringify(config, (k, v) => (k === 'file' ? undefined : v)));
+  for (const [name, p] of m.namedParameters()) {
+    if (!p.isSet) return null;
+    h.update(`${name}:${p.shape.join('x')};`);
+    const size = p.shape.reduce((a, b) => a * b, 1);
+    const head = tf.tidy(() => tf.slice(tf.reshape(p.value, [-1]), [0], [Math.min(64, size)]));
+    try {
+      const d = (await head.data()) as Float32Array;
+      h.update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+    } finally {
+      head.dispose();
+    }
+  }
+  return h.digest('hex');
+}
+
+/**
+ * The {@link TeacherFingerprint} of a loaded pipeline (reads 64 values of every parameter: cheap, asynchronous,
+ * and the same on every backend).
+ */
+export async function teacherFingerprint(sd: Pick<StableDiffusion, 'unet' | 'vae' | 'textEncoder' | 'configs'>): Promise<TeacherFingerprint> {
+  return {
+    unet: await moduleFingerprint(sd.unet, sd.configs.unet),
+    vae: (await moduleFingerprint(sd.vae, sd.configs.vae)) ?? fail('teacherFingerprint', 'the VAE has unloaded parameters'),
+    textEncoder:
+      (await moduleFingerprint(sd.textEncoder, sd.configs.textEncoder)) ?? fail('teacherFingerprint', 'the text encoder has unloaded parameters'),
+  };
+}
+
+/** `z + unet(z, t, context)` with `context [1, L, D]` broadcast to the batch. Differentiable; caller owns the result. */
+export function residualForward(unet: UNet2DConditionModel, z: tf.Tensor4D, timestep: number, context: tf.Tensor3D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const b = z.shape[0];
+    const ctx = context.shape[0] === b ? context : (tf.tile(context, [b, 1, 1]) as tf.Tensor3D);
+    return tf.add(z, unet.forward(z, timestep, ctx)) as tf.Tensor4D;
+  });
+}
+
+/**
+ * The zero-shot image-to-image translation network of the DDS paper: a student `UNet2DConditionModel` that reads a
+ * source latent ẑ and a task's prompt embedding (through cross-attention) and returns the edited latent as a
+ * residual, `f(ẑ, y) = ẑ + unet(ẑ, studentTimestep, y)`, in one forward pass.
+ *
+ * The translator owns its student UNet and its prompt embeddings (`dispose()` frees them); it never owns the
+ * teacher. Create one with {@link createTranslator} (untrained: the identity), `trainTranslator`, or
+ * {@link loadTranslator}.
+ */
+export class Translator {
+  /** The tasks the network was built for. */
+  readonly tasks: readonly TranslatorTask[];
+  /** The prompts with stored embeddings, in the order of {@link Translator.embeddings}. */
+  readonly prompts: readonly string[];
+  private disposed = false;
+
+  /**
+   * Low-level constructor (prefer {@link createTranslator} / {@link loadTranslator}). Takes ownership of `unet`
+   * and `embeddings` (`[P, L, D]`, one row per prompt of `prompts`).
+   */
+  constructor(
+    /** The student network (owned by the translator; trainable). */
+    readonly unet: UNet2DConditionModel,
+    tasks: readonly TranslatorTask[],
+    prompts: readonly string[],
+    /** The prompts' text embeddings `[P, L, D]` (owned by the translator; do not dispose). */
+    readonly embeddings: tf.Tensor3D,
+    /** The timestep the student is called with. */
+    readonly studentTimestep: number,
+    /** The teacher the translator was built from, when known. */
+    public teacher: TeacherRecord | null = null,
+    /** The VAE used by {@link Translator.translateImage} (a teacher pipeline), when known. Not owned. */
+    public imageModel: TranslatorImageModel | null = null,
+    /** Training state (steps done, options, data summary); null for an untrained translator. */
+    public training: TranslatorTrainingRecord | null = null,
+  ) {
+    const fn = 'Translator';
+    this.tasks = checkTasks(fn, tasks);
+    if (!Array.isArray(prompts) || prompts.some((p) => typeof p !== 'string')) fail(fn, 'prompts must be an array of strings');
+    this.prompts = [...prompts];
+    for (const p of taskPrompts(this.tasks)) if (!this.prompts.includes(p)) fail(fn, `no embedding for the task prompt ${JSON.stringify(p)}`);
+    if (!(embeddings instanceof tf.Tensor) || embeddings.rank !== 3 || embeddings.shape[0] !== this.prompts.length) {
+      fail(fn, `embeddings must be [${this.prompts.length}, L, D] (one row per prompt), got ${describe(embeddings)}`);
+    }
+    const cross = unet.config.crossAttentionDim;
+    if (cross.some((d) => d !== embeddings.shape[2])) {
+      fail(fn, `embeddings are ${embeddings.shape[2]} wide but the student's cross_attention_dim is ${cross}`);
+    }
+    if (!Number.isFinite(studentTimestep)) fail(fn, `studentTimestep must be a finite number, got ${studentTimestep}`);
+  }
+
+  /** Latent channels the network reads and writes. */
+  get latentChannels(): number {
+    return this.unet.config.inChannels;
+  }
+
+  /** Optimisation steps the network has been trained for (0 when untrained). */
+  get stepsDone(): number {
+    return this.training?.step ?? 0;
+  }
+
+  private check(fn: string): void {
+    if (this.disposed) fail(fn, 'the translator has been disposed');
+  }
+
+  /**
+   * The conditioning prompt a task reference selects (see {@link TranslatorTaskRef}). Throws, listing the known
+   * tasks and prompts, when it names none of them.
+   */
+  promptOf(task: TranslatorTaskRef, fn = 'Translator'): string {
+    const known = () =>
+      `known tasks: ${this.tasks.map((t, i) => `${i}: ${JSON.stringify(t.source)} → ${JSON.stringify(t.target)}`).join('; ')}`;
+    if (typeof task === 'number') {
+      if (!Number.isInteger(task) || task < 0 || task >= this.tasks.length) fail(fn, `unknown task index ${task} (${known()})`);
+      return this.tasks[task].target;
+    }
+    if (typeof task === 'string') {
+      if (!this.prompts.includes(task)) {
+        fail(fn, `unknown task ${JSON.stringify(task)}: not a prompt this translator was trained with (prompts: ${this.prompts.map((p) => JSON.stringify(p)).join(', ')})`);
+      }
+      return task;
+    }
+    if (task && typeof task === 'object' && typeof task.source === 'string' && typeof task.target === 'string') {
+      const t = this.tasks.find((k) => k.source === task.source && k.target === task.target);
+      if (!t) fail(fn, `unknown task ${JSON.stringify({ source: task.source, target: task.target })} (${known()})`);
+      return t.target;
+    }
+    return fail(fn, `task must be a task index, a prompt or { source, target }, got ${describe(task)}`);
+  }
+
+  /** The embedding `[1, L, D]` of the prompt a task reference selects. The caller owns it. */
+  embedding(task: TranslatorTaskRef): tf.Tensor3D {
+    this.check('Translator.embedding');
+    const i = this.prompts.indexOf(this.promptOf(task, 'Translator.embedding'));
+    return tf.slice(this.embeddings, [i, 0, 0], [1, -1, -1]) as tf.Tensor3D;
+  }
+
+  /**
+   * Translates latents: `z` is `[B, h, w, C]` (scaled VAE latents, C = {@link Translator.latentChannels}; h and w
+   * any size the UNet accepts), `task` one task for the whole batch. Returns `[B, h, w, C]`, which the caller owns;
+   * `z` is not disposed. Differentiable with respect to the student's variables (used by training).
+   */
+  translateLatent(z: tf.Tensor4D, task: TranslatorTaskRef): tf.Tensor4D {
+    const fn = 'Translator.translateLatent';
+    this.check(fn);
+    const c = this.latentChannels;
+    if (!(z instanceof tf.Tensor) || z.rank !== 4 || z.shape[3] !== c || z.shape[0] < 1 || z.shape[1] < 1 || z.shape[2] < 1) {
+      fail(fn, `the latent must be a tensor [B, h, w, ${c}], got ${describe(z)}`);
+    }
+    if (z.dtype !== 'float32') fail(fn, `the latent must be float32, got ${z.dtype}`);
+    const prompt = this.promptOf(task, fn);
+    const i = this.prompts.indexOf(prompt);
+    return tf.tidy(() => {
+      const emb = tf.slice(this.embeddings, [i, 0, 0], [1, -1, -1]) as tf.Tensor3D;
+      return residualForward(this.unet, z, this.studentTimestep, emb);
+    });
+  }
+
+  /**
+   * Translates pictures: `image` is `[B, H, W, 3]` in [−1, 1] (e.g. from `@ddsjs/sd`'s `loadImageForEdit`), H and
+   * W multiples of 8. Encodes with the teacher's VAE (`mean × scalingFactor`, as the DDS notebook), translates,
+   * decodes. Returns `{ image: [B, H, W, 3] in [0, 1], latent: [B, H/8, W/8, C] }`; the caller owns both.
+   * Needs {@link Translator.imageModel} (pass the teacher to `loadTranslator(dir, sd)`).
+   */
+  translateImage(image: tf.Tensor4D, task: TranslatorTaskRef): { image: tf.Tensor4D; latent: tf.Tensor4D } {
+    const fn = 'Translator.translateImage';
+    this.check(fn);
+    const m = this.imageModel;
+    if (!m) fail(fn, 'no VAE to encode and decode pictures: load the translator with its teacher, loadTranslator(dir, sd), or translate latents');
+    if (!(image instanceof tf.Tensor) || image.rank !== 4 || image.shape[3] !== 3) {
+      fail(fn, `the image must be a tensor [B, H, W, 3] in [-1, 1], got ${describe(image)}`);
+    }
+    const [, H, W] = image.shape;
+    if (H % 8 !== 0 || W % 8 !== 0 || H === 0 || W === 0) fail(fn, `the image is ${W}×${H} pixels; both sides must be multiples of 8`);
+    this.promptOf(task, fn);
+    const s = m.schedule.scalingFactor;
+    const latent = tf.tidy(() => {
+      const z = tf.mul(m.vae.encode(image).mean, s) as tf.Tensor4D;
+      return this.translateLatent(z, task);
+    });
+    try {
+      const out = tf.tidy(() => {
+        const x = m.vae.decode(tf.div(latent, s) as tf.Tensor4D);
+        return tf.clipByValue(tf.add(tf.mul(x, 0.5), 0.5), 0, 1) as tf.Tensor4D;
+      });
+      return { image: out, latent };
+    } catch (e) {
+      latent.dispose();
+      throw e;
+    }
+  }
+
+  /**
+   * Translates a latent or a picture, returning the same kind: a latent `[B, h, w, C]` (C =
+   * {@link Translator.latentChannels}) gives the translated latent ({@link Translator.translateLatent}); a picture
+   * `[B, H, W, 3]` in [−1, 1] gives the translated picture in [0, 1] ({@link Translator.translateImage}, latent
+   * freed). The caller owns the result; the input is not disposed.
+   */
+  translate(input: tf.Tensor4D, task: TranslatorTaskRef): tf.Tensor4D {
+    const fn = 'Translator.translate';
+    if (!(input instanceof tf.Tensor) || input.rank !== 4) fail(fn, `input must be a latent [B, h, w, ${this.latentChannels}] or a picture [B, H, W, 3], got ${describe(input)}`);
+    const ch = input.shape[3];
+    if (ch === this.latentChannels) return this.translateLatent(input, task);
+    if (ch === 3) {
+      const r = this.translateImage(input, task);
+      r.latent.dispose();
+      return r.image;
+    }
+    return fail(fn, `input has ${ch} channels: expected a latent [B, h, w, ${this.latentChannels}] or a picture [B, H, W, 3]`);
+  }
+
+  /** Frees the student's weights and the embeddings (not the teacher). The translator cannot be used afterwards. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.unet.dispose();
+    this.embeddings.dispose();
+  }
+
+  /** Whether {@link Translator.dispose} was called. */
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+}
+
+/**
+ * Builds the student config: the teacher UNet's config overridden by `studentConfig` (diffusers field names), with
+ * the checks a translator needs (latent channels in = out = the teacher's, cross-attention width = `textWidth`).
+ */
+export function studentUNetConfig(teacher: UNet2DConditionConfig, studentConfig: Record<string, unknown> | undefined, textWidth: number): UNet2DConditionConfig {
+  const fn = 'createTranslator';
+  if (studentConfig !== undefined && (typeof studentConfig !== 'object' || studentConfig === null || Array.isArray(studentConfig))) {
+    fail(fn, `studentConfig must be an object of diffusers config.json fields, got ${describe(studentConfig)}`);
+  }
+  const raw = { ...unetConfigToJson(teacher), ...(studentConfig ?? {}) };
+  const cfg = parseUNetConfig(raw, 'studentConfig');
+  if (cfg.inChannels !== teacher.inChannels || cfg.outChannels !== teacher.inChannels) {
+    fail(fn, `studentConfig: in_channels and out_channels must both be the teacher's latent channels (${teacher.inChannels}), got ${cfg.inChannels} and ${cfg.outChannels}`);
+  }
+  if (cfg.crossAttentionDim.some((d) => d !== textWidth)) {
+    fail(fn, `studentConfig: cross_attention_dim must be the text encoder's width ${textWidth}, got ${cfg.crossAttentionDim}`);
+  }
+  return cfg;
+}
+
+/**
+ * Creates an untrained translator for `tasks` from a teacher pipeline: encodes every task prompt with the
+ * teacher's text encoder, builds the student UNet (the teacher's architecture, or `studentConfig`), initialises it
+ * from the teacher's weights where names and shapes agree (`init: 'teacher'`, default) and sets its output
+ * convolution to zero, so that the translator starts as the identity: `translateLatent(z, task)` returns `z`
+ * exactly. The teacher is only read. The caller owns the returned translator (`dispose()`); `report` says which
+ * parameters came from where.
+ */
+export async function createTranslator(
+  sd: StableDiffusion,
+  options: CreateTranslatorOptions,
+): Promise<{ translator: Translator; report: TranslatorInitReport }> {
+  const fn = 'createTranslator';
+  if (!sd || typeof sd.encodePrompt !== 'function' || !sd.unet || !sd.configs) fail(fn, 'sd must be a loaded Stable Diffusion pipeline (loadStableDiffusion)');
+  if (!options || typeof options !== 'object') fail(fn, 'options must be an object { tasks, ... }');
+  const tasks = checkTasks(fn, options.tasks);
+  const init = options.init ?? 'teacher';
+  if (init !== 'teacher' && init !== 'random') fail(fn, `init must be 'teacher' or 'random', got ${JSON.stringify(init)}`);
+  const studentTimestep = options.studentTimestep ?? DEFAULT_STUDENT_TIMESTEP;
+  if (!Number.isFinite(studentTimestep) || studentTimestep < 0) fail(fn, `studentTimestep must be a non-negative number, got ${studentTimestep}`);
+  const seed = options.seed ?? 0;
+  if (!Number.isFinite(seed)) fail(fn, `seed must be a finite number, got ${seed}`);
+  const prompts = taskPrompts(tasks);
+  const embeddings = tf.tidy(() => tf.concat(prompts.map((p) => sd.encodePrompt(p)), 0) as tf.Tensor3D);
+  const cfg = (() => {
+    try {
+      return studentUNetConfig(sd.configs.unet, options.studentConfig, embeddings.shape[2]);
+    } catch (e) {
+      embeddings.dispose();
+      throw e;
+    }
+  })();
+  const unet = new UNet2DConditionModel(cfg);
+  const report: TranslatorInitReport = { fromTeacher: [], random: [], zero: [] };
+  try {
+    if (init === 'teacher') {
+      const teacherParams = new Map(sd.unet.namedParameters());
+      for (const [name, p] of unet.namedParameters()) {
+        const t = teacherParams.get(name);
+        if (!t || t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i])) continue;
+        if (!t.isSet) {
+          fail(fn, `the teacher UNet's weights are offloaded (loadStableDiffusion's offloadUnet) and cannot be copied: load the teacher with offloadUnet: false, or pass init: 'random'`);
+        }
+        const copy = tf.clone(t.value);
+        p.set(copy);
+        copy.dispose();
+        report.fromTeacher.push(name);
+      }
+    }
+    for (const [name, p] of unet.namedParameters()) if (!p.isSet && !name.startsWith('conv_out.')) report.random.push(name);
+    for (const [name, p] of unet.namedParameters()) {
+      if (!name.startsWith('conv_out.')) continue;
+      const z = tf.zeros([...p.shape]);
+      p.set(z);
+      z.dispose();
+      report.fromTeacher = report.fromTeacher.filter((n) => n !== name);
+      report.zero.push(name);
+    }
+    unet.initialize(seed);
+    unet.setTrainable(true);
+    const teacher: TeacherRecord = { source: sd.source ?? '', fingerprint: options.teacherFingerprint ?? (await teacherFingerprint(sd)) };
+    return { translator: new Translator(unet, tasks, prompts, embeddings, studentTimestep, teacher, sd), report };
+  } catch (e) {
+    unet.dispose();
+    embeddings.dispose();
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Folder format
+
+/** Float32 copy of a module's parameters in PyTorch layout, for writeSafetensors. */
+export async function moduleTensors(m: Module): Promise<Record<string, TensorData>> {
+  const out: Record<string, TensorData> = {};
+  for (const [key, p] of m.namedParameters()) {
+    const t = toTorchLayout(p.value, p.layout);
+    try {
+      out[key] = { dtype: 'F32', shape: [...t.shape], data: (await t.data()) as Float32Array };
+    } finally {
+      t.dispose();
+    }
+  }
+  return out;
+}
+
+/** The translator.json object of `translator` (with a fresh checkpoint id). */
+export function translatorMeta(translator: Translator, checkpointId = randomBytes(8).toString('hex')): TranslatorMeta {
+  return {
+    format: TRANSLATOR_FORMAT,
+    version: TRANSLATOR_FORMAT_VERSION,
+    tasks: translator.tasks.map((t) => ({ ...t })),
+    prompts: [...translator.prompts],
+    studentTimestep: translator.studentTimestep,
+    residual: true,
+    teacher: translator.teacher,
+    training: translator.training,
+    checkpointId,
+  };
+}
+
+/**
+ * Writes the translator folder files; `extra` adds files (name → tensors, metadata) such as the optimiser state.
+ * translator.json is written last, so a folder with a translator.json is complete (its checkpoint id is checked
+ * against the weights' on load).
+ */
+export async function writeTranslatorFolder(
+  translator: Translator,
+  dir: string,
+  extra: { name: string; tensors: Record<string, TensorData>; metadata?: Record<string, string> }[] = [],
+): Promise<TranslatorMeta> {
+  fs.mkdirSync(dir, { recursive: true });
+  const meta = translatorMeta(translator);
+  const stamp = { checkpoint_id: meta.checkpointId, step: String(translator.stepsDone) };
+  // Every file is first written under a temporary name and the renames happen together at the end (translator.json
+  // last): a crash while writing leaves the previous save intact.
+  const pending: [string, string][] = [];
+  const target = (name: string): string => {
+    const tmp = path.join(dir, `.${name}.${meta.checkpointId}.pending`);
+    pending.push([tmp, path.join(dir, name)]);
+    return tmp;
+  };
+  try {
+    await writeSafetensors(target(TRANSLATOR_FILES.weights), await moduleTensors(translator.unet), { format: 'pt', ...stamp });
+    const emb = translator.embeddings;
+    await writeSafetensors(
+      target(TRANSLATOR_FILES.embeddings),
+      { embeddings: { dtype: 'F32', shape: [...emb.shape], data: (await emb.data()) as Float32Array } },
+      { prompts: JSON.stringify(translator.prompts), ...stamp },
+    );
+    for (const x of extra) await writeSafetensors(target(x.name), x.tensors, { ...(x.metadata ?? {}), ...stamp });
+    fs.writeFileSync(target(TRANSLATOR_FILES.config), JSON.stringify(unetConfigToJson(translator.unet.config), null, 2) + '\n');
+    fs.writeFileSync(target(TRANSLATOR_FILES.meta), JSON.stringify(meta, null, 2) + '\n');
+  } catch (e) {
+    for (const [tmp] of pending) fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+  for (const [tmp, file] of pending) fs.renameSync(tmp, file);
+  return meta;
+}
+
+/**
+ * Saves a translator as a diffusers-style folder: `config.json` (the student's diffusers UNet config),
+ * `diffusion_pytorch_model.safetensors` (its weights, float32, PyTorch layout — diffusers' `UNet2DConditionModel.
+ * from_pretrained(dir)` loads the pair), `task_embeddings.safetensors` (the prompts' text embeddings, so translating
+ * needs no text encoder) and `translator.json` (tasks, prompts, teacher, student timestep, training steps; see
+ * {@link TranslatorMeta}). Creates `dir` when missing; an existing translator folder is replaced only with
+ * `overwrite: true`.
+ */
+export async function saveTranslator(translator: Translator, dir: string, options: SaveTranslatorOptions = {}): Promise<void> {
+  const fn = 'saveTranslator';
+  if (!(translator instanceof Translator)) fail(fn, `expected a Translator, got ${describe(translator)}`);
+  if (translator.isDisposed) fail(fn, 'the translator has been disposed');
+  if (typeof dir !== 'string' || dir === '') fail(fn, 'dir must be a folder path');
+  if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) fail(fn, `${dir} exists and is not a folder`);
+  const existing = Object.values(TRANSLATOR_FILES).filter((f) => fs.existsSync(path.join(dir, f)));
+  if (existing.length && !options.overwrite) fail(fn, `${dir} already holds a translator (${existing.join(', ')}); pass overwrite: true to replace it`);
+  await writeTranslatorFolder(translator, dir);
+  // A plain save holds no optimiser state: remove a stale one so the folder is not mistaken for a checkpoint.
+  const opt = path.join(dir, TRANSLATOR_FILES.optimizer);
+  if (fs.existsSync(opt)) fs.rmSync(opt);
+}
+
+function readJson(fn: string, file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    fail(fn, `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    return fail(fn, `${file} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** Reads and validates a folder's translator.json. */
+export function readTranslatorMeta(dir: string, fn = 'loadTranslator'): TranslatorMeta {
+  if (typeof dir !== 'string' || dir === '') fail(fn, 'dir must be a translator folder path');
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) fail(fn, `no such folder: ${dir}`);
+  const file = path.join(dir, TRANSLATOR_FILES.meta);
+  if (!fs.existsSync(file)) fail(fn, `${dir} is not a translator folder: ${TRANSLATOR_FILES.meta} is missing`);
+  const m = readJson(fn, file) as Partial<TranslatorMeta>;
+  if (!m || typeof m !== 'object' || m.format !== TRANSLATOR_FORMAT) fail(fn, `${file}: not a translator description (format must be '${TRANSLATOR_FORMAT}')`);
+  if (m.version !== TRANSLATOR_FORMAT_VERSION) fail(fn, `${file}: version ${String(m.version)} is not supported (this is version ${TRANSLATOR_FORMAT_VERSION})`);
+  const tasks = checkTasks(`${fn}: ${file}`, m.tasks);
+  if (!Array.isArray(m.prompts) || !m.prompts.every((p) => typeof p === 'string')) fail(fn, `${file}: 'prompts' must be an array of strings`);
+  if (typeof m.studentTimestep !== 'number' || !Number.isFinite(m.studentTimestep)) fail(fn, `${file}: 'studentTimestep' must be a number`);
+  if (m.residual !== true) fail(fn, `${file}: 'residual' must be true`);
+  if (typeof m.checkpointId !== 'string') fail(fn, `${file}: 'checkpointId' is missing`);
+  return { ...(m as TranslatorMeta), tasks };
+}
+
+async function checkStamp(fn: string, f: SafetensorsFile, file: string, meta: TranslatorMeta): Promise<void> {
+  const id = f.metadata.checkpoint_id;
+  if (id !== meta.checkpointId) {
+    fail(fn, `${file} does not belong to ${TRANSLATOR_FILES.meta} (checkpoint id ${String(id)} ≠ ${meta.checkpointId}): the folder mixes files of different saves (an interrupted write?)`);
+  }
+}
+
+/** Reads `embeddings [P, L, D]` of a translator folder. Caller owns the tensor. */
+async function readEmbeddings(fn: string, dir: string, meta: TranslatorMeta): Promise<tf.Tensor3D> {
+  const file = path.join(dir, TRANSLATOR_FILES.embeddings);
+  if (!fs.existsSync(file)) fail(fn, `${file} is missing`);
+  const f = await SafetensorsFile.open(file);
+  try {
+    await checkStamp(fn, f, file, meta);
+    if (!f.keys().includes('embeddings')) fail(fn, `${file}: no tensor 'embeddings'`);
+    const shape = f.info('embeddings').shape;
+    if (shape.length !== 3 || shape[0] !== meta.prompts.length) {
+      fail(fn, `${file}: 'embeddings' is [${shape}], expected [${meta.prompts.length}, L, D] (one row per prompt of translator.json)`);
+    }
+    const stored = f.metadata.prompts;
+    if (stored !== undefined && stored !== JSON.stringify(meta.prompts)) fail(fn, `${file}: its prompts differ from translator.json's`);
+    return tf.tensor3d(await f.readFloat32('embeddings'), shape as [number, number, number]);
+  } finally {
+    await f.close();
+  }
+}
+
+/** Loads a student UNet (config.json + weights) of a translator folder, checking the checkpoint id. Caller owns it. */
+async function readStudent(fn: string, dir: string, meta: TranslatorMeta): Promise<UNet2DConditionModel> {
+  const cfgFile = path.join(dir, TRANSLATOR_FILES.config);
+  const cfg = parseUNetConfig(readJson(fn, cfgFile), cfgFile);
+  const file = path.join(dir, TRANSLATOR_FILES.weights);
+  if (!fs.existsSync(file)) fail(fn, `${file} is missing`);
+  const unet = new UNet2DConditionModel(cfg);
+  const f = await SafetensorsFile.open(file);
+  try {
+    await checkStamp(fn, f, file, meta);
+    await unet.loadStateDict(safetensorsSource(f, { name: file }));
+  } catch (e) {
+    unet.dispose();
+    throw e;
+  } finally {
+    await f.close();
+  }
+  return unet;
+}
+
+/**
+ * Loads a translator folder written by {@link saveTranslator} or by training checkpoints. With `sd` (the teacher
+ * pipeline), {@link Translator.translateImage} can encode and decode pictures; its VAE must be the one the
+ * translator was trained with (checked by fingerprint unless `checkTeacher: false`). Without it, the translator
+ * translates latents. Every missing file, malformed JSON, missing/mis-shaped weight or mixed-up checkpoint is an
+ * error naming the file. The caller owns the result (`dispose()`).
+ */
+export async function loadTranslator(dir: string, sd?: StableDiffusion, options: LoadTranslatorOptions = {}): Promise<Translator> {
+  const fn = 'loadTranslator';
+  const meta = readTranslatorMeta(dir, fn);
+  if (sd && options.checkTeacher !== false && meta.teacher?.fingerprint?.vae) {
+    const fp = (await moduleFingerprint(sd.vae, sd.configs.vae)) ?? '';
+    if (fp !== meta.teacher.fingerprint.vae) {
+      fail(fn, `the given model's VAE (${sd.source}) is not the one ${dir} was trained with (${meta.teacher.source}): its latents would not match; pass that model, or checkTeacher: false`);
+    }
+  }
+  const unet = await readStudent(fn, dir, meta);
+  let embeddings: tf.Tensor3D;
+  try {
+    embeddings = await readEmbeddings(fn, dir, meta);
+  } catch (e) {
+    unet.dispose();
+    throw e;
+  }
+  try {
+    unet.setTrainable(true);
+    return new Translator(unet, meta.tasks, meta.prompts, embeddings, meta.studentTimestep, meta.teacher ?? null, sd ?? null, meta.training ?? null);
+  } catch (e) {
+    unet.dispose();
+    embeddings.dispose();
+    throw new Error(`${fn}: ${dir}: ${(e as Error).message}`);
+  }
+}
