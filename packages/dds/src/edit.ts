@@ -7,8 +7,21 @@ import type { EditModel, ScoreModel, ScoreOptions, TextEmbeddings, Weighting } f
 export const DEFAULT_EDIT_STEPS = 200;
 /** Default SGD learning rate of the editing loop (the DDS notebook). */
 export const DEFAULT_EDIT_LR = 0.1;
-/** The notebook's loss scale: it minimises `2000 · scoreLoss(z, grad)`. */
+/** The notebook's loss scale: it minimises `2000 · scoreLoss(z, grad)` on 64×64 latents (512×512 pictures). */
 export const DEFAULT_LOSS_SCALE = 2000;
+/** Latent pixels (h·w) of the notebook's 512×512 pictures, at which {@link DEFAULT_LOSS_SCALE} was tuned. */
+export const NOTEBOOK_LATENT_PIXELS = 64 * 64;
+
+/**
+ * The default loss scale for a latent of `h × w` pixels: `2000 · h·w / 4096`, so that the SGD step on each latent
+ * element, `lr · lossScale/(h·w) · grad = lr · 2000/4096 · grad`, is the notebook's at every size. At 512×512 this
+ * is exactly the notebook's 2000. Taken literally at other sizes, the notebook's `2000/(h·w)` makes the per-element
+ * step grow as the picture shrinks: 64× at 8×8 latents, where it made the toy model's latents diverge (std 1 → 4 in
+ * 40 steps). Pass `lossScale: 2000` for the literal notebook formula.
+ */
+export function defaultLossScale(h: number, w: number): number {
+  return (DEFAULT_LOSS_SCALE * h * w) / NOTEBOOK_LATENT_PIXELS;
+}
 
 /** What {@link EditOptions.onStep} receives after each optimisation step. */
 export interface EditStepInfo {
@@ -41,7 +54,10 @@ export interface EditLatentOptions {
   steps?: number;
   /** SGD learning rate when no `optimizer` is given. Default 0.1. */
   lr?: number;
-  /** The loss minimised is `lossScale · scoreLoss(z, grad)`. Default 2000 (the notebook). */
+  /**
+   * The loss minimised is `lossScale · scoreLoss(z, grad)`. Default {@link defaultLossScale}(h, w) = 2000·h·w/4096:
+   * the notebook's 2000 at 64×64 latents, and the notebook's per-element step at every other size.
+   */
   lossScale?: number;
   /** Classifier-free guidance scale. Default 7.5. */
   guidanceScale?: number;
@@ -122,7 +138,8 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
 /**
  * The DDS (or SDS) optimisation loop on latents, as the DDS notebook runs it: `z ← zSource` (a `tf.Variable`), then
  * for each step evaluate the score at z, and take an optimiser step on `lossScale · scoreLoss(z, grad)` — with the
- * default SGD this is `z ← z − lr·lossScale/(h·w)·grad`.
+ * default SGD this is `z ← z − lr·lossScale/(h·w)·grad`, which with the default loss scale is the notebook's
+ * `z ← z − lr·2000/4096·grad` at any latent size (see {@link defaultLossScale}).
  *
  * - `zSource`: the source latent ẑ `[B, h, w, C]` (scaled by the VAE factor), kept fixed; not disposed.
  * - `source` / `target`: the prompts' embeddings (`source` is unused by SDS).
@@ -141,13 +158,13 @@ export async function editLatent(
   const steps = nonNegativeInt(fn, 'steps', opts.steps ?? DEFAULT_EDIT_STEPS);
   const lr = opts.lr ?? DEFAULT_EDIT_LR;
   if (!Number.isFinite(lr) || lr <= 0) throw new Error(`${fn}: lr must be a positive number, got ${lr}`);
-  const lossScale = opts.lossScale ?? DEFAULT_LOSS_SCALE;
-  if (!Number.isFinite(lossScale)) throw new Error(`${fn}: lossScale must be a finite number, got ${lossScale}`);
   if (opts.seed !== undefined && !Number.isFinite(opts.seed)) throw new Error(`${fn}: seed must be a finite number, got ${opts.seed}`);
   const zSource = inputs?.zSource;
   if (!(zSource instanceof tf.Tensor) || zSource.rank !== 4) {
     throw new Error(`${fn}: zSource must be a latent tensor [B, h, w, C]`);
   }
+  const lossScale = opts.lossScale ?? defaultLossScale(zSource.shape[1], zSource.shape[2]);
+  if (!Number.isFinite(lossScale)) throw new Error(`${fn}: lossScale must be a finite number, got ${lossScale}`);
   const seeds = opts.seed === undefined ? undefined : new SeededRandom(opts.seed);
   const ownOptimizer = opts.optimizer === undefined;
   const optimizer = opts.optimizer ?? tf.train.sgd(lr);

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
 import { readGoldens, relErr } from '../../../test-utils';
-import { ddsGrad, editImage, editLatent, EditModel, EditStepInfo, SeededRandom, TextEmbeddings } from '../src';
+import { ddsGrad, defaultLossScale, editImage, editLatent, EditModel, EditStepInfo, SeededRandom, TextEmbeddings } from '../src';
 import type { UNet2DConditionModel } from '../../sd/src/unet';
 import type { AutoencoderKL } from '../../sd/src/vae';
 import { loadStableDiffusion, StableDiffusion } from '@ddsjs/sd';
@@ -19,7 +19,7 @@ function picture(h: number, w: number, seed = 1): tf.Tensor4D {
 }
 
 describe('editLatent (fake UNet)', () => {
-  it('one SGD step is z ← z − lr·2000/(h·w)·grad with the per-step seed drawn from opts.seed', async () => {
+  it('one SGD step is z ← z − lr·2000/4096·grad (the notebook per-element step) with the per-step seed drawn from opts.seed', async () => {
     const sd = fakeModel();
     const zSource = tf.randomNormal([1, 4, 6, 4], 0, 1, 'float32', 1) as tf.Tensor4D;
     const text: TextEmbeddings = { cond: tf.fill([1, 3, 2], 0.3) as tf.Tensor3D, uncond: tf.zeros([1, 3, 2]) as tf.Tensor3D };
@@ -27,7 +27,7 @@ describe('editLatent (fake UNet)', () => {
     const before = tf.memory().numTensors;
     const res = await editLatent(sd, { zSource, source: text, target: other }, { steps: 1, seed: 77, lr: 0.05 });
     const r = ddsGrad(sd, { zSource, zTarget: zSource, source: text, target: other }, { seed: new SeededRandom(77).nextUint32() });
-    const expected = tf.tidy(() => tf.sub(zSource, tf.mul(r.grad, (0.05 * 2000) / (4 * 6))));
+    const expected = tf.tidy(() => tf.sub(zSource, tf.mul(r.grad, (0.05 * 2000) / 4096)));
     expect(relErr(await res.latent.data(), await expected.data())).toBeLessThan(1e-6);
     const loss = tf.tidy(() => tf.div(tf.sum(tf.mul(zSource, r.grad)), 24));
     expect(res.losses[0]).toBeCloseTo((await loss.data())[0], 5);
@@ -35,6 +35,21 @@ describe('editLatent (fake UNet)', () => {
     r.dispose();
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([zSource, text.cond, text.uncond, other.cond]);
+  });
+
+  it('lossScale: 2000 gives the literal notebook step lr·2000/(h·w); defaultLossScale is 2000 at 64×64', async () => {
+    expect(defaultLossScale(64, 64)).toBe(2000);
+    expect(defaultLossScale(8, 8)).toBe(31.25);
+    const sd = fakeModel();
+    const zSource = tf.randomNormal([1, 4, 6, 4], 0, 1, 'float32', 2) as tf.Tensor4D;
+    const text: TextEmbeddings = { cond: tf.fill([1, 3, 2], 0.3) as tf.Tensor3D, uncond: tf.zeros([1, 3, 2]) as tf.Tensor3D };
+    const other: TextEmbeddings = { cond: tf.fill([1, 3, 2], -0.2) as tf.Tensor3D, uncond: text.uncond };
+    const res = await editLatent(sd, { zSource, source: text, target: other }, { steps: 1, seed: 5, lr: 0.05, lossScale: 2000 });
+    const r = ddsGrad(sd, { zSource, zTarget: zSource, source: text, target: other }, { seed: new SeededRandom(5).nextUint32() });
+    const expected = tf.tidy(() => tf.sub(zSource, tf.mul(r.grad, (0.05 * 2000) / (4 * 6))));
+    expect(relErr(await res.latent.data(), await expected.data())).toBeLessThan(1e-6);
+    tf.dispose([res.latent, expected, zSource, text.cond, text.uncond, other.cond]);
+    r.dispose();
   });
 
   it('reports progress, stops when onStep returns false or the signal aborts, and uses a given optimizer', async () => {
