@@ -23,7 +23,7 @@ export function defaultLossScale(h: number, w: number): number {
   return (DEFAULT_LOSS_SCALE * h * w) / NOTEBOOK_LATENT_PIXELS;
 }
 
-/** What {@link EditOptions.onStep} receives after each optimisation step. */
+/** What {@link EditLatentOptions.onStep} receives after each optimisation step. */
 export interface EditStepInfo {
   /** 0-based index of the step just taken. */
   step: number;
