@@ -257,6 +257,12 @@ interface TrainState {
 
 const PHASE_SALT = { vae: 0x5eed_0001, unet: 0x5eed_0002 } as const;
 
+/** Means of `f×f` pixel blocks of NHWC `t` (by reshape: wasm has no AvgPool gradient). */
+function blockMean(t: tf.Tensor4D, f: number): tf.Tensor4D {
+  const [n, h, w, c] = t.shape;
+  return tf.mean(t.reshape([n, h / f, f, w / f, f, c]), [2, 4]) as tf.Tensor4D;
+}
+
 function mix(...xs: number[]): number {
   let h = 0x811c9dc5;
   for (const x of xs) {
@@ -625,17 +631,14 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
         if (o.vaeLatentColourWeight > 0) {
           // Latent colour term: the first three latent channels (the posterior mean) should hold each 8×8 cell's mean
           // RGB (×2). Without it the encoder collapsed colours to ~2 dims (red ≈ orange, blue ≈ green latents).
-          const f = size / mean.shape[1];
-          const cells = tf.mean(x.reshape([o.vaeBatch, mean.shape[1], f, mean.shape[2], f, 3]), [2, 4]);
+          const cells = blockMean(x, size / mean.shape[1]);
           const first3 = tf.slice(mean, [0, 0, 0, 0], [o.vaeBatch, mean.shape[1], mean.shape[2], 3]);
           loss = tf.add(loss, tf.mul(tf.mean(tf.squaredDifference(first3, tf.mul(cells, 2))), o.vaeLatentColourWeight));
         }
         if (o.vaeLowFreqWeight > 0) {
-          // Colour term: MSE of 4×4-pixel block means (mean by reshape: wasm has no AvgPool gradient). Flat colours
+          // Colour term: MSE of 4×4-pixel block means. Flat colours
           // are what this world is made of, and per-pixel MSE learned them slowly (every shape brownish at 600 steps).
-          const q = size / 4;
-          const pool = (t: tf.Tensor) => tf.mean(t.reshape([o.vaeBatch, q, 4, q, 4, 3]), [2, 4]);
-          loss = tf.add(loss, tf.mul(tf.mean(tf.squaredDifference(pool(y), pool(x))), o.vaeLowFreqWeight));
+          loss = tf.add(loss, tf.mul(tf.mean(tf.squaredDifference(blockMean(y, 4), blockMean(x, 4))), o.vaeLowFreqWeight));
         }
         return loss as tf.Scalar;
       }, vae.trainableVariables());
