@@ -41,4 +41,16 @@ export {
   BACKGROUND_CHANGE_LIMIT,
   EVAL_TOY_HELP,
 } from './toy-quality';
-export type { GenerationCase, GenerationReport, GenerationEvalOptions, EditCase, EditReport, EditEvalOptions } from './toy-quality';
+export type { GenerationCase, GenerationReport, GenerationEvalOptions, EditCase, EditReport, EditEvalOptions, EditTask, CustomEditor } from './toy-quality';
+export {
+  TOY_TRANSLATOR_TASKS,
+  captionScenes,
+  translatorEditTasks,
+  toyTranslatorData,
+  evaluateToyTranslator,
+  runTrainToyTranslatorCommand,
+  runEvalToyTranslatorCommand,
+  TRAIN_TOY_TRANSLATOR_HELP,
+  EVAL_TOY_TRANSLATOR_HELP,
+} from './toy-translator';
+export type { ToyTranslatorEvalOptions } from './toy-translator';

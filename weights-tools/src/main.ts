@@ -7,6 +7,7 @@ import { makeRandom } from './random';
 import { runTrainToyCommand, TRAIN_TOY_HELP } from './train-toy';
 import { formatCount } from './folder';
 import { runEvalToyCommand, EVAL_TOY_HELP } from './toy-quality';
+import { runEvalToyTranslatorCommand, runTrainToyTranslatorCommand, EVAL_TOY_TRANSLATOR_HELP, TRAIN_TOY_TRANSLATOR_HELP } from './toy-translator';
 
 const USAGE = `usage: dds-weights <command> [options]
 
@@ -17,12 +18,16 @@ commands:
   make-random --like sd15|sd21 <outdir> [--width F] [--scale-all] [--seed N] [--fp16-only] [--force]
   train-toy <outdir> [--preset toy|micro] [--seed N] [--vae-steps N] [--unet-steps N] [--time-budget S] [--force]
   eval-toy [<model dir>] [--edits N] [--seed N] [--steps N] [--no-sds] [--no-generation]
+  train-toy-translator [<model dir>] --out DIR [--steps N] [--batch N] [--lr X] [--pictures N] [--time-budget S]
+  eval-toy-translator [<translator dir>] [--model DIR] [--pictures N] [--dds-steps N]
 
 dds-weights <command> --help describes a command.`;
 
 const HELP: Record<string, string> = {
   'train-toy': TRAIN_TOY_HELP,
   'eval-toy': EVAL_TOY_HELP,
+  'train-toy-translator': TRAIN_TOY_TRANSLATOR_HELP,
+  'eval-toy-translator': EVAL_TOY_TRANSLATOR_HELP,
   inspect: `usage: dds-weights inspect <file|dir> [--all] [--variant fp16|fp32]
 
 Describes a .safetensors file (tensor count, dtypes, parameters, a table of tensors: the first 20, or every
@@ -96,6 +101,8 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
   const isTty = !!process.stderr.isTTY;
   if (cmd === 'train-toy') return runTrainToyCommand(rest, out); // parses its own flags (and --help)
   if (cmd === 'eval-toy') return runEvalToyCommand(rest, out);
+  if (cmd === 'train-toy-translator') return runTrainToyTranslatorCommand(rest, out);
+  if (cmd === 'eval-toy-translator') return runEvalToyTranslatorCommand(rest, out);
   switch (cmd) {
     case 'inspect': {
       const { values, positionals: p } = parse({ all: { type: 'boolean' }, variant: { type: 'string' } });

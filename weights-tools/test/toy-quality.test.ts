@@ -6,6 +6,7 @@ import { type StableDiffusion, loadStableDiffusion } from '@ddsjs/sd';
 import { COLOUR_NAMES, parseCaption } from '@ddsjs/toy-shapes';
 import { TINY_SD15 } from '../../test-utils';
 import { BACKGROUND_CHANGE_LIMIT, editTasks, evaluateEdits, evaluateGeneration, formatEditTable, formatGenerationLine } from '../src/toy-quality';
+import { TOY_TRANSLATOR_TASKS, captionScenes, translatorEditTasks } from '../src/toy-translator';
 
 jest.setTimeout(300_000);
 
@@ -47,7 +48,7 @@ describe('evaluateEdits / evaluateGeneration on the tiny fixture model', () => {
     expect(r.successRate).toBe(r.cases.filter((c) => c.success).length / 2);
     expect(r.meanIoU).toBeCloseTo((r.cases[0].iou + r.cases[1].iou) / 2, 12);
     expect(r.backgroundKeptRate).toBe(r.cases.filter((c) => c.editBackgroundChange < BACKGROUND_CHANGE_LIMIT).length / 2);
-    const table = formatEditTable([r, { ...r, method: 'sds' }]);
+    const table = formatEditTable([r, { ...r, method: 'SDS' }]);
     expect(table.split('\n').filter((l) => l.startsWith('| DDS') || l.startsWith('| SDS'))).toHaveLength(2);
 
     const g = await evaluateGeneration(sd, { prompts: ['a red circle on a white background'], seedsPerPrompt: 2, steps: 2 });
@@ -56,5 +57,42 @@ describe('evaluateEdits / evaluateGeneration on the tiny fixture model', () => {
     expect(g.rate).toBe(g.cases.filter((c) => c.ok).length / 2);
     expect(formatGenerationLine(g)).toMatch(/^generation on 2 pictures/);
     await expect(evaluateGeneration(sd, { prompts: ['a photo of a cat'] })).rejects.toThrow(/not a caption of the toy world/);
+  });
+});
+
+describe('custom editors and the translator tasks', () => {
+  it('captionScenes draws pictures of exactly one caption, deterministically', () => {
+    const a = captionScenes('a blue triangle on a black background', 6, 3);
+    expect(a.map((s) => s.caption)).toEqual(new Array(6).fill('a blue triangle on a black background'));
+    expect(a.map((s) => s.spec.cx)).toEqual(captionScenes('a blue triangle on a black background', 6, 3).map((s) => s.spec.cx));
+    expect(new Set(a.map((s) => s.spec.cx)).size).toBe(6);
+    expect(() => captionScenes('a photo of a cat', 1, 0)).toThrow(/not a toy-world caption/);
+  });
+
+  it('translatorEditTasks asks for each task target colour on fresh pictures of its source', () => {
+    const t = translatorEditTasks(TOY_TRANSLATOR_TASKS, 2, 4321);
+    expect(t).toHaveLength(2 * TOY_TRANSLATOR_TASKS.length);
+    t.forEach((x, i) => {
+      const task = TOY_TRANSLATOR_TASKS[Math.floor(i / 2)];
+      expect([x.source, x.target, x.scene.caption]).toEqual([task.source, task.target, task.source]);
+      expect(x.want).toBe(parseCaption(task.target)!.colour);
+    });
+  });
+
+  it('an identity editor measures as: colour not reached, shape kept, background untouched', async () => {
+    const before = tf.memory().numTensors;
+    const r = await evaluateEdits(sd, {
+      tasks: translatorEditTasks(TOY_TRANSLATOR_TASKS, 1, 5),
+      method: { label: 'identity', edit: (x) => tf.tidy(() => tf.div(tf.add(x, 1), 2) as tf.Tensor4D) },
+    });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(r.method).toBe('identity');
+    expect(r.successRate).toBe(0);
+    for (const c of r.cases) {
+      expect(c.got).toBe(parseCaption(c.source)!.colour);
+      expect(c.iou).toBeGreaterThan(0.95);
+      expect(c.backgroundChange).toBeLessThan(0.003);
+    }
+    expect(formatEditTable([r])).toMatch(/^\| identity \| 0% \| 100% \|/m);
   });
 });

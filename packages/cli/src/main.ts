@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend, BackendName } from '@ddsjs/nn';
 import { loadStableDiffusion, StableDiffusion, loadImageForEdit, writeImage, imageStrip, inspectModel } from '@ddsjs/sd';
 import { editImage, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TranslatorDivergedError, TRANSLATOR_FILES } from '@ddsjs/dds';
-import { defaultModel } from '@ddsjs/toy-shapes';
+import { defaultModel, defaultTranslatorDir } from '@ddsjs/toy-shapes';
 import { CliError, CommandSpec, commandHelp, parseCommand, num, str } from './args';
 import { Progress } from './progress';
 
@@ -96,9 +96,14 @@ export const TRAIN_TRANSLATOR: CommandSpec = {
 export const TRANSLATE: CommandSpec = {
   name: 'translate',
   summary: 'Edit a picture in one forward pass with a trained translator (dds train-translator), and write a PNG.',
-  usage: 'dds translate --translator DIR --image IN --task "target prompt" [options]',
+  usage: 'dds translate [--translator DIR] --image IN --task "target prompt" [options]',
   options: {
-    translator: { type: 'string', short: 't', arg: 'DIR', help: 'translator folder (dds train-translator --out)' },
+    translator: {
+      type: 'string',
+      short: 't',
+      arg: 'DIR',
+      help: 'translator folder (dds train-translator --out; default: the toy translator shipped with the embedded model)',
+    },
     image: { type: 'string', short: 'i', arg: 'FILE', help: 'input picture (JPEG, PNG or WebP)' },
     task: { type: 'string', arg: 'TEXT', help: 'target prompt of the task to run (one the translator was trained on)' },
     model: {
@@ -426,7 +431,8 @@ function defaultTranslateOut(image: string): string {
 async function runTranslate(argv: string[], io: CliIO): Promise<void> {
   const { values, help } = parseCommand(TRANSLATE, argv);
   if (help) return io.out(commandHelp(TRANSLATE));
-  const dir = str(values, 'translator', true)!;
+  const dir = str(values, 'translator') ?? defaultTranslatorDir();
+  if (!dir) throw new CliError('missing --translator (and @ddsjs/toy-shapes ships no default translator)');
   const image = str(values, 'image', true)!;
   const task = str(values, 'task', true)!;
   if (!fs.existsSync(path.join(dir, TRANSLATOR_FILES.meta))) throw new CliError(`not a translator folder (no ${TRANSLATOR_FILES.meta}): ${dir}`);

@@ -30,3 +30,14 @@ export function defaultModel(): { dir: string; variant: typeof MODEL_VARIANT } |
   const dir = defaultModelDir();
   return dir ? { dir, variant: MODEL_VARIANT } : null;
 }
+
+/** Folder of the translation network shipped with the embedded model (trained by `dds-weights train-toy-translator`). */
+export const TRANSLATOR_DIR = path.resolve(__dirname, '..', 'translator');
+
+/**
+ * The shipped toy translator's folder (for `loadTranslator(dir, sd)` of `@ddsjs/dds`, with the embedded model as
+ * the teacher), or `null` when it is not present.
+ */
+export function defaultTranslatorDir(): string | null {
+  return fs.existsSync(path.join(TRANSLATOR_DIR, 'translator.json')) ? TRANSLATOR_DIR : null;
+}
