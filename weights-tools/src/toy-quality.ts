@@ -297,7 +297,7 @@ export function formatEditTable(reports: EditReport[]): string {
   ];
   for (const r of reports) {
     lines.push(
-      `| ${r.method} | ${pct(r.successRate)} | ${pct(r.shapeKeptRate)} | ${r.meanIoU.toFixed(2)} | ${r.meanBackgroundChange.toFixed(4)} | ${r.meanEditBackgroundChange.toFixed(4)} | ${pct(r.backgroundKeptRate)} | ${r.secondsPerEdit.toFixed(1)} |`,
+      `| ${r.method} | ${pct(r.successRate)} | ${pct(r.shapeKeptRate)} | ${r.meanIoU.toFixed(2)} | ${r.meanBackgroundChange.toFixed(4)} | ${r.meanEditBackgroundChange.toFixed(4)} | ${pct(r.backgroundKeptRate)} | ${r.secondsPerEdit < 1 ? r.secondsPerEdit.toFixed(2) : r.secondsPerEdit.toFixed(1)} |`,
     );
   }
   if (reports.length) lines.push('', `VAE round trip alone (encode → decode, no edit): background change ${reports[0].roundTripBackgroundChange.toFixed(4)}.`);

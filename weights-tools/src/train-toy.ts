@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { BACKEND_NAMES, BackendName, Module, Parameter, initBackend, toTorchLayout } from '@ddsjs/nn';
+import { BACKEND_NAMES, BackendName, Module, Parameter, initBackend, toTorchLayout, tfSeed } from '@ddsjs/nn';
 import {
   AutoencoderKL,
   CLIPTextModel,
@@ -620,7 +620,7 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
       const x = tf.tensor4d(b.pixels, [o.vaeBatch, size, size, 3]);
       const r = tf.variableGrads(() => {
         const { mean, std, logvar } = vae.encode(x);
-        const z = tf.add(mean, tf.mul(std, tf.randomNormal(mean.shape, 0, 1, 'float32', b.noiseSeed))) as tf.Tensor4D;
+        const z = tf.add(mean, tf.mul(std, tf.randomNormal(mean.shape, 0, 1, 'float32', tfSeed(b.noiseSeed)))) as tf.Tensor4D;
         const y = vae.decode(z);
         // Shape pixels weigh `shapeWeight` times the background's (the shape is ~10% of the picture, and its
         // colour is what edits change); normalised so the weights average 1 over the batch.
@@ -718,8 +718,8 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
           const ids = tf.tensor1d(idx, 'int32');
           const mean = tf.gather(poolMean as tf.Tensor4D, ids);
           const std = tf.gather(poolStd as tf.Tensor4D, ids);
-          const z0 = tf.mul(tf.add(mean, tf.mul(std, tf.randomNormal(mean.shape, 0, 1, 'float32', noiseSeed + 1))), sf);
-          const eps = tf.randomNormal(z0.shape, 0, 1, 'float32', noiseSeed);
+          const z0 = tf.mul(tf.add(mean, tf.mul(std, tf.randomNormal(mean.shape, 0, 1, 'float32', tfSeed(noiseSeed + 1)))), sf);
+          const eps = tf.randomNormal(z0.shape, 0, 1, 'float32', tfSeed(noiseSeed));
           const a = tf.reshape(tf.gather(abar, tf.tensor1d(timesteps, 'int32')), [-1, 1, 1, 1]);
           const zt = tf.add(tf.mul(tf.sqrt(a), z0), tf.mul(tf.sqrt(tf.sub(1, a)), eps)) as tf.Tensor4D;
           const ctx = tf.gather(ctxTable, tf.tensor1d(ctxIdx, 'int32')) as tf.Tensor3D;

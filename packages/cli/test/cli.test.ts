@@ -115,3 +115,27 @@ test('--help for each command', () => {
   }
   expect(dds('--help').stdout).toContain('Commands:');
 });
+
+// The newcomer's path (issue 5): no --model → the embedded toy model; no --translator → its shipped translator.
+const RED_CIRCLE = path.resolve(__dirname, '..', '..', '..', 'examples', 'assets', 'red-circle.png');
+
+test('dds edit without --model edits on the embedded toy model at its native 64×64', async () => {
+  const r = dds('edit', '--image', RED_CIRCLE, '--source', 'a red circle on a white background', '--target', 'a green circle on a white background', '--steps', '4', '--save-every', '2', '--out', 'toy.png');
+  expect(r.stderr).not.toMatch(/at .*\.js:\d+/);
+  expect(r.code).toBe(0);
+  const meta = await sharp(path.join(tmp, 'toy.png')).metadata();
+  expect([meta.width, meta.height]).toEqual([64, 64]);
+  const strip = await sharp(path.join(tmp, 'toy-steps.png')).metadata();
+  expect([strip.width, strip.height]).toEqual([64 * 3, 64]);
+});
+
+test('dds translate without --translator uses the toy translator and names its tasks on a wrong one', async () => {
+  const r = dds('translate', '--image', RED_CIRCLE, '--task', 'a green circle on a white background', '--out', 'tr.png');
+  expect(r.stderr).not.toMatch(/at .*\.js:\d+/);
+  expect(r.code).toBe(0);
+  const meta = await sharp(path.join(tmp, 'tr.png')).metadata();
+  expect([meta.width, meta.height]).toEqual([64, 64]);
+  const bad = dds('translate', '--image', RED_CIRCLE, '--task', 'a photo of a lion', '--out', 'tr2.png');
+  expect(bad.code).toBe(2);
+  expect(bad.stderr).toMatch(/unknown task "a photo of a lion".*"a green circle on a white background"/);
+});

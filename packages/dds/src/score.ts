@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { SeededRandom, randomInt } from './rng';
+import { tfSeed } from '@ddsjs/nn';
 import type {
   ScoreIntermediates,
   ScoreModel,
@@ -275,7 +276,7 @@ function scoreCore(fn: string, sd: ScoreModel, branches: Branch[], opts: ScoreOp
   const k = branches.length;
 
   const flat = tf.tidy(() => {
-    const noise = opts.noise ? tf.clone(opts.noise) : (tf.randomNormal(shape, 0, 1, 'float32', noiseSeed) as tf.Tensor4D);
+    const noise = opts.noise ? tf.clone(opts.noise) : (tf.randomNormal(shape, 0, 1, 'float32', noiseSeed === undefined ? undefined : tfSeed(noiseSeed)) as tf.Tensor4D);
     const a = tf.tensor4d(alpha, [b, 1, 1, 1]);
     const sg = tf.tensor4d(sigma, [b, 1, 1, 1]);
     const zt = branches.map((br) => tf.add(tf.mul(a, br.z), tf.mul(sg, noise)) as tf.Tensor4D);

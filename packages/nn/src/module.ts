@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { tfSeed } from './ops';
 
 /**
  * How a parameter's checkpoint (PyTorch) layout maps to its tfjs layout.
@@ -276,13 +277,13 @@ function defaultInit(name: string, p: Parameter, seed: number): tf.Tensor {
   const shape = [...p.shape];
   if (p.init === 'ones') return tf.ones(shape);
   if (p.init === 'zeros') return tf.zeros(shape);
-  if (p.init === 'normal') return tf.randomNormal(shape, 0, 1, 'float32', seed);
+  if (p.init === 'normal') return tf.randomNormal(shape, 0, 1, 'float32', tfSeed(seed));
   if (p.layout === 'plain') {
     if (last === 'bias') return tf.zeros(shape);
     if (/norm|ln_|layer_norm/.test(name) && last === 'weight') return tf.ones(shape);
-    return tf.randomNormal(shape, 0, 0.02, 'float32', seed);
+    return tf.randomNormal(shape, 0, 0.02, 'float32', tfSeed(seed));
   }
   const fanIn = p.layout === 'linear' ? shape[0] : shape[0] * shape[1] * shape[2];
   const bound = 1 / Math.sqrt(fanIn);
-  return tf.randomUniform(shape, -bound, bound, 'float32', seed);
+  return tf.randomUniform(shape, -bound, bound, 'float32', tfSeed(seed));
 }

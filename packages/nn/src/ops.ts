@@ -381,3 +381,14 @@ export function attention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, option
     return o.reshape([b, heads, nq, dv]).transpose([0, 2, 1, 3]).reshape([b, nq, cv]) as tf.Tensor3D;
   });
 }
+
+/**
+ * The `seed` argument to pass to `tf.randomNormal` / `tf.randomUniform` for the integer seed `seed`. tfjs treats
+ * every falsy seed as "no seed" (`seed ? seed : Math.random()`), so seed 0 would silently give different numbers on
+ * every call; this maps 0 to 0.5 (never an integer seed's value) and returns every other seed unchanged, so the
+ * numbers of seeds ≠ 0 are those tfjs always gave. Throws on a non-finite seed.
+ */
+export function tfSeed(seed: number): number {
+  if (typeof seed !== 'number' || !Number.isFinite(seed)) throw new Error(`tfSeed: the seed must be a finite number, got ${seed}`);
+  return seed === 0 ? 0.5 : seed;
+}

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, Module, Linear, Conv2d, GroupNorm, StateDictError, StateDictSource, toTorchLayout } from '@ddsjs/nn';
+import { initBackend, Module, Linear, Conv2d, GroupNorm, StateDictError, StateDictSource, toTorchLayout, tfSeed } from '@ddsjs/nn';
 import { rand } from './helpers';
 
 /** An in-memory state dict in PyTorch layout. */
@@ -137,5 +137,16 @@ describe('Module.loadStateDict', () => {
     await net.loadStateDict(new MapSource(torchDict()));
     expect(tf.memory().numTensors).toBe(before);
     net.dispose();
+  });
+});
+
+describe('tfSeed', () => {
+  it('makes seed 0 a real seed (tfjs treats a falsy seed as none) and leaves others unchanged', () => {
+    const draw = (seed: number) => Array.from(tf.randomNormal([8], 0, 1, 'float32', tfSeed(seed)).dataSync());
+    expect(draw(0)).toEqual(draw(0));
+    expect(draw(7)).toEqual(Array.from(tf.randomNormal([8], 0, 1, 'float32', 7).dataSync()));
+    expect(draw(0)).not.toEqual(draw(7));
+    expect(tfSeed(3)).toBe(3);
+    expect(() => tfSeed(NaN)).toThrow(/finite/);
   });
 });

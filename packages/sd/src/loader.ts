@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { assertFits, backendMemoryLimitBytes, Module, ModuleList, StateDictSource } from '@ddsjs/nn';
+import { assertFits, backendMemoryLimitBytes, Module, ModuleList, StateDictSource, tfSeed } from '@ddsjs/nn';
 import { SafetensorsFile, findSafetensors } from '@ddsjs/safetensors';
 import { CLIPTokenizer } from './tokenizer';
 import { CLIPTextModel } from './clip';
@@ -167,7 +167,7 @@ export class StableDiffusion {
     );
     let latents: tf.Tensor4D =
       options.latents?.clone() ??
-      tf.randomNormal([1, height / f, width / f, this.latentChannels], 0, 1, 'float32', options.seed ?? 0);
+      tf.randomNormal([1, height / f, width / f, this.latentChannels], 0, 1, 'float32', tfSeed(options.seed ?? 0));
     const ddim = new DDIMScheduler(this.configs.scheduler);
     const timesteps = ddim.setTimesteps(steps);
     try {

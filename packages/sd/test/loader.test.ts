@@ -70,6 +70,21 @@ describe('loadStableDiffusion (diffusers folder, fp32)', () => {
     tf.dispose([z, img, ref, expected]);
   });
 
+  test('generate() with a seed is reproducible, seed 0 (the default) included — tfjs treats seed 0 as "no seed"', async () => {
+    const run = async (seed?: number) => {
+      const r = await sd.generate('a photo of a cat', { steps: 2, ...(seed === undefined ? {} : { seed }) });
+      const v = Array.from((await r.latents.data()) as Float32Array);
+      tf.dispose([r.image, r.latents]);
+      return v;
+    };
+    const zero = await run(0);
+    expect(await run(0)).toEqual(zero);
+    expect(await run()).toEqual(zero);
+    const one = await run(1);
+    expect(await run(1)).toEqual(one);
+    expect(one).not.toEqual(zero);
+  });
+
   test('generate() validates its options', async () => {
     await expect(sd.generate('x', { steps: 0 })).rejects.toThrow(/steps/);
     await expect(sd.generate('x', { height: 60 })).rejects.toThrow(/height must be a positive multiple of 8/);

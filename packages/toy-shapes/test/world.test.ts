@@ -1,3 +1,5 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import {
   BACKGROUNDS,
   BACKGROUND_NAMES,
@@ -24,6 +26,10 @@ import {
   toBytes,
   MODEL_DIR,
   defaultModelDir,
+  defaultModel,
+  defaultTranslatorDir,
+  MODEL_VARIANT,
+  TRANSLATOR_DIR,
 } from '@ddsjs/toy-shapes';
 
 const base: SceneSpec = { shape: 'circle', colour: 'red', background: 'white', cx: 32, cy: 32, radius: 12 };
@@ -222,9 +228,18 @@ describe('measurement helpers', () => {
 });
 
 describe('model folder export', () => {
-  it('MODEL_DIR is the package model folder; defaultModelDir is null or that folder', () => {
+  const du = (dir: string): number =>
+    fs.readdirSync(dir, { withFileTypes: true }).reduce((a, e) => a + (e.isDirectory() ? du(path.join(dir, e.name)) : fs.statSync(path.join(dir, e.name)).size), 0);
+
+  it('ships the embedded model (fp16 diffusers folder, ≤ 25 MB) and its translator (≤ 10 MB)', () => {
     expect(MODEL_DIR.endsWith('model')).toBe(true);
-    const d = defaultModelDir();
-    expect(d === null || d === MODEL_DIR).toBe(true);
+    expect(defaultModelDir()).toBe(MODEL_DIR);
+    expect(defaultModel()).toEqual({ dir: MODEL_DIR, variant: MODEL_VARIANT });
+    for (const c of ['unet', 'vae', 'text_encoder']) {
+      expect(fs.existsSync(path.join(MODEL_DIR, c, `diffusion_pytorch_model.fp16.safetensors`)) || fs.existsSync(path.join(MODEL_DIR, c, 'model.fp16.safetensors'))).toBe(true);
+    }
+    expect(du(MODEL_DIR)).toBeLessThanOrEqual(25 * 1024 * 1024);
+    expect(defaultTranslatorDir()).toBe(TRANSLATOR_DIR);
+    expect(du(TRANSLATOR_DIR)).toBeLessThanOrEqual(10 * 1024 * 1024);
   });
 });
