@@ -2,14 +2,20 @@
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { loadImageForEdit } from '@ddsjs/sd';
+import { type StableDiffusion, loadImageForEdit, loadStableDiffusion } from '@ddsjs/sd';
+import { defaultModel } from '@ddsjs/toy-shapes';
 
-/** Parses the examples' common flags: --model, --image, --steps, --size, --out, --seed. */
+/**
+ * Parses the examples' common flags: --model (default: the embedded toy model), --image (default: its red circle),
+ * --source / --target prompts (default: red circle → green circle on white), --steps, --size, --out, --seed.
+ */
 export function exampleArgs(defaults: { steps: number; out: string }) {
   const { values } = parseArgs({
     options: {
-      model: { type: 'string', default: path.join(__dirname, '..', 'fixtures', 'tiny-sd15') },
-      image: { type: 'string' },
+      model: { type: 'string' },
+      image: { type: 'string', default: path.join(__dirname, 'assets', 'red-circle.png') },
+      source: { type: 'string', default: 'a red circle on a white background' },
+      target: { type: 'string', default: 'a green circle on a white background' },
       steps: { type: 'string', default: String(defaults.steps) },
       size: { type: 'string', default: '64' },
       out: { type: 'string', default: defaults.out },
@@ -17,8 +23,10 @@ export function exampleArgs(defaults: { steps: number; out: string }) {
     },
   });
   return {
-    model: values.model!,
+    model: values.model,
     image: values.image,
+    source: values.source!,
+    target: values.target!,
     steps: Number(values.steps),
     size: Number(values.size),
     out: values.out!,
@@ -30,4 +38,12 @@ export function exampleArgs(defaults: { steps: number; out: string }) {
 export async function exampleInput(args: { image?: string; size: number }): Promise<tf.Tensor4D> {
   if (args.image) return loadImageForEdit(args.image, { size: args.size });
   return tf.randomUniform([1, args.size, args.size, 3], -1, 1, 'float32', 7) as tf.Tensor4D;
+}
+
+/** The model of `--model`, else the embedded toy model (fp16), else the tiny random fixture. The caller disposes it. */
+export async function exampleModel(args: { model?: string }): Promise<StableDiffusion> {
+  if (args.model) return loadStableDiffusion(args.model);
+  const toy = defaultModel();
+  if (toy) return loadStableDiffusion(toy.dir, { variant: toy.variant });
+  return loadStableDiffusion(path.join(__dirname, '..', 'fixtures', 'tiny-sd15'));
 }

@@ -4,19 +4,19 @@
 //   npx ts-node examples/custom-loss.ts [--model DIR] [--image FILE --size 512] [--steps 50]
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
-import { loadStableDiffusion, writeImage } from '@ddsjs/sd';
+import { writeImage } from '@ddsjs/sd';
 import { ddsGrad, scoreLoss } from '@ddsjs/dds';
-import { exampleArgs, exampleInput } from './common';
+import { exampleArgs, exampleInput, exampleModel } from './common';
 
 async function main() {
   const args = exampleArgs({ steps: 10, out: 'custom-loss.png' });
   await initBackend();
-  const sd = await loadStableDiffusion(args.model);
+  const sd = await exampleModel(args);
   const input = await exampleInput(args);
   const zSource = sd.encodeImage(input);
   const z = tf.variable(zSource.clone());
-  const source = { cond: sd.encodePrompt('a photo of a cat'), uncond: sd.encodePrompt('') };
-  const target = { cond: sd.encodePrompt('a photo of a tiger'), uncond: source.uncond };
+  const source = { cond: sd.encodePrompt(args.source), uncond: sd.encodePrompt('') };
+  const target = { cond: sd.encodePrompt(args.target), uncond: source.uncond };
   const targetMean = tf.tidy(() => tf.mean(input, [1, 2]));
   const pixelWeight = 0.5;
   const opt = tf.train.adam(0.02);

@@ -1,20 +1,21 @@
 // Edit a picture with Delta Denoising Score: the shortest complete program.
-//   npx ts-node examples/edit-image.ts --model path/to/stable-diffusion-v1-5 --image cat.jpg --size 512 --steps 200
-// (defaults: the tiny fixture model and a generated picture, so it runs anywhere in seconds)
+//   npm run example -- examples/edit-image.ts      (the embedded toy model: red circle -> green circle, about 15 s)
+//   npm run example -- examples/edit-image.ts --model path/to/stable-diffusion-v1-5 --image cat.jpg --size 512 \
+//       --source "a photo of a cat" --target "a photo of a tiger"
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
-import { loadStableDiffusion, writeImage } from '@ddsjs/sd';
+import { writeImage } from '@ddsjs/sd';
 import { editImage } from '@ddsjs/dds';
-import { exampleArgs, exampleInput } from './common';
+import { exampleArgs, exampleInput, exampleModel } from './common';
 
 async function main() {
-  const args = exampleArgs({ steps: 20, out: 'edit-image.png' });
+  const args = exampleArgs({ steps: 200, out: 'edit-image.png' });
   await initBackend();
-  const sd = await loadStableDiffusion(args.model);
+  const sd = await exampleModel(args);
   const input = await exampleInput(args);
   const { image, latent } = await editImage(sd, input, {
-    source: 'a flamingo rollerskating',
-    target: 'a bronze sculpture of a flamingo rollerskating',
+    source: args.source,
+    target: args.target,
     steps: args.steps,
     seed: args.seed,
     onStep: ({ step, steps, timestep, loss }) => {

@@ -3,16 +3,16 @@
 //   npx ts-node examples/sds-vs-dds.ts [--model DIR] [--image FILE --size 512] [--steps 200]
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
-import { loadStableDiffusion, writeImage, imageStrip } from '@ddsjs/sd';
+import { writeImage, imageStrip } from '@ddsjs/sd';
 import { editImage } from '@ddsjs/dds';
-import { exampleArgs, exampleInput } from './common';
+import { exampleArgs, exampleInput, exampleModel } from './common';
 
 async function main() {
-  const args = exampleArgs({ steps: 20, out: 'sds-vs-dds.png' });
+  const args = exampleArgs({ steps: 200, out: 'sds-vs-dds.png' });
   await initBackend();
-  const sd = await loadStableDiffusion(args.model);
+  const sd = await exampleModel(args);
   const input = await exampleInput(args);
-  const prompts = { source: 'a photo of a cat', target: 'a photo of a tiger' };
+  const prompts = { source: args.source, target: args.target };
   const results = [];
   for (const method of ['sds', 'dds'] as const) {
     const r = await editImage(sd, input, { ...prompts, method, steps: args.steps, seed: args.seed });

@@ -4,7 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 
-// Each example runs end to end on the tiny fixture model (a few steps) and writes its picture.
+// Each example runs end to end with its defaults (the embedded toy model, examples/assets/red-circle.png; a few
+// steps) and writes its picture.
 const root = path.resolve(__dirname, '..', '..');
 let tmp: string;
 beforeAll(() => {
