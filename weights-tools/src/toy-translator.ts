@@ -95,7 +95,7 @@ Trains the translation network (@ddsjs/dds trainTranslator) on the toy-shapes wo
 pictures of each source caption (not from the model), with DDS as the only signal. Default model: the embedded one.
 Rerunning the same command resumes from the checkpoint in --out.
   --out DIR             translator folder (checkpoints; resumed when present)          (required)
-  --steps N             total steps (default 600)          --batch N      latents per step (default 4)
+  --steps N             total steps (default 300)          --batch N      latents per step (default 4)
   --lr X                Adam lr (default 1e-3)              --pictures N   pictures per task (default 64)
   --seed N              seed of pictures, init, tasks, noise (default 0)
   --cycle W             cycle-consistency weight (default 0)   --identity W   identity weight (default 0)
@@ -142,7 +142,7 @@ export async function runTrainToyTranslatorCommand(args: string[], out: (s: stri
   if (positionals.length > 1) throw new Error(`${cmd}: expected at most one model folder, got ${positionals.length}`);
   const dir = v.out as string | undefined;
   if (!dir) throw new Error(`${cmd}: --out DIR is required`);
-  const steps = numberFlag(cmd, v, 'steps', 600, true, 1);
+  const steps = numberFlag(cmd, v, 'steps', 300, true, 1);
   const batchSize = numberFlag(cmd, v, 'batch', 4, true, 1);
   const lr = numberFlag(cmd, v, 'lr', 1e-3, false, 0);
   if (lr <= 0) throw new Error(`${cmd}: --lr must be > 0`);

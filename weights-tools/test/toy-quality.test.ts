@@ -96,3 +96,31 @@ describe('custom editors and the translator tasks', () => {
     expect(formatEditTable([r])).toMatch(/^\| identity \| 0% \| 100% \|/m);
   });
 });
+
+describe('dds-weights train-toy-translator / eval-toy-translator (on the tiny fixture model)', () => {
+  it('trains the three toy tasks, resumes, and measures the result', async () => {
+    const os = await import('node:os');
+    const fs = await import('node:fs');
+    const path = await import('node:path');
+    const { runTrainToyTranslatorCommand, runEvalToyTranslatorCommand } = await import('../src/toy-translator');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'toy-translator-'));
+    try {
+      const out: string[] = [];
+      const args = [TINY_SD15, '--out', dir, '--pictures', '2', '--batch', '1', '--checkpoint-every', '0'];
+      expect(await runTrainToyTranslatorCommand([...args, '--steps', '1'], (s) => out.push(s))).toBe(0);
+      const meta = () => JSON.parse(fs.readFileSync(path.join(dir, 'translator.json'), 'utf8'));
+      expect(meta().tasks).toEqual(TOY_TRANSLATOR_TASKS);
+      expect(meta().training.step).toBe(1);
+      expect(await runTrainToyTranslatorCommand([...args, '--steps', '2'], (s) => out.push(s))).toBe(0);
+      expect(meta().training.step).toBe(2);
+      expect(out.join('\n')).toMatch(/2 steps in .* min/);
+      const table: string[] = [];
+      expect(await runEvalToyTranslatorCommand([dir, '--model', TINY_SD15, '--pictures', '1', '--dds-steps', '0'], (s) => table.push(s))).toBe(0);
+      expect(table.join('\n')).toMatch(/^\| translator \(1 pass\) \|/m);
+      await expect(runTrainToyTranslatorCommand([TINY_SD15, '--steps', '1'])).rejects.toThrow(/--out DIR is required/);
+      await expect(runTrainToyTranslatorCommand([TINY_SD15, '--out', dir, '--lr', '0'])).rejects.toThrow(/--lr must be > 0/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
