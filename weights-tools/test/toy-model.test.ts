@@ -16,16 +16,16 @@ jest.setTimeout(900_000);
 
 /**
  * What the shipped weights are asserted to reach. The issue's targets are generation ≥ 0.8, DDS colour success ≥ 0.8,
- * IoU ≥ 0.7 and the background kept; measured on the shipped weights (deterministic on wasm): generation 0.67, DDS
- * success 0.70, mean IoU 0.34, edit background change 0.063; translator success 0.83, IoU 0.48. Where the target is
+ * IoU ≥ 0.7 and the background kept; measured on the shipped weights (deterministic on wasm): generation 0.75, DDS
+ * success 0.80, mean IoU 0.40, edit background change 0.044; translator success 0.83, IoU 0.48. Where the target is
  * not met, the bound is the measured value less a margin for other backends' float differences, so a regression
  * fails while the README says which targets are still open.
  */
 const THRESHOLDS = {
-  generation: 0.6,
-  ddsSuccess: 0.6,
-  ddsMeanIoU: 0.3,
-  ddsEditBackgroundChange: 0.08,
+  generation: 0.7,
+  ddsSuccess: 0.8,
+  ddsMeanIoU: 0.35,
+  ddsEditBackgroundChange: 0.06,
   translatorSuccess: 0.8,
   translatorMeanIoU: 0.4,
   translatorEditBackgroundChange: 0.12,
@@ -67,7 +67,7 @@ describe('the embedded toy model (issue 5)', () => {
     // Every edit stays far from repainting the background with another background colour (≥ 0.35).
     for (const c of dds.cases) expect(c.editBackgroundChange).toBeLessThan(0.2);
     // The paper's claim, same pictures, steps, lr and seed: SDS keeps the shape worse than DDS. (On this toy world
-    // the background change of the two is equal within noise — 0.063 vs 0.065 — so it is printed, not asserted.)
+    // the background change of the two is about equal — 0.044 vs 0.040 — so it is printed, not asserted.)
     expect(sds.meanIoU).toBeLessThan(dds.meanIoU);
   });
 });
