@@ -101,6 +101,23 @@ export async function evaluateGeneration(sd: StableDiffusion, options: Generatio
   };
 }
 
+/** A generator picture (RGB bytes, HWC) as a `[1, H, W, 3]` tensor in [−1, 1], the pipeline's input. The caller owns it. */
+export function sceneInput(s: Pick<Scene, 'image' | 'width' | 'height'>): tf.Tensor4D {
+  return tf.tidy(() => tf.sub(tf.div(tf.tensor4d(Float32Array.from(s.image), [1, s.height, s.width, 3]), 127.5), 1) as tf.Tensor4D);
+}
+
+/**
+ * Initialises `backend` (default wasm) and loads the model folder `dir`, or, without one, the embedded toy model
+ * (fp16 variant). `cmd` names the command in the error when neither exists. The caller disposes the model.
+ */
+export async function loadToyModel(cmd: string, dir: string | undefined, backend: unknown): Promise<StableDiffusion> {
+  const dm = defaultModel();
+  const d = dir ?? dm?.dir;
+  if (!d) throw new Error(`${cmd}: no model folder given and the embedded toy model is not installed`);
+  await initBackend((backend as BackendName | undefined) ?? 'wasm', { quiet: true });
+  return loadStableDiffusion(d, dir === undefined && dm ? { variant: dm.variant } : {});
+}
+
 /** One colour edit and what was measured on it. */
 export interface EditCase {
   /** Source prompt (the picture's caption). */
@@ -229,7 +246,7 @@ export async function evaluateEdits(sd: StableDiffusion, options: EditEvalOption
   let editMs = 0;
   for (const t of tasks) {
     const { width: w, height: h, image, mask } = t.scene;
-    const x = tf.tidy(() => tf.sub(tf.div(tf.tensor4d(Float32Array.from(image), [1, h, w, 3]), 127.5), 1) as tf.Tensor4D);
+    const x = sceneInput(t.scene);
     const rt = tf.tidy(() => sd.decodeLatents(sd.encodeImage(x)));
     const rtBytes = toBytes((await rt.data()) as Float32Array);
     rt.dispose();
@@ -346,12 +363,7 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
     return n;
   };
   if (parsed.positionals.length > 1) throw new Error(`eval-toy: expected at most one model folder, got ${parsed.positionals.length}`);
-  const dm = defaultModel();
-  const dir = parsed.positionals[0] ?? dm?.dir;
-  if (!dir) throw new Error('eval-toy: no model folder given and the embedded toy model is not installed');
-  const variant = parsed.positionals[0] === undefined ? dm?.variant : undefined;
-  await initBackend((v.backend as BackendName | undefined) ?? 'wasm', { quiet: true });
-  const sd = await loadStableDiffusion(dir, variant ? { variant } : {});
+  const sd = await loadToyModel('eval-toy', parsed.positionals[0], v.backend);
   const progress = (what: string) => (_c: unknown, done: number, total: number) => process.stderr.write(`  ${what} ${done}/${total}\n`);
   try {
     if (!v['no-generation']) {

@@ -5,8 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { type BackendName, initBackend } from '@ddsjs/nn';
-import { type StableDiffusion, loadStableDiffusion } from '@ddsjs/sd';
+import type { StableDiffusion } from '@ddsjs/sd';
 import {
   type Translator,
   type TranslatorLatentData,
@@ -15,8 +14,8 @@ import {
   loadTranslator,
   trainTranslator,
 } from '@ddsjs/dds';
-import { Rng, type Scene, caption, defaultModel, defaultTranslatorDir, parseCaption, renderScene, sampleScene } from '@ddsjs/toy-shapes';
-import { type EditReport, type EditTask, evaluateEdits, formatEditTable } from './toy-quality';
+import { Rng, type Scene, caption, defaultTranslatorDir, parseCaption, renderScene, sampleScene } from '@ddsjs/toy-shapes';
+import { type EditReport, type EditTask, evaluateEdits, formatEditTable, loadToyModel, sceneInput } from './toy-quality';
 
 /**
  * The three colour-change tasks of the shipped toy translator. Each source is a training caption of the toy model
@@ -57,11 +56,6 @@ export function translatorEditTasks(tasks: readonly TranslatorTask[], perTask: n
   return out;
 }
 
-/** A picture's bytes (HWC, 0–255) as a `[1, H, W, 3]` tensor in [−1, 1]. The caller owns it. */
-function toInput(s: Scene): tf.Tensor4D {
-  return tf.tidy(() => tf.sub(tf.div(tf.tensor4d(Float32Array.from(s.image), [1, s.height, s.width, 3]), 127.5), 1) as tf.Tensor4D);
-}
-
 /**
  * Training data for {@link TOY_TRANSLATOR_TASKS}-like tasks: `perTask` generator pictures of each task's source
  * caption (seed `seed + task index`), encoded by the teacher's VAE (posterior mean × scaling factor) in batches of
@@ -76,7 +70,7 @@ export function toyTranslatorData(sd: StableDiffusion, tasks: readonly Translato
       const batch = pics.slice(i, i + 16);
       parts.push(
         tf.tidy(() => {
-          const xs = batch.map(toInput);
+          const xs = batch.map(sceneInput);
           return sd.encodeImage(tf.concat(xs, 0) as tf.Tensor4D);
         }),
       );
@@ -122,14 +116,6 @@ function numberFlag(cmd: string, values: Record<string, unknown>, name: string, 
   return n;
 }
 
-async function loadModel(cmd: string, dirArg: string | undefined, backend: unknown): Promise<StableDiffusion> {
-  const dm = defaultModel();
-  const dir = dirArg ?? dm?.dir;
-  if (!dir) throw new Error(`${cmd}: no model folder given and the embedded toy model is not installed`);
-  await initBackend((backend as BackendName | undefined) ?? 'wasm', { quiet: true });
-  return loadStableDiffusion(dir, dirArg === undefined && dm ? { variant: dm.variant } : {});
-}
-
 /** Runs `dds-weights train-toy-translator` (arguments after the command name); returns the exit code. */
 export async function runTrainToyTranslatorCommand(args: string[], out: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<number> {
   const cmd = 'train-toy-translator';
@@ -154,7 +140,7 @@ export async function runTrainToyTranslatorCommand(args: string[], out: (s: stri
   const budget = numberFlag(cmd, v, 'time-budget', 0, false, 0);
   const resume = !v.force && fs.existsSync(path.join(dir, TRANSLATOR_FILES.meta)) && fs.existsSync(path.join(dir, TRANSLATOR_FILES.optimizer));
 
-  const sd = await loadModel(cmd, positionals[0], v.backend);
+  const sd = await loadToyModel(cmd, positionals[0], v.backend);
   const ctrl = new AbortController();
   const timer = budget > 0 ? setTimeout(() => ctrl.abort(), budget * 1000) : null;
   let data: TranslatorLatentData[] = [];
@@ -256,7 +242,7 @@ export async function runEvalToyTranslatorCommand(args: string[], out: (s: strin
   const perTask = numberFlag(cmd, v, 'pictures', 4, true, 1);
   const seed = numberFlag(cmd, v, 'seed', 4321, true, 0);
   const ddsSteps = numberFlag(cmd, v, 'dds-steps', 200, true, 0);
-  const sd = await loadModel(cmd, v.model as string | undefined, v.backend);
+  const sd = await loadToyModel(cmd, v.model as string | undefined, v.backend);
   let translator: Translator | null = null;
   try {
     translator = await loadTranslator(dir, sd);
