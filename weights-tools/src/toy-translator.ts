@@ -93,7 +93,7 @@ Rerunning the same command resumes from the checkpoint in --out.
   --lr X                Adam lr (default 1e-3)              --pictures N   pictures per task (default 64)
   --seed N              seed of pictures, init, tasks, noise (default 0)
   --cycle W             cycle-consistency weight (default 0)   --identity W   identity weight (default 0)
-  --checkpoint-every N  (default 50)                        --time-budget S  stop cleanly after S seconds
+  --checkpoint-every N  (default 50)                        --time-budget S  stop cleanly after S seconds (or Ctrl-C)
   --force               start over                           --backend B    tfjs backend (default wasm)`;
 
 type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>;
@@ -142,7 +142,17 @@ export async function runTrainToyTranslatorCommand(args: string[], out: (s: stri
 
   const sd = await loadToyModel(cmd, positionals[0], v.backend);
   const ctrl = new AbortController();
+  let interrupted = false;
   const timer = budget > 0 ? setTimeout(() => ctrl.abort(), budget * 1000) : null;
+  // First Ctrl-C / SIGTERM: finish the step, checkpoint, exit; a second one (the listener is gone) kills at once.
+  const onSignal = () => {
+    if (ctrl.signal.aborted) return;
+    interrupted = true;
+    process.stderr.write(`${cmd}: interrupted: stopping after this step (a checkpoint will be written; rerun to resume)\n`);
+    ctrl.abort();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   let data: TranslatorLatentData[] = [];
   let translator: Translator | null = null;
   try {
@@ -178,9 +188,11 @@ export async function runTrainToyTranslatorCommand(args: string[], out: (s: stri
       },
     });
     const msg = `${cmd}: ${translator.stepsDone} steps in ${((Date.now() - t0) / 60000).toFixed(1)} min → ${dir}`;
-    out(ctrl.signal.aborted ? `${msg} (stopped by --time-budget; rerun to resume)` : msg);
+    out(ctrl.signal.aborted ? `${msg} (${interrupted ? 'interrupted' : 'stopped by --time-budget'}; rerun to resume)` : msg);
   } finally {
     if (timer) clearTimeout(timer);
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
     translator?.dispose();
     for (const d of data) tf.dispose(d.latents);
     sd.dispose();

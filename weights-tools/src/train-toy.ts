@@ -204,6 +204,11 @@ export interface TrainToyOptions {
   fixedBatch?: boolean;
   /** Stop (after writing a checkpoint) once this many seconds have passed in this call; resume later. */
   timeBudgetSeconds?: number;
+  /**
+   * Stop (after writing a checkpoint) at the end of the current step once this signal is aborted (the command aborts it
+   * on Ctrl-C); the result has `done: false` and rerunning resumes exactly.
+   */
+  signal?: AbortSignal;
   /** Start afresh in an existing non-empty `outdir` (overwriting its files) instead of refusing or resuming. */
   force?: boolean;
   /** Resume from `<outdir>/train/state.json` when present (default true). */
@@ -559,7 +564,7 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
   };
   let lastSave = Date.now();
 
-  /** Runs one phase; returns false when stopped by the time budget. */
+  /** Runs one phase; returns false when stopped by the time budget or the signal. */
   const runPhase = async (
     phase: 'vae' | 'unet',
     module: Module,
@@ -597,7 +602,7 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
         if (phase === 'vae') result.vaeSecondsPerStep = sps;
         else result.unetSecondsPerStep = sps;
         options.onProgress?.({ phase, step: done(), total, loss: lossValue, secondsPerStep: sps, etaSeconds: sps * (total - done()) });
-        const stop = Date.now() >= deadline;
+        const stop = Date.now() >= deadline || options.signal?.aborted === true;
         if (done() % o.checkpointEvery === 0 || done() === total || stop) await checkpoint(adam, phase);
         if (stop && done() < total) return false;
         await new Promise((r) => setImmediate(r));
@@ -785,7 +790,7 @@ state, the Adam moments and loss.jsonl. Rerunning the same command resumes from 
   --vae-freeze-encoder train only the VAE decoder (the latents, and a UNet trained on them, stay valid)
   --vae-logvar-init X  initial bias of the VAE encoder's logvar channels (default -6: posterior std 0.05)
   --checkpoint-every N checkpoint interval in steps (default 250)
-  --time-budget S      stop cleanly (checkpoint) after S seconds; rerun to resume
+  --time-budget S      stop cleanly (checkpoint) after S seconds; rerun to resume (Ctrl-C does the same; twice: quit now)
   --backend B          tfjs backend (default wasm)
   --force              start afresh in a non-empty <outdir>
   --no-fp16            skip writing the *.fp16.safetensors variant at the end`;
@@ -865,7 +870,8 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
 /**
  * Runs `dds-weights train-toy` with `args` (after the command name): initialises the backend, trains, prints a
  * progress line on stderr (redrawn in place on a terminal, every 10 steps otherwise), checkpoints and a summary on
- * `out`. Returns the exit code (0; the training state is kept when stopped by `--time-budget`). Throws an Error
+ * `out`. Returns the exit code (0; the training state is kept when stopped by `--time-budget` or by a first Ctrl-C /
+ * SIGTERM, which stops after the current step and writes a checkpoint; a second one kills at once). Throws an Error
  * with a one-line message on bad arguments.
  */
 export async function runTrainToyCommand(args: string[], out: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<number> {
@@ -877,19 +883,35 @@ export async function runTrainToyCommand(args: string[], out: (s: string) => voi
   const backend = await initBackend(a.backend, { quiet: true });
   out(`train-toy: backend ${backend}, outdir ${path.resolve(a.options.outdir)}`);
   const tty = !!process.stderr.isTTY;
-  const r = await trainToy({
-    ...a.options,
-    log: (l) => {
-      if (tty) process.stderr.write('\n');
-      out(l);
-    },
-    onProgress: (p) => {
-      if (tty) process.stderr.write(`\r${formatTrainProgress(p)}`);
-      else if (p.step % 10 === 0 || p.step === p.total) process.stderr.write(formatTrainProgress(p) + '\n');
-    },
-  });
+  const ctrl = new AbortController();
+  // First Ctrl-C / SIGTERM: finish the step, checkpoint, exit; a second one (the listener is gone) kills at once.
+  const onSignal = () => {
+    if (ctrl.signal.aborted) return;
+    process.stderr.write('\ninterrupted: stopping after this step (a checkpoint will be written; rerun to resume)\n');
+    ctrl.abort();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let r: TrainToyResult;
+  try {
+    r = await trainToy({
+      ...a.options,
+      signal: ctrl.signal,
+      log: (l) => {
+        if (tty) process.stderr.write('\n');
+        out(l);
+      },
+      onProgress: (p) => {
+        if (tty) process.stderr.write(`\r${formatTrainProgress(p)}`);
+        else if (p.step % 10 === 0 || p.step === p.total) process.stderr.write(formatTrainProgress(p) + '\n');
+      },
+    });
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
   if (tty) process.stderr.write('\n');
   const sps = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)} s/step` : '-');
-  out(`train-toy: ${r.done ? 'done' : 'stopped (rerun to resume)'}: VAE ${r.vaeSteps} steps (${sps(r.vaeSecondsPerStep)}), UNet ${r.unetSteps} steps (${sps(r.unetSecondsPerStep)}), ${(r.seconds / 60).toFixed(1)} min, scaling_factor ${r.scalingFactor}`);
+  out(`train-toy: ${r.done ? 'done' : ctrl.signal.aborted ? 'interrupted (rerun to resume)' : 'stopped (rerun to resume)'}: VAE ${r.vaeSteps} steps (${sps(r.vaeSecondsPerStep)}), UNet ${r.unetSteps} steps (${sps(r.unetSecondsPerStep)}), ${(r.seconds / 60).toFixed(1)} min, scaling_factor ${r.scalingFactor}`);
   return 0;
 }
