@@ -57,6 +57,16 @@ describe('evaluateEdits / evaluateGeneration on the tiny fixture model', () => {
     expect(g.rate).toBe(g.cases.filter((c) => c.ok).length / 2);
     expect(formatGenerationLine(g)).toMatch(/^generation on 2 pictures/);
     await expect(evaluateGeneration(sd, { prompts: ['a photo of a cat'] })).rejects.toThrow(/not a caption of the toy world/);
+    const v = await evaluateGeneration(sd, { prompts: ['a red circle on a white background'], seedsPerPrompt: 2, steps: 2, firstSeed: 2 });
+    expect(v.cases.map((c) => c.seed)).toEqual([2, 3]);
+    await expect(evaluateGeneration(sd, { prompts: ['a red circle on a white background'], firstSeed: -1 })).rejects.toThrow(/firstSeed must be a non-negative integer/);
+  });
+
+  it('eval-toy rejects bad flags naming them, before loading a model', async () => {
+    const { runEvalToyCommand } = await import('../src/toy-quality');
+    await expect(runEvalToyCommand(['--gen-seed=-1'])).rejects.toThrow(/--gen-seed must be a non-negative integer, got '-1'/);
+    await expect(runEvalToyCommand(['--edits', '0'])).rejects.toThrow(/--edits must be a positive integer/);
+    await expect(runEvalToyCommand(['--bogus'])).rejects.toThrow(/eval-toy: Unknown option '--bogus'/);
   });
 });
 
