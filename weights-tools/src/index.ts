@@ -11,6 +11,8 @@ export { convertSingleFile } from './convert';
 export type { ConvertSingleFileOptions, ConvertSingleFileResult } from './convert';
 export { toFp16, fp16VariantName } from './fp16';
 export type { ToFp16Options, ToFp16File } from './fp16';
+export { averageCheckpoints } from './average';
+export type { AverageOptions, AverageResult } from './average';
 export { makeRandom, scaleConfigs, scaleChannels, randomParameter } from './random';
 export type { MakeRandomOptions, MakeRandomResult } from './random';
 export { SafetensorsStreamWriter, byteLength } from './writer';

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { inspect } from '@ddsjs/sd';
 import { convertSingleFile } from './convert';
 import { toFp16 } from './fp16';
+import { averageCheckpoints } from './average';
 import { makeRandom } from './random';
 import { runTrainToyCommand, TRAIN_TOY_HELP } from './train-toy';
 import { formatCount } from './folder';
@@ -15,6 +16,7 @@ commands:
   inspect <file|dir> [--all] [--variant fp16|fp32]
   convert-single-file <file> <outdir> [--config-from DIR] [--prediction-type epsilon|v_prediction] [--fp16] [--force]
   to-fp16 <dir> [--force]
+  average <output.safetensors> <checkpoint.safetensors>... [--force]
   make-random --like sd15|sd21 <outdir> [--width F] [--scale-all] [--seed N] [--fp16-only] [--force]
   train-toy <outdir> [--preset toy|micro] [--seed N] [--vae-steps N] [--unet-steps N] [--time-budget S] [--force]
   eval-toy [<model dir>] [--edits N] [--seed N] [--steps N] [--no-sds] [--no-generation]
@@ -49,6 +51,12 @@ configs, else the built-in SD 1.5 / 2.1 configs (with the bundled CLIP vocabular
 Writes *.fp16.safetensors beside every float32 weights file of the folder's components (round to nearest
 even, as torch's .half(); values beyond the float16 range become inf, with a warning).
   --force   overwrite existing fp16 files`,
+  average: `usage: dds-weights average <output.safetensors> <checkpoint.safetensors>... [--force]
+
+Writes the element-wise mean of two or more checkpoints of one model (same tensor names and shapes; float dtypes),
+in float32: checkpoint averaging ("stochastic weight averaging") of a training run's last checkpoints, e.g. those
+train-toy --keep-checkpoints keeps. Streams one tensor at a time.
+  --force   overwrite an existing output file`,
   'make-random': `usage: dds-weights make-random --like sd15|sd21 <outdir> [--width F] [--scale-all] [--seed N] [--fp16-only] [--force]
 
 Writes a diffusers folder with the real SD 1.5 / 2.1 architecture and seeded random weights (N(0, 1/sqrt(fan_in))
@@ -145,6 +153,14 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
       positionals(p, 1, '<dir>');
       const files = await toFp16(p[0], { force: !!values.force, warn });
       for (const f of files) out(`${f.source} → ${f.output} (${f.converted} tensors to F16${f.copied ? `, ${f.copied} kept` : ''}${f.overflow ? `, ${f.overflow} values overflowed to inf` : ''})`);
+      return 0;
+    }
+    case 'average': {
+      const { values, positionals: p } = parse({ force: { type: 'boolean' } });
+      if (values.help) return out(HELP[cmd]), 0;
+      if (p.length < 3) throw new Error(`average: expected <output.safetensors> and at least two checkpoints, got ${p.length} path(s) (see dds-weights average --help)`);
+      const r = await averageCheckpoints(p[0], p.slice(1), { force: !!values.force, onProgress: progressPrinter(isTty) });
+      out(`averaged ${r.inputs} checkpoints (${r.tensors} tensors) → ${r.output}`);
       return 0;
     }
     case 'make-random': {

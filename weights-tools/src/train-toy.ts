@@ -209,6 +209,12 @@ export interface TrainToyOptions {
    * on Ctrl-C); the result has `done: false` and rerunning resumes exactly.
    */
   signal?: AbortSignal;
+  /**
+   * Also keep a copy of the trained component's float32 weights at every checkpoint, as
+   * `<outdir>/train/checkpoints/<vae|unet>-<step>.safetensors` (≈ 8 MB per UNet checkpoint of the toy preset), for
+   * checkpoint averaging (`dds-weights average`). Default false.
+   */
+  keepCheckpoints?: boolean;
   /** Start afresh in an existing non-empty `outdir` (overwriting its files) instead of refusing or resuming. */
   force?: boolean;
   /** Resume from `<outdir>/train/state.json` when present (default true). */
@@ -556,6 +562,12 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
     state.seconds += (Date.now() - lastSave) / 1000;
     lastSave = Date.now();
     await writeFolder(false);
+    if (options.keepCheckpoints) {
+      const dir = path.join(trainDir, 'checkpoints');
+      fs.mkdirSync(dir, { recursive: true });
+      const step = phase === 'vae' ? state.vaeStep : state.unetStep;
+      fs.copyFileSync(path.join(outdir, FILES[phase]), path.join(dir, `${phase}-${step}.safetensors`));
+    }
     if (adam) await adam.save(path.join(trainDir, `adam-${phase}.safetensors`));
     const tmp = stateFile + '.tmp';
     fs.writeFileSync(tmp, JSON.stringify(state, null, 2) + '\n');
@@ -771,7 +783,7 @@ export function formatTrainProgress(p: TrainToyProgress, width = 20): string {
 
 /** Usage text of `dds-weights train-toy` (for the command table's help). */
 export const TRAIN_TOY_HELP = `usage: dds-weights train-toy <outdir> [--preset toy|micro] [--seed N] [--vae-steps N] [--unet-steps N]
-       [--vae-batch N] [--unet-batch N] [--vae-lr X] [--unet-lr X] [--pool-size N] [--shape-weight X] [--checkpoint-every N]
+       [--vae-batch N] [--unet-batch N] [--vae-lr X] [--unet-lr X] [--pool-size N] [--shape-weight X] [--checkpoint-every N] [--keep-checkpoints]
        [--time-budget SECONDS] [--backend wasm|cpu|tensorflow|webgpu|auto] [--force] [--no-fp16]
 
 Trains the toy-shapes model of @ddsjs/toy-shapes (Stable Diffusion structure: CLIP tokenizer + frozen CLIP text
@@ -790,6 +802,7 @@ state, the Adam moments and loss.jsonl. Rerunning the same command resumes from 
   --vae-freeze-encoder train only the VAE decoder (the latents, and a UNet trained on them, stay valid)
   --vae-logvar-init X  initial bias of the VAE encoder's logvar channels (default -6: posterior std 0.05)
   --checkpoint-every N checkpoint interval in steps (default 250)
+  --keep-checkpoints   keep each checkpoint's weights in <outdir>/train/checkpoints/ (for dds-weights average)
   --time-budget S      stop cleanly (checkpoint) after S seconds; rerun to resume (Ctrl-C does the same; twice: quit now)
   --backend B          tfjs backend (default wasm)
   --force              start afresh in a non-empty <outdir>
@@ -813,7 +826,7 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
   const flags = {
     preset: { type: 'string' }, seed: { type: 'string' }, 'vae-steps': { type: 'string' }, 'unet-steps': { type: 'string' },
     'vae-batch': { type: 'string' }, 'unet-batch': { type: 'string' }, 'vae-lr': { type: 'string' }, 'unet-lr': { type: 'string' },
-    'pool-size': { type: 'string' }, 'shape-weight': { type: 'string' }, 'vae-logvar-init': { type: 'string' }, 'vae-colour-weight': { type: 'string' }, 'vae-freeze-encoder': { type: 'boolean' }, 'vae-latent-colour-weight': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'time-budget': { type: 'string' },
+    'pool-size': { type: 'string' }, 'shape-weight': { type: 'string' }, 'vae-logvar-init': { type: 'string' }, 'vae-colour-weight': { type: 'string' }, 'vae-freeze-encoder': { type: 'boolean' }, 'vae-latent-colour-weight': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'keep-checkpoints': { type: 'boolean' }, 'time-budget': { type: 'string' },
     backend: { type: 'string' }, force: { type: 'boolean' }, 'no-fp16': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   } as const;
   let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
@@ -860,6 +873,7 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
       vaeFreezeEncoder: v['vae-freeze-encoder'] === true,
       vaeLatentColourWeight: num('vae-latent-colour-weight', false),
       checkpointEvery: num('checkpoint-every', true),
+      keepCheckpoints: v['keep-checkpoints'] === true,
       timeBudgetSeconds: num('time-budget', false),
       force: !!v.force,
       fp16: !v['no-fp16'],
