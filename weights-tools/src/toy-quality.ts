@@ -114,15 +114,16 @@ export function sceneInput(s: Pick<Scene, 'image' | 'width' | 'height'>): tf.Ten
 }
 
 /**
- * Initialises `backend` (default wasm) and loads the model folder `dir`, or, without one, the embedded toy model
- * (fp16 variant). `cmd` names the command in the error when neither exists. The caller disposes the model.
+ * Initialises `backend` (default wasm) and loads the model folder `dir` (its float32 weights, or the `variant` given),
+ * or, without one, the embedded toy model (fp16 variant). `cmd` names the command in the error when neither exists.
+ * The caller disposes the model.
  */
-export async function loadToyModel(cmd: string, dir: string | undefined, backend: unknown): Promise<StableDiffusion> {
+export async function loadToyModel(cmd: string, dir: string | undefined, backend: unknown, variant?: 'fp16'): Promise<StableDiffusion> {
   const dm = defaultModel();
   const d = dir ?? dm?.dir;
   if (!d) throw new Error(`${cmd}: no model folder given and the embedded toy model is not installed`);
   await initBackend((backend as BackendName | undefined) ?? 'wasm', { quiet: true });
-  return loadStableDiffusion(d, dir === undefined && dm ? { variant: dm.variant } : {});
+  return loadStableDiffusion(d, dir === undefined && dm ? { variant: dm.variant } : variant ? { variant } : {});
 }
 
 /** One colour edit and what was measured on it. */
@@ -334,16 +335,18 @@ export function formatGenerationLine(g: GenerationReport): string {
 }
 
 /** Help of `dds-weights eval-toy`. */
-export const EVAL_TOY_HELP = `usage: dds-weights eval-toy [<model dir>] [--edits N] [--seed N] [--gen-seed N] [--steps N] [--no-sds] [--no-generation] [--backend B]
+export const EVAL_TOY_HELP = `usage: dds-weights eval-toy [<model dir>] [--edits N] [--seed N] [--gen-seed N] [--gen-seeds N] [--steps N] [--no-sds] [--no-generation] [--variant fp16] [--backend B]
 
 Measures a toy-shapes model (default: the embedded one of @ddsjs/toy-shapes): generation on the 12 held-out
-captions (2 seeds each, 25 DDIM steps), then DDS and SDS colour edits of N generator pictures (editImage
+captions (2 seeds each unless --gen-seeds, 25 DDIM steps), then DDS and SDS colour edits of N generator pictures (editImage
 defaults: 200 steps, lr 0.1, guidance 7.5), and prints the tables of packages/toy-shapes/README.md.
   --edits N         pictures to edit (default 10)
   --seed N          seed of the pictures and target colours (default 1234)
-  --gen-seed N      first of the 2 generation seeds (default 0; 2 = the validation set the shipped weights were chosen on)
+  --gen-seed N      first generation seed (default 0; 2 = the validation set the shipped weights were chosen on)
+  --gen-seeds N     generation seeds per caption (default 2)
   --steps N         edit steps (default 200)
   --no-sds          DDS only        --no-generation   edits only
+  --variant fp16    load <model dir>'s *.fp16.safetensors (the embedded model always is)
   --backend B       tfjs backend (default wasm)`;
 
 /** Runs `dds-weights eval-toy` (arguments after the command name); prints the tables; returns the exit code. */
@@ -355,7 +358,7 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
       allowPositionals: true,
       strict: true,
       options: {
-        edits: { type: 'string' }, seed: { type: 'string' }, 'gen-seed': { type: 'string' }, steps: { type: 'string' }, backend: { type: 'string' },
+        edits: { type: 'string' }, seed: { type: 'string' }, 'gen-seed': { type: 'string' }, 'gen-seeds': { type: 'string' }, variant: { type: 'string' }, steps: { type: 'string' }, backend: { type: 'string' },
         'no-sds': { type: 'boolean' }, 'no-generation': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     });
@@ -373,12 +376,14 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
   if (parsed.positionals.length > 1) throw new Error(`eval-toy: expected at most one model folder, got ${parsed.positionals.length}`);
   const genSeed = v['gen-seed'] === undefined ? 0 : Number(v['gen-seed']);
   if (!Number.isInteger(genSeed) || genSeed < 0) throw new Error(`eval-toy: --gen-seed must be a non-negative integer, got '${v['gen-seed']}'`);
+  const genSeeds = int('gen-seeds', v['gen-seeds'] as string | undefined, 2);
   const opts = { n: int('edits', v.edits as string | undefined, 10), seed: int('seed', v.seed as string | undefined, 1234), steps: int('steps', v.steps as string | undefined, 200) };
-  const sd = await loadToyModel('eval-toy', parsed.positionals[0], v.backend);
+  if (v.variant !== undefined && v.variant !== 'fp16') throw new Error(`eval-toy: --variant must be fp16, got '${v.variant}'`);
+  const sd = await loadToyModel('eval-toy', parsed.positionals[0], v.backend, v.variant as 'fp16' | undefined);
   const progress = (what: string) => (_c: unknown, done: number, total: number) => process.stderr.write(`  ${what} ${done}/${total}\n`);
   try {
     if (!v['no-generation']) {
-      const g = await evaluateGeneration(sd, { firstSeed: genSeed, onCase: progress('generation') });
+      const g = await evaluateGeneration(sd, { firstSeed: genSeed, seedsPerPrompt: genSeeds, onCase: progress('generation') });
       out(formatGenerationLine(g));
     }
     const reports = [await evaluateEdits(sd, { ...opts, method: 'dds', onCase: progress('dds edit') })];
