@@ -16,20 +16,30 @@ jest.setTimeout(900_000);
 
 /**
  * What the shipped weights are asserted to reach. The issue's targets are generation ≥ 0.8, DDS colour success ≥ 0.8,
- * IoU ≥ 0.7 and the background kept; measured on the shipped weights (deterministic on wasm): generation 0.75, DDS
- * success 0.80, mean IoU 0.40, edit background change 0.044; translator success 0.83, IoU 0.48. Where the target is
- * not met, the bound is the measured value less a margin for other backends' float differences, so a regression
- * fails while the README says which targets are still open.
+ * IoU ≥ 0.7 and the background kept; measured on the shipped weights (deterministic on wasm) with the sets below:
+ * generation 0.77, DDS success 0.83, mean IoU 0.45, edit background change 0.060; translator success 0.92, IoU 0.49,
+ * background change 0.059. Where the target is not met, the bound is the measured value less a margin for other
+ * backends' float differences, so a regression fails while the README says which targets are still open.
  */
 const THRESHOLDS = {
-  generation: 0.7,
+  generation: 0.72,
   ddsSuccess: 0.8,
-  ddsMeanIoU: 0.35,
-  ddsEditBackgroundChange: 0.06,
+  ddsMeanIoU: 0.4,
+  ddsEditBackgroundChange: 0.07,
   translatorSuccess: 0.8,
   translatorMeanIoU: 0.4,
-  translatorEditBackgroundChange: 0.12,
+  translatorEditBackgroundChange: 0.08,
 };
+
+/**
+ * The measurement sets. 10 edits and 2 seeds per caption (what `dds-weights eval-toy` does by default) proved too
+ * few: one checkpoint to the next moved them by 10–20 points (packages/toy-shapes/README.md), so the test uses 30
+ * edits and 8 seeds per held-out caption, disjoint from the validation set the shipped weights were chosen on
+ * (generation seeds 2–3, edit seed 999). `dds-weights eval-toy --gen-seed 4 --gen-seeds 8 --seed 2024 --edits 30`
+ * prints the same tables.
+ */
+const GENERATION_SET = { firstSeed: 4, seedsPerPrompt: 8 };
+const EDIT_SET = { n: 30, seed: 2024 };
 
 let sd: StableDiffusion;
 beforeAll(async () => {
@@ -45,10 +55,10 @@ const log = (s: string) => process.stdout.write(`${s}\n`);
 describe('the embedded toy model (issue 5)', () => {
   it('generates the colours of held-out captions', async () => {
     const before = tf.memory().numTensors;
-    const g = await evaluateGeneration(sd);
+    const g = await evaluateGeneration(sd, GENERATION_SET);
     expect(tf.memory().numTensors).toBe(before);
     log(formatGenerationLine(g));
-    expect(g.cases).toHaveLength(24);
+    expect(g.cases).toHaveLength(96);
     expect(g.rate).toBeGreaterThanOrEqual(THRESHOLDS.generation);
   });
 
@@ -56,18 +66,19 @@ describe('the embedded toy model (issue 5)', () => {
   let sds: EditReport;
   it('DDS edits the shape colour, keeps the shape and the background; SDS keeps them measurably worse', async () => {
     const before = tf.memory().numTensors;
-    dds = await evaluateEdits(sd, { method: 'dds', n: 10 });
-    sds = await evaluateEdits(sd, { method: 'sds', n: 10 });
+    dds = await evaluateEdits(sd, { method: 'dds', ...EDIT_SET });
+    sds = await evaluateEdits(sd, { method: 'sds', ...EDIT_SET });
     expect(tf.memory().numTensors).toBe(before);
     log(formatEditTable([dds, sds]));
-    expect(dds.cases).toHaveLength(10);
+    expect(dds.cases).toHaveLength(30);
     expect(dds.successRate).toBeGreaterThanOrEqual(THRESHOLDS.ddsSuccess);
     expect(dds.meanIoU).toBeGreaterThanOrEqual(THRESHOLDS.ddsMeanIoU);
     expect(dds.meanEditBackgroundChange).toBeLessThan(THRESHOLDS.ddsEditBackgroundChange);
     // Every edit stays far from repainting the background with another background colour (≥ 0.35).
     for (const c of dds.cases) expect(c.editBackgroundChange).toBeLessThan(0.2);
-    // The paper's claim, same pictures, steps, lr and seed: SDS keeps the shape worse than DDS. (On this toy world
-    // the background change of the two is about equal — 0.044 vs 0.040 — so it is printed, not asserted.)
+    // The paper's claim, same pictures, steps, lr and seed: SDS keeps the shape worse than DDS (IoU 0.37 vs 0.45).
+    // (On this flat-colour world SDS changes the background less — 0.045 vs 0.060 — so that half is printed, not
+    // asserted; packages/toy-shapes/README.md says why.)
     expect(sds.meanIoU).toBeLessThan(dds.meanIoU);
   });
 });
