@@ -6,7 +6,8 @@ import { type StableDiffusion } from '@ddsjs/sd';
 import { type EditReport, evaluateEdits, formatEditTable } from '../src/toy-quality';
 import { EDIT_SET, THRESHOLDS, loadShippedToyModel, log } from './toy-model-sets';
 
-jest.setTimeout(900_000);
+// 30 DDS edits take ≈ 7 min on one idle core, 30 SDS edits ≈ 4 min; with both jest workers busy, up to twice that.
+jest.setTimeout(1_500_000);
 
 let sd: StableDiffusion;
 beforeAll(async () => {
@@ -17,12 +18,11 @@ afterAll(() => sd?.dispose());
 describe('the embedded toy model edits (issue 5)', () => {
   let dds: EditReport;
   let sds: EditReport;
-  it('DDS edits the shape colour, keeps the shape and the background; SDS keeps them measurably worse', async () => {
+  it('DDS edits the shape colour, keeps the shape and the background', async () => {
     const before = tf.memory().numTensors;
     dds = await evaluateEdits(sd, { method: 'dds', ...EDIT_SET });
-    sds = await evaluateEdits(sd, { method: 'sds', ...EDIT_SET });
     expect(tf.memory().numTensors).toBe(before);
-    log(formatEditTable([dds, sds]));
+    log(formatEditTable([dds]));
     expect(dds.cases).toHaveLength(30);
     expect(dds.successRate).toBeGreaterThanOrEqual(THRESHOLDS.ddsSuccess);
     expect(dds.meanIoU).toBeGreaterThanOrEqual(THRESHOLDS.ddsMeanIoU);
@@ -32,6 +32,14 @@ describe('the embedded toy model edits (issue 5)', () => {
     // held-out combinations the model never saw (packages/toy-shapes/README.md).
     const repainted = dds.cases.filter((c) => c.editBackgroundChange >= 0.2);
     expect(repainted.length).toBeLessThanOrEqual(1);
+  });
+
+  it('SDS, on the same pictures, keeps the shape measurably worse (the paper\'s claim)', async () => {
+    if (!dds) throw new Error('the DDS test above did not finish');
+    const before = tf.memory().numTensors;
+    sds = await evaluateEdits(sd, { method: 'sds', ...EDIT_SET });
+    expect(tf.memory().numTensors).toBe(before);
+    log(formatEditTable([dds, sds]));
     // The paper's claim, same pictures, steps, lr and seed: SDS keeps the shape worse than DDS (IoU 0.37 vs 0.45).
     // (On this flat-colour world SDS changes the background less — 0.045 vs 0.060 — so that half is printed, not
     // asserted; packages/toy-shapes/README.md says why.)
