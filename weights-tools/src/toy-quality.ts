@@ -367,15 +367,14 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
   }
   const v = parsed.values;
   if (v.help) return out(EVAL_TOY_HELP), 0;
-  const int = (name: string, s: string | undefined, d: number) => {
+  const int = (name: string, s: string | undefined, d: number, min = 1) => {
     if (s === undefined) return d;
     const n = Number(s);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`eval-toy: --${name} must be a positive integer, got '${s}'`);
+    if (!Number.isInteger(n) || n < min) throw new Error(`eval-toy: --${name} must be a ${min === 0 ? 'non-negative' : 'positive'} integer, got '${s}'`);
     return n;
   };
   if (parsed.positionals.length > 1) throw new Error(`eval-toy: expected at most one model folder, got ${parsed.positionals.length}`);
-  const genSeed = v['gen-seed'] === undefined ? 0 : Number(v['gen-seed']);
-  if (!Number.isInteger(genSeed) || genSeed < 0) throw new Error(`eval-toy: --gen-seed must be a non-negative integer, got '${v['gen-seed']}'`);
+  const genSeed = int('gen-seed', v['gen-seed'] as string | undefined, 0, 0);
   const genSeeds = int('gen-seeds', v['gen-seeds'] as string | undefined, 2);
   const opts = { n: int('edits', v.edits as string | undefined, 10), seed: int('seed', v.seed as string | undefined, 1234), steps: int('steps', v.steps as string | undefined, 200) };
   if (v.variant !== undefined && v.variant !== 'fp16') throw new Error(`eval-toy: --variant must be fp16, got '${v.variant}'`);

@@ -16,6 +16,7 @@ import {
 } from '@ddsjs/dds';
 import { Rng, type Scene, caption, defaultTranslatorDir, parseCaption, renderScene, sampleScene } from '@ddsjs/toy-shapes';
 import { type EditReport, type EditTask, evaluateEdits, formatEditTable, loadToyModel, sceneInput } from './toy-quality';
+import { abortOnInterrupt } from './interrupt';
 
 /**
  * The three colour-change tasks of the shipped toy translator. Each source is a training caption of the toy model
@@ -142,17 +143,8 @@ export async function runTrainToyTranslatorCommand(args: string[], out: (s: stri
 
   const sd = await loadToyModel(cmd, positionals[0], v.backend);
   const ctrl = new AbortController();
-  let interrupted = false;
   const timer = budget > 0 ? setTimeout(() => ctrl.abort(), budget * 1000) : null;
-  // First Ctrl-C / SIGTERM: finish the step, checkpoint, exit; a second one (the listener is gone) kills at once.
-  const onSignal = () => {
-    if (ctrl.signal.aborted) return;
-    interrupted = true;
-    process.stderr.write(`${cmd}: interrupted: stopping after this step (a checkpoint will be written; rerun to resume)\n`);
-    ctrl.abort();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const signals = abortOnInterrupt(ctrl, `${cmd}: interrupted: stopping after this step (a checkpoint will be written; rerun to resume)`);
   let data: TranslatorLatentData[] = [];
   let translator: Translator | null = null;
   try {
@@ -188,11 +180,10 @@ export async function runTrainToyTranslatorCommand(args: string[], out: (s: stri
       },
     });
     const msg = `${cmd}: ${translator.stepsDone} steps in ${((Date.now() - t0) / 60000).toFixed(1)} min → ${dir}`;
-    out(ctrl.signal.aborted ? `${msg} (${interrupted ? 'interrupted' : 'stopped by --time-budget'}; rerun to resume)` : msg);
+    out(ctrl.signal.aborted ? `${msg} (${signals.interrupted() ? 'interrupted' : 'stopped by --time-budget'}; rerun to resume)` : msg);
   } finally {
     if (timer) clearTimeout(timer);
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    signals.remove();
     translator?.dispose();
     for (const d of data) tf.dispose(d.latents);
     sd.dispose();

@@ -29,6 +29,7 @@ import {
 import { SafetensorsFile, TensorData, f32ToF16, writeSafetensors } from '@ddsjs/safetensors';
 import { Rng, captions, renderScene, sampleScene } from '@ddsjs/toy-shapes';
 import { RawComponentConfigs, prepareOutdir, writeConfigs, writeTokenizer } from './folder';
+import { abortOnInterrupt } from './interrupt';
 
 /** Named architecture presets of {@link toyConfigs}. */
 export type ToyPreset = 'toy' | 'micro';
@@ -898,14 +899,7 @@ export async function runTrainToyCommand(args: string[], out: (s: string) => voi
   out(`train-toy: backend ${backend}, outdir ${path.resolve(a.options.outdir)}`);
   const tty = !!process.stderr.isTTY;
   const ctrl = new AbortController();
-  // First Ctrl-C / SIGTERM: finish the step, checkpoint, exit; a second one (the listener is gone) kills at once.
-  const onSignal = () => {
-    if (ctrl.signal.aborted) return;
-    process.stderr.write('\ninterrupted: stopping after this step (a checkpoint will be written; rerun to resume)\n');
-    ctrl.abort();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const signals = abortOnInterrupt(ctrl, '\ninterrupted: stopping after this step (a checkpoint will be written; rerun to resume)');
   let r: TrainToyResult;
   try {
     r = await trainToy({
@@ -921,11 +915,10 @@ export async function runTrainToyCommand(args: string[], out: (s: string) => voi
       },
     });
   } finally {
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    signals.remove();
   }
   if (tty) process.stderr.write('\n');
   const sps = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)} s/step` : '-');
-  out(`train-toy: ${r.done ? 'done' : ctrl.signal.aborted ? 'interrupted (rerun to resume)' : 'stopped (rerun to resume)'}: VAE ${r.vaeSteps} steps (${sps(r.vaeSecondsPerStep)}), UNet ${r.unetSteps} steps (${sps(r.unetSecondsPerStep)}), ${(r.seconds / 60).toFixed(1)} min, scaling_factor ${r.scalingFactor}`);
+  out(`train-toy: ${r.done ? 'done' : signals.interrupted() ? 'interrupted (rerun to resume)' : 'stopped (rerun to resume)'}: VAE ${r.vaeSteps} steps (${sps(r.vaeSecondsPerStep)}), UNet ${r.unetSteps} steps (${sps(r.unetSecondsPerStep)}), ${(r.seconds / 60).toFixed(1)} min, scaling_factor ${r.scalingFactor}`);
   return 0;
 }
