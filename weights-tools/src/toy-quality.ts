@@ -13,6 +13,7 @@ import {
   Rng,
   backgroundChange,
   defaultModel,
+  GENERATION_GUIDANCE_SCALE,
   caption,
   captions,
   dominantColour,
@@ -63,9 +64,9 @@ export interface GenerationEvalOptions {
    * chosen with seeds 2 and 3; the reported figures use 0 and 1).
    */
   firstSeed?: number;
-  /** DDIM steps (default 25). */
+  /** DDIM steps (default 50, `dds generate`'s). */
   steps?: number;
-  /** Guidance scale (default 7.5). */
+  /** Guidance scale (default `GENERATION_GUIDANCE_SCALE` of @ddsjs/toy-shapes, 3: what `dds generate` uses with the embedded model). */
   guidanceScale?: number;
   /** Called after each picture. */
   onCase?: (c: GenerationCase, done: number, total: number) => void;
@@ -87,7 +88,7 @@ export async function evaluateGeneration(sd: StableDiffusion, options: Generatio
     const want = parseCaption(p);
     if (!want) throw new Error(`evaluateGeneration: '${p}' is not a caption of the toy world`);
     for (let s = first; s < first + seeds; s++) {
-      const r = await sd.generate(p, { steps: options.steps ?? 25, guidanceScale: options.guidanceScale ?? 7.5, seed: s });
+      const r = await sd.generate(p, { steps: options.steps ?? 50, guidanceScale: options.guidanceScale ?? GENERATION_GUIDANCE_SCALE, seed: s });
       const [, h, w] = r.image.shape;
       const bytes = toBytes((await r.image.data()) as Float32Array);
       tf.dispose([r.image, r.latents]);
@@ -335,15 +336,17 @@ export function formatGenerationLine(g: GenerationReport): string {
 }
 
 /** Help of `dds-weights eval-toy`. */
-export const EVAL_TOY_HELP = `usage: dds-weights eval-toy [<model dir>] [--edits N] [--seed N] [--gen-seed N] [--gen-seeds N] [--steps N] [--no-sds] [--no-generation] [--variant fp16] [--backend B]
+export const EVAL_TOY_HELP = `usage: dds-weights eval-toy [<model dir>] [--edits N] [--seed N] [--gen-seed N] [--gen-seeds N] [--gen-guidance X] [--gen-steps N] [--steps N] [--no-sds] [--no-generation] [--variant fp16] [--backend B]
 
 Measures a toy-shapes model (default: the embedded one of @ddsjs/toy-shapes): generation on the 12 held-out
-captions (2 seeds each unless --gen-seeds, 25 DDIM steps), then DDS and SDS colour edits of N generator pictures (editImage
-defaults: 200 steps, lr 0.1, guidance 7.5), and prints the tables of packages/toy-shapes/README.md.
+captions (2 seeds each unless --gen-seeds; 50 DDIM steps, guidance ${GENERATION_GUIDANCE_SCALE}: \`dds generate\`'s defaults with the
+embedded model), then DDS and SDS colour edits of N generator pictures (editImage defaults: 200 steps, lr 0.1,
+guidance 7.5), and prints the tables of packages/toy-shapes/README.md.
   --edits N         pictures to edit (default 10)
   --seed N          seed of the pictures and target colours (default 1234)
   --gen-seed N      first generation seed (default 0; 2 = the validation set the shipped weights were chosen on)
   --gen-seeds N     generation seeds per caption (default 2)
+  --gen-guidance X  generation guidance scale (default ${GENERATION_GUIDANCE_SCALE})      --gen-steps N   generation DDIM steps (default 50)
   --steps N         edit steps (default 200)
   --no-sds          DDS only        --no-generation   edits only
   --variant fp16    load <model dir>'s *.fp16.safetensors (the embedded model always is)
@@ -358,7 +361,7 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
       allowPositionals: true,
       strict: true,
       options: {
-        edits: { type: 'string' }, seed: { type: 'string' }, 'gen-seed': { type: 'string' }, 'gen-seeds': { type: 'string' }, variant: { type: 'string' }, steps: { type: 'string' }, backend: { type: 'string' },
+        edits: { type: 'string' }, seed: { type: 'string' }, 'gen-seed': { type: 'string' }, 'gen-seeds': { type: 'string' }, 'gen-guidance': { type: 'string' }, 'gen-steps': { type: 'string' }, variant: { type: 'string' }, steps: { type: 'string' }, backend: { type: 'string' },
         'no-sds': { type: 'boolean' }, 'no-generation': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     });
@@ -376,13 +379,17 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
   if (parsed.positionals.length > 1) throw new Error(`eval-toy: expected at most one model folder, got ${parsed.positionals.length}`);
   const genSeed = int('gen-seed', v['gen-seed'] as string | undefined, 0, 0);
   const genSeeds = int('gen-seeds', v['gen-seeds'] as string | undefined, 2);
+  const genSteps = int('gen-steps', v['gen-steps'] as string | undefined, 50);
+  const gg = v['gen-guidance'] as string | undefined;
+  const genGuidance = gg === undefined ? GENERATION_GUIDANCE_SCALE : Number(gg);
+  if (gg !== undefined && (gg.trim() === '' || !Number.isFinite(genGuidance) || genGuidance < 0)) throw new Error(`eval-toy: --gen-guidance must be a non-negative number, got '${gg}'`);
   const opts = { n: int('edits', v.edits as string | undefined, 10), seed: int('seed', v.seed as string | undefined, 1234), steps: int('steps', v.steps as string | undefined, 200) };
   if (v.variant !== undefined && v.variant !== 'fp16') throw new Error(`eval-toy: --variant must be fp16, got '${v.variant}'`);
   const sd = await loadToyModel('eval-toy', parsed.positionals[0], v.backend, v.variant as 'fp16' | undefined);
   const progress = (what: string) => (_c: unknown, done: number, total: number) => process.stderr.write(`  ${what} ${done}/${total}\n`);
   try {
     if (!v['no-generation']) {
-      const g = await evaluateGeneration(sd, { firstSeed: genSeed, seedsPerPrompt: genSeeds, onCase: progress('generation') });
+      const g = await evaluateGeneration(sd, { firstSeed: genSeed, seedsPerPrompt: genSeeds, steps: genSteps, guidanceScale: genGuidance, onCase: progress('generation') });
       out(formatGenerationLine(g));
     }
     const reports = [await evaluateEdits(sd, { ...opts, method: 'dds', onCase: progress('dds edit') })];

@@ -7,12 +7,12 @@ import { defaultModel } from '@ddsjs/toy-shapes';
 /**
  * What the shipped weights are asserted to reach. The issue's targets are generation ≥ 0.8, DDS colour success ≥ 0.8,
  * IoU ≥ 0.7 and the background kept; measured on the shipped weights (deterministic on wasm) with the sets below:
- * generation 0.77, DDS success 0.83, mean IoU 0.45, edit background change 0.060; translator success 0.92, IoU 0.49,
+ * generation 0.865 (`dds generate`'s defaults with the embedded model: 50 DDIM steps, guidance 3), DDS success 0.83, mean IoU 0.45, edit background change 0.060; translator success 0.92, IoU 0.49,
  * background change 0.059. Where the target is not met, the bound is the measured value less a margin for other
  * backends' float differences, so a regression fails while the README says which targets are still open.
  */
 export const THRESHOLDS = {
-  generation: 0.72,
+  generation: 0.8,
   ddsSuccess: 0.8,
   ddsMeanIoU: 0.4,
   ddsEditBackgroundChange: 0.07,

@@ -67,6 +67,8 @@ describe('evaluateEdits / evaluateGeneration on the tiny fixture model', () => {
     await expect(runEvalToyCommand(['--gen-seed=-1'])).rejects.toThrow(/--gen-seed must be a non-negative integer, got '-1'/);
     await expect(runEvalToyCommand(['--edits', '0'])).rejects.toThrow(/--edits must be a positive integer/);
     await expect(runEvalToyCommand(['--gen-seeds', '1.5'])).rejects.toThrow(/--gen-seeds must be a positive integer/);
+    await expect(runEvalToyCommand(['--gen-guidance', 'x'])).rejects.toThrow(/--gen-guidance must be a non-negative number, got 'x'/);
+    await expect(runEvalToyCommand(['--gen-steps', '0'])).rejects.toThrow(/--gen-steps must be a positive integer/);
     await expect(runEvalToyCommand(['--variant', 'fp32'])).rejects.toThrow(/--variant must be fp16, got 'fp32'/);
     await expect(runEvalToyCommand(['--bogus'])).rejects.toThrow(/eval-toy: Unknown option '--bogus'/);
   });

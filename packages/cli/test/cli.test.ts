@@ -69,6 +69,14 @@ test('dds generate writes the model-sized picture', async () => {
   expect([meta.width, meta.height]).toEqual([64, 64]);
 });
 
+test("dds generate's guidance: diffusers' 7.5 for a --model, the embedded model's own scale without one, --guidance wins", () => {
+  expect(dds('generate', 'a photo of a cat', '--model', TINY_SD15, '--steps', '1', '--out', 'g1.png').stderr).toMatch(/^guidance: 7\.5$/m);
+  const embedded = dds('generate', 'a red circle on a white background', '--steps', '1', '--out', 'g2.png');
+  expect(embedded.code).toBe(0);
+  expect(embedded.stderr).toMatch(/^guidance: 3$/m);
+  expect(dds('generate', 'a red circle on a white background', '--steps', '1', '--guidance', '5', '--out', 'g3.png').stderr).toMatch(/^guidance: 5$/m);
+});
+
 test('dds inspect describes the model', () => {
   const r = dds('inspect', '--model', TINY_SD15);
   expect(r.code).toBe(0);

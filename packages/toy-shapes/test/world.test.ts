@@ -27,6 +27,7 @@ import {
   MODEL_DIR,
   defaultModelDir,
   defaultModel,
+  GENERATION_GUIDANCE_SCALE,
   defaultTranslatorDir,
   MODEL_VARIANT,
   TRANSLATOR_DIR,
@@ -234,7 +235,7 @@ describe('model folder export', () => {
   it('ships the embedded model (fp16 diffusers folder, ≤ 25 MB) and its translator (≤ 10 MB)', () => {
     expect(MODEL_DIR.endsWith('model')).toBe(true);
     expect(defaultModelDir()).toBe(MODEL_DIR);
-    expect(defaultModel()).toEqual({ dir: MODEL_DIR, variant: MODEL_VARIANT });
+    expect(defaultModel()).toEqual({ dir: MODEL_DIR, variant: MODEL_VARIANT, generationGuidanceScale: GENERATION_GUIDANCE_SCALE });
     for (const c of ['unet', 'vae', 'text_encoder']) {
       expect(fs.existsSync(path.join(MODEL_DIR, c, `diffusion_pytorch_model.fp16.safetensors`)) || fs.existsSync(path.join(MODEL_DIR, c, 'model.fp16.safetensors'))).toBe(true);
     }
