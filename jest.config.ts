@@ -3,6 +3,12 @@ import type { Config } from 'jest';
 // Tests import the packages' TypeScript sources directly (ts-jest transpiles them file by file, no type check:
 // `npm test` runs `npm run build` first, which type-checks everything), so `npm test`
 // never depends on a stale dist/. The CLI end-to-end tests run the built bin (`npm test` builds first).
+// The webgpu suite (packages/dds/test/webgpu.test.ts) runs tfjs-backend-webgpu on Dawn's OpenGL ES compatibility
+// adapter — on a machine without a GPU, Mesa's software renderer, which needs EGL_PLATFORM=surfaceless to start
+// without a display. @ddsjs/nn sets it for its own process, but inside Jest `process.env` is a copy that native code
+// never sees, so it is set here, in the parent whose environment the workers inherit.
+process.env.EGL_PLATFORM ??= 'surfaceless';
+
 const config: Config = {
   testEnvironment: 'node',
   roots: ['<rootDir>/packages', '<rootDir>/weights-tools', '<rootDir>/examples', '<rootDir>/test-utils'],

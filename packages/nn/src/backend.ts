@@ -21,7 +21,7 @@ export interface InitBackendOptions {
 /** Why a backend could not be loaded, to tell the user what to install. */
 const INSTALL_HINT: Record<Exclude<BackendName, 'auto'>, string> = {
   tensorflow: 'npm install @tensorflow/tfjs-node (CPU, libtensorflow) or @tensorflow/tfjs-node-gpu (CUDA)',
-  webgpu: 'npm install webgpu @tensorflow/tfjs-backend-webgpu (and a GPU driver with Vulkan/Metal/D3D12 support)',
+  webgpu: 'npm install webgpu @tensorflow/tfjs-backend-webgpu (and a GPU driver with Vulkan/Metal/D3D12 support, or Mesa\'s OpenGL ES (libegl-mesa0, libgles2) for the slow compatibility adapter)',
   wasm: 'npm install @tensorflow/tfjs-backend-wasm',
   cpu: 'npm install @tensorflow/tfjs',
 };
@@ -53,17 +53,45 @@ interface DawnModule {
   globals?: Record<string, unknown>;
 }
 
+/** What the last successful {@link loadWebgpu} found, for the "backend: …" log line (empty: a regular adapter). */
+let webgpuNote = '';
+
+/**
+ * The Dawn bindings of the `webgpu` npm package. The package is an ES module, which `require` loads on Node ≥ 20.19
+ * but not on older Node 20 nor inside Jest's module system; then its platform binary (`dist/<platform>-<arch>/
+ * dawn.node`, the same `{ create, globals }` the module re-exports) is loaded directly.
+ */
+function loadDawn(): DawnModule | undefined {
+  const m = tryRequire('webgpu') as DawnModule | undefined;
+  if (m && typeof m.create === 'function') return m;
+  try {
+    const resolve = (require as unknown as { resolve(id: string): string }).resolve;
+    const dir = resolve('webgpu/package.json').replace(/[\\/]package\.json$/, '');
+    const arch = process.platform === 'darwin' ? 'universal' : process.arch;
+    const native = tryRequire(`${dir}/dist/${process.platform}-${arch}/dawn.node`) as DawnModule | undefined;
+    return native && typeof native.create === 'function' ? native : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface GpuLike {
+  requestAdapter(o?: Record<string, unknown>): Promise<{ info?: { description?: string } } | null>;
+}
+
 /**
  * Exposes a Dawn (`webgpu` npm package) GPU as `globalThis.navigator.gpu`, then loads
  * @tensorflow/tfjs-backend-webgpu and checks that an adapter exists. Returns an error text, or null on success.
+ *
+ * With `allowCompat` (an explicit `initBackend('webgpu')`), when Dawn finds no Vulkan/Metal/D3D12 adapter it tries
+ * Dawn's OpenGL ES backend with a WebGPU *compatibility-mode* adapter (`featureLevel: 'compatibility'`; on a machine
+ * without a GPU that is Mesa's software renderer, with `EGL_PLATFORM=surfaceless` unless set). tfjs-backend-webgpu
+ * asks for a core adapter, so `navigator.gpu.requestAdapter` is then wrapped to ask for a compatibility one.
+ * `'auto'` never takes such an adapter (on software GL it is slower than wasm).
  */
-async function loadWebgpu(): Promise<string | null> {
+async function loadWebgpu(allowCompat: boolean): Promise<string | null> {
   const g = globalThis as unknown as { navigator?: { gpu?: unknown } };
-  if (!g.navigator?.gpu) {
-    const dawn = tryRequire('webgpu') as DawnModule | undefined;
-    if (!dawn || typeof dawn.create !== 'function') return 'the `webgpu` (Dawn) package is not installed';
-    if (dawn.globals) Object.assign(globalThis, dawn.globals);
-    const gpu = dawn.create([]);
+  const expose = (gpu: unknown): string | null => {
     if (g.navigator) {
       try {
         Object.defineProperty(g.navigator, 'gpu', { value: gpu, configurable: true });
@@ -73,13 +101,45 @@ async function loadWebgpu(): Promise<string | null> {
     } else {
       g.navigator = { gpu };
     }
+    return null;
+  };
+  let dawn: DawnModule | undefined;
+  if (!g.navigator?.gpu) {
+    dawn = loadDawn();
+    if (!dawn) return 'the `webgpu` (Dawn) package is not installed';
+    if (dawn.globals) Object.assign(globalThis, dawn.globals);
+    const err = expose(dawn.create([]));
+    if (err) return err;
   }
-  const gpu = g.navigator?.gpu as { requestAdapter(o?: unknown): Promise<unknown> } | undefined;
-  let adapter: unknown = null;
-  try {
-    adapter = gpu ? await gpu.requestAdapter({ powerPreference: 'high-performance' }) : null;
-  } catch {
-    adapter = null;
+  const gpu = g.navigator?.gpu as GpuLike | undefined;
+  const request = async (o: Record<string, unknown>, from: GpuLike | undefined = gpu) => {
+    try {
+      return from ? await from.requestAdapter(o) : null;
+    } catch {
+      return null;
+    }
+  };
+  let adapter = await request({ powerPreference: 'high-performance' });
+  if (adapter) webgpuNote = '';
+  if (!adapter && allowCompat) {
+    dawn ??= loadDawn();
+    if (dawn) {
+      process.env.EGL_PLATFORM ??= 'surfaceless';
+      const gles = dawn.create(['backend=opengles']) as GpuLike & Record<string | symbol, unknown>;
+      adapter = await request({ featureLevel: 'compatibility' }, gles);
+      if (adapter) {
+        const compat = new Proxy(gles, {
+          get(target, prop) {
+            if (prop === 'requestAdapter') return (o: Record<string, unknown> = {}) => target.requestAdapter({ ...o, featureLevel: 'compatibility' });
+            const v = target[prop];
+            return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+          },
+        });
+        const err = expose(compat);
+        if (err) return err;
+        webgpuNote = ` (WebGPU compatibility adapter on OpenGL ES: ${adapter.info?.description || 'unknown driver'}; software rendering is slower than wasm)`;
+      }
+    }
   }
   if (!adapter) return 'no WebGPU adapter was found';
   if (!tf.findBackendFactory('webgpu') && tryRequire('@tensorflow/tfjs-backend-webgpu') === undefined) {
@@ -101,11 +161,11 @@ async function activate(name: string): Promise<string | null> {
   }
 }
 
-async function tryBackend(name: Exclude<BackendName, 'auto'>): Promise<string | null> {
+async function tryBackend(name: Exclude<BackendName, 'auto'>, explicit: boolean): Promise<string | null> {
   if (name === 'tensorflow') {
     if (!loadTensorflow()) return 'neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed';
   } else if (name === 'webgpu') {
-    const err = await loadWebgpu();
+    const err = await loadWebgpu(explicit);
     if (err) return err;
   }
   return activate(name);
@@ -116,7 +176,9 @@ async function tryBackend(name: Exclude<BackendName, 'auto'>): Promise<string | 
  *
  * `'auto'` (the default) picks the first that works of: `'tensorflow'` (when @tensorflow/tfjs-node-gpu or
  * @tensorflow/tfjs-node is installed, GPU package first), `'webgpu'` (when the `webgpu` Dawn package and
- * @tensorflow/tfjs-backend-webgpu are installed and an adapter is found), `'wasm'`, `'cpu'`.
+ * @tensorflow/tfjs-backend-webgpu are installed and an adapter is found), `'wasm'`, `'cpu'`. An explicit `'webgpu'`
+ * also accepts, when no Vulkan/Metal/D3D12 adapter exists, Dawn's OpenGL ES compatibility-mode adapter (on a machine
+ * without a GPU: Mesa's software renderer — correct, but slower than wasm; the log line says so).
  * The `DDSJS_BACKEND` environment variable, when set, overrides `name`.
  *
  * An explicit name that cannot be loaded throws an Error saying what to install; an unknown name throws an
@@ -133,7 +195,7 @@ export async function initBackend(name: BackendName = 'auto', options: InitBacke
     const failures: string[] = [];
     let found: string | null = null;
     for (const candidate of BACKEND_NAMES) {
-      const err = await tryBackend(candidate);
+      const err = await tryBackend(candidate, false);
       if (!err) {
         found = candidate;
         break;
@@ -144,7 +206,7 @@ export async function initBackend(name: BackendName = 'auto', options: InitBacke
   } else {
     const target = want as Exclude<BackendName, 'auto'>;
     if (tf.getBackend() !== target || !tf.findBackend(target)) {
-      const err = await tryBackend(target);
+      const err = await tryBackend(target, true);
       if (err) {
         throw new Error(`${source}: the '${target}' backend is not available (${err}); to use it: ${INSTALL_HINT[target]}`);
       }
@@ -158,7 +220,7 @@ export async function initBackend(name: BackendName = 'auto', options: InitBacke
     if (cpu.firstUse) cpu.firstUse = false;
   }
   if (!quiet && loggedBackend !== active) {
-    (options.logger ?? ((m: string) => console.error(m)))(`ddsjs: using the tfjs '${active}' backend`);
+    (options.logger ?? ((m: string) => console.error(m)))(`ddsjs: using the tfjs '${active}' backend${active === 'webgpu' ? webgpuNote : ''}`);
     loggedBackend = active;
   }
   return active;

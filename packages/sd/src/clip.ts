@@ -20,6 +20,23 @@ export interface CLIPForwardOptions {
   clipSkip?: number;
 }
 
+/**
+ * Per row of `mask` `[B, L]`, the index of the first `true` (0 when there is none) — transformers'
+ * `argmax(-1)` over the EOS mask (or over the ids, legacy path), which returns the first of equal maxima. tfjs's
+ * `argMax` does not promise which of equal values it returns: the webgpu backend's reduction returned 64 instead of
+ * 6 for a 77-token row padded with EOS, which pooled the wrong token. So the scores here are distinct: 2·(L − i) at
+ * the true positions (the first is the largest), 1 at position 0 otherwise, 0 elsewhere. Caller owns the result.
+ */
+function firstIndexWhere(mask: tf.Tensor2D): tf.Tensor1D {
+  return tf.tidy(() => {
+    const len = mask.shape[1];
+    const rank = tf.mul(tf.sub(tf.scalar(len, 'int32'), tf.range(0, len, 1, 'int32')), tf.scalar(2, 'int32'));
+    const first = tf.cast(tf.equal(tf.range(0, len, 1, 'int32'), tf.scalar(0, 'int32')), 'int32');
+    const score = tf.maximum(tf.mul(tf.cast(mask, 'int32'), rank), first);
+    return tf.argMax(score, 1) as tf.Tensor1D;
+  });
+}
+
 /** Everything {@link CLIPTextModel.forwardWithHiddenStates} returns; the caller owns every tensor. */
 export interface CLIPTextOutput {
   /** `[B, L, D]` after `final_layer_norm` (or the clip-skip output when `clipSkip` is given). */
@@ -224,10 +241,9 @@ export class CLIPTextModel extends Module {
         hidden.push(h);
       }
       const last = this.textModel.finalLayerNorm.forward(hidden[hidden.length - 1 - skip]);
-      const eosIdx =
-        this.config.eosTokenId === 2
-          ? tf.argMax(ids, 1)
-          : tf.argMax(tf.cast(tf.equal(ids, this.config.eosTokenId), 'int32'), 1);
+      const eosIdx = firstIndexWhere(
+        this.config.eosTokenId === 2 ? tf.equal(ids, tf.max(ids, 1, true)) : tf.equal(ids, this.config.eosTokenId),
+      );
       const [b, len, dim] = last.shape;
       const offsets = tf.mul(tf.range(0, b, 1, 'int32'), tf.scalar(len, 'int32'));
       const flatIdx = tf.add(tf.cast(eosIdx, 'int32'), offsets);

@@ -171,4 +171,24 @@ describe('CLIPTextModel loading', () => {
     const m = new CLIPTextModel({ ...p, hiddenSize: 8, intermediateSize: 16, numHiddenLayers: 1, numAttentionHeads: 2, vocabSize: 10, maxPositionEmbeddings: 5, projectionDim: 6 });
     expect(m.namedParameters().find(([n]) => n === 'text_projection.weight')?.[1].shape).toEqual([8, 6]);
   });
+
+  test('pooled output: the FIRST EOS position (several EOS, or none → position 0), legacy and eos_token_id paths', () => {
+    // transformers takes argmax(-1), i.e. the first of equal maxima; tfjs's argMax does not promise which (webgpu
+    // returned another), so the model computes the index itself. Rows are 70 tokens (> a 64-wide reduction).
+    const base = parseCLIPTextConfig({});
+    const len = 70;
+    const row = (eosAt: number[], fill = 5) => Array.from({ length: len }, (_, i) => (eosAt.includes(i) ? 9 : i === 0 ? 8 : fill));
+    for (const eos of [2, 9]) {
+      const m = new CLIPTextModel({ ...base, hiddenSize: 8, intermediateSize: 16, numHiddenLayers: 1, numAttentionHeads: 2, vocabSize: 10, maxPositionEmbeddings: len, eosTokenId: eos }).initialize(3);
+      const rows = [row([3, 4, 69]), row([66, 67, 68, 69]), row([], 9)];
+      if (eos === 9) rows.push(row([]));
+      const ids = tf.tensor2d(rows, [rows.length, len], 'int32');
+      const out = m.forwardWithHiddenStates(ids);
+      const want = eos === 2 ? [3, 66, 1] : [3, 66, 1, 0]; // legacy: first max id (9 at 1 in row 3: fill 9); else first 9, none → 0
+      const expected = tf.stack(want.map((p, b) => tf.squeeze(tf.slice(out.lastHiddenState, [b, p, 0], [1, 1, 8]))));
+      expect(relErr(out.pooled.dataSync(), expected.dataSync())).toBe(0);
+      tf.dispose([ids, out.lastHiddenState, out.pooled, ...out.hiddenStates, expected]);
+      m.dispose();
+    }
+  });
 });
