@@ -104,8 +104,12 @@ export function conv2dInputGrad(dy: tf.Tensor4D, w: tf.Tensor4D, inShape: [numbe
     const [, hp, wp] = inShape;
     let d: tf.Tensor4D = dy;
     if (stride > 1) {
-      const dil = tf.pad(dy.reshape([n, ho, 1, wo, 1, cout]), [[0, 0], [0, 0], [0, stride - 1], [0, 0], [0, stride - 1], [0, 0]]);
-      d = (dil.reshape([n, ho * stride, wo * stride, cout]).slice([0, 0, 0, 0], [n, (ho - 1) * stride + 1, (wo - 1) * stride + 1, cout]) as tf.Tensor4D);
+      // Zeros between columns, then between rows, with rank-4 pads only: tfjs-backend-webgpu's Pad shader is invalid
+      // WGSL for rank ≥ 5 (it declares a vec5/vec6), and WebGPU then drops the whole command buffer — no exception,
+      // wrong numbers (measured: every output of the step, forward included, wrong on Dawn).
+      const cols = tf.pad(dy.reshape([n * ho, wo, 1, cout]), [[0, 0], [0, 0], [0, stride - 1], [0, 0]]);
+      const rows = tf.pad(cols.reshape([n, ho, 1, wo * stride * cout]), [[0, 0], [0, 0], [0, stride - 1], [0, 0]]);
+      d = rows.reshape([n, ho * stride, wo * stride, cout]).slice([0, 0, 0, 0], [n, (ho - 1) * stride + 1, (wo - 1) * stride + 1, cout]) as tf.Tensor4D;
     }
     const extraH = hp - ((ho - 1) * stride + kh);
     const extraW = wp - ((wo - 1) * stride + kw);

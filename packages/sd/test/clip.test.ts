@@ -172,7 +172,7 @@ describe('CLIPTextModel loading', () => {
     expect(m.namedParameters().find(([n]) => n === 'text_projection.weight')?.[1].shape).toEqual([8, 6]);
   });
 
-  test('pooled output: the FIRST EOS position (several EOS, or none → position 0), legacy and eos_token_id paths', () => {
+  test('pooled output: the FIRST EOS position (several EOS, or none → position 0), legacy and eos_token_id paths', async () => {
     // transformers takes argmax(-1), i.e. the first of equal maxima; tfjs's argMax does not promise which (webgpu
     // returned another), so the model computes the index itself. Rows are 70 tokens (> a 64-wide reduction).
     const base = parseCLIPTextConfig({});
@@ -186,7 +186,7 @@ describe('CLIPTextModel loading', () => {
       const out = m.forwardWithHiddenStates(ids);
       const want = eos === 2 ? [3, 66, 1] : [3, 66, 1, 0]; // legacy: first max id (9 at 1 in row 3: fill 9); else first 9, none → 0
       const expected = tf.stack(want.map((p, b) => tf.squeeze(tf.slice(out.lastHiddenState, [b, p, 0], [1, 1, 8]))));
-      expect(relErr(out.pooled.dataSync(), expected.dataSync())).toBe(0);
+      expect(relErr(await out.pooled.data(), await expected.data())).toBe(0);
       tf.dispose([ids, out.lastHiddenState, out.pooled, ...out.hiddenStates, expected]);
       m.dispose();
     }
