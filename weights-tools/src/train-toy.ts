@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { BACKEND_NAMES, BackendName, Module, Parameter, initBackend, toTorchLayout, tfSeed } from '@ddsjs/nn';
+import { BACKEND_NAMES, BackendName, Module, Parameter, globalNorm, initBackend, toTorchLayout, tfSeed } from '@ddsjs/nn';
 import {
   AutoencoderKL,
   CLIPTextModel,
@@ -316,7 +316,7 @@ class NamedAdam {
     const t = this.step;
     const b1 = 0.9;
     const b2 = 0.999;
-    const normT = tf.tidy(() => tf.sqrt(tf.addN(this.params.map(([, p]) => tf.sum(tf.square(grads[p.value.name]))))));
+    const normT = globalNorm(this.params.map(([, p]) => grads[p.value.name]));
     const norm = (await normT.data())[0];
     normT.dispose();
     const scale = norm > clip ? clip / norm : 1;

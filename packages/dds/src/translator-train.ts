@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import type { Parameter } from '@ddsjs/nn';
+import { globalNorm, type Parameter } from '@ddsjs/nn';
 import type { StableDiffusion } from '@ddsjs/sd';
 import { SafetensorsFile, TensorData } from '@ddsjs/sd';
 import { DEFAULT_GUIDANCE_SCALE, ddsGrad, scoreLoss } from './score';
@@ -239,7 +239,7 @@ class NamedAdam {
 
   /** ‖g‖₂ over every gradient. */
   async gradNorm(grads: Map<string, tf.Tensor>): Promise<number> {
-    const t = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))));
+    const t = globalNorm([...grads.values()]);
     try {
       return (await t.data())[0];
     } finally {

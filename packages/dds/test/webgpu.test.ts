@@ -6,7 +6,7 @@
 // asynchronously and leaks nothing.
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { conv2dOp, type GradientMode, initBackend, type Padding4 } from '@ddsjs/nn';
+import { conv2dOp, globalNorm, type GradientMode, initBackend, type Padding4 } from '@ddsjs/nn';
 import { SafetensorsFile } from '@ddsjs/safetensors';
 import { loadStableDiffusion } from '@ddsjs/sd';
 import { expectGolden, Golden, goldenTensor, readGoldens, relErr, TINY_SD15 } from '../../../test-utils';
@@ -188,6 +188,16 @@ test("conv2dOp's composed gradient (wasm's path) equals webgpu's own Conv2DBackp
     for (let i = 0; i < 3; i++) expect(relErr(composed[i], native[i])).toBeLessThan(1e-5);
     tf.dispose([x, w, b, r]);
   }
+});
+
+test('globalNorm (gradient clipping in trainTranslator / train-toy) of 700 tensors', async () => {
+  // One tf.addN over ≈ 700 gradients compiled to an invalid webgpu shader (max expression depth): wrong norm, no error.
+  const ts = Array.from({ length: 700 }, (_, i) => tf.fill([1 + (i % 5)], (i % 7) - 3));
+  let want = 0;
+  for (let i = 0; i < 700; i++) want += (1 + (i % 5)) * ((i % 7) - 3) ** 2;
+  const n = globalNorm(ts);
+  expect((await n.data())[0]).toBeCloseTo(Math.sqrt(want), 3);
+  tf.dispose([n, ...ts]);
 });
 
 test('the pipeline end to end: loadStableDiffusion + editImage (3 DDS steps) on webgpu, finite, and no leak on a second call', async () => {

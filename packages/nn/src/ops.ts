@@ -396,3 +396,23 @@ export function tfSeed(seed: number): number {
   if (typeof seed !== 'number' || !Number.isFinite(seed)) throw new Error(`tfSeed: the seed must be a finite number, got ${seed}`);
   return seed === 0 ? 0.5 : seed;
 }
+
+/**
+ * The global L2 norm `sqrt(Σ_t Σ t²)` of a list of tensors (gradient clipping, logging) as a scalar the caller owns.
+ * The per-tensor sums are added pairwise (a tree of `tf.add`), not with `tf.addN`: tfjs-backend-webgpu compiles
+ * `addN` into one shader with a storage buffer per input, which WebGPU rejects beyond `maxStorageBuffersPerShaderStage`
+ * (8 by default: already 8 inputs + the output fail) and, for a UNet's ≈ 700 gradients, beyond WGSL's expression
+ * depth — and a rejected shader gives wrong numbers (0 here), not an exception.
+ */
+export function globalNorm(tensors: readonly tf.Tensor[]): tf.Scalar {
+  if (tensors.length === 0) throw new Error('globalNorm: no tensors');
+  return tf.tidy(() => {
+    let level: tf.Tensor[] = tensors.map((t) => tf.sum(tf.square(t)));
+    while (level.length > 1) {
+      const next: tf.Tensor[] = [];
+      for (let i = 0; i < level.length; i += 2) next.push(i + 1 < level.length ? tf.add(level[i], level[i + 1]) : level[i]);
+      level = next;
+    }
+    return tf.sqrt(level[0]) as tf.Scalar;
+  });
+}

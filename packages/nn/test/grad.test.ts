@@ -20,6 +20,7 @@ import {
   causalMask,
   Padding4,
   GradientMode,
+  globalNorm,
 } from '@ddsjs/nn';
 import { rand, maxRelErr } from './helpers';
 
@@ -208,5 +209,21 @@ describe('every layer is differentiable on wasm (variableGrads, wasm vs cpu)', (
     expect(tf.memory().numTensors).toBe(before);
     conv.dispose();
     x.dispose();
+  });
+});
+
+describe('globalNorm', () => {
+  test('equals sqrt(Σ t²) over 700 tensors of mixed shapes, leaks nothing, and refuses an empty list', async () => {
+    await initBackend('wasm');
+    const ts = Array.from({ length: 700 }, (_, i) => tf.tensor(rand(1 + (i % 5), 10 + i), [1 + (i % 5)]));
+    let want = 0;
+    for (const t of ts) for (const v of await t.data()) want += v * v;
+    const before = tf.memory().numTensors;
+    const n = globalNorm(ts);
+    expect(tf.memory().numTensors).toBe(before + 1);
+    expect(Math.abs((await n.data())[0] - Math.sqrt(want)) / Math.sqrt(want)).toBeLessThan(1e-6);
+    n.dispose();
+    expect(() => globalNorm([])).toThrow(/globalNorm: no tensors/);
+    tf.dispose(ts);
   });
 });
