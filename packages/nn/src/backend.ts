@@ -137,7 +137,7 @@ async function loadWebgpu(allowCompat: boolean): Promise<string | null> {
         });
         const err = expose(compat);
         if (err) return err;
-        webgpuNote = ` (WebGPU compatibility adapter on OpenGL ES: ${adapter.info?.description || 'unknown driver'}; software rendering is slower than wasm)`;
+        webgpuNote = ` (WebGPU compatibility adapter on OpenGL ES: ${adapter.info?.description || 'unknown driver'}; on a software renderer such as Mesa's llvmpipe it is slower than wasm)`;
       }
     }
   }
