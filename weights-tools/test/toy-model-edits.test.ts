@@ -2,25 +2,20 @@
 // generator pictures against SDS on the same pictures (the paper's claim). The table is printed (it is the one in
 // packages/toy-shapes/README.md and the README). Bounds: THRESHOLDS in toy-model-sets.ts.
 import * as tf from '@tensorflow/tfjs';
-import { type StableDiffusion } from '@ddsjs/sd';
 import { type EditReport, evaluateEdits, formatEditTable } from '../src/toy-quality';
-import { EDIT_SET, THRESHOLDS, loadShippedToyModel, log } from './toy-model-sets';
+import { EDIT_SET, THRESHOLDS, useShippedToyModel, log } from './toy-model-sets';
 
 // 30 DDS edits take ≈ 7 min on one idle core, 30 SDS edits ≈ 4 min; with both jest workers busy, up to twice that.
 jest.setTimeout(1_500_000);
 
-let sd: StableDiffusion;
-beforeAll(async () => {
-  sd = await loadShippedToyModel();
-});
-afterAll(() => sd?.dispose());
+const shipped = useShippedToyModel();
 
 describe('the embedded toy model edits (issue 5)', () => {
   let dds: EditReport;
   let sds: EditReport;
   it('DDS edits the shape colour, keeps the shape and the background', async () => {
     const before = tf.memory().numTensors;
-    dds = await evaluateEdits(sd, { method: 'dds', ...EDIT_SET });
+    dds = await evaluateEdits(shipped(), { method: 'dds', ...EDIT_SET });
     expect(tf.memory().numTensors).toBe(before);
     log(formatEditTable([dds]));
     expect(dds.cases).toHaveLength(30);
@@ -37,7 +32,7 @@ describe('the embedded toy model edits (issue 5)', () => {
   it('SDS, on the same pictures, keeps the shape measurably worse (the paper\'s claim)', async () => {
     if (!dds) throw new Error('the DDS test above did not finish');
     const before = tf.memory().numTensors;
-    sds = await evaluateEdits(sd, { method: 'sds', ...EDIT_SET });
+    sds = await evaluateEdits(shipped(), { method: 'sds', ...EDIT_SET });
     expect(tf.memory().numTensors).toBe(before);
     log(formatEditTable([dds, sds]));
     // The paper's claim, same pictures, steps, lr and seed: SDS keeps the shape worse than DDS (IoU 0.37 vs 0.45).

@@ -31,12 +31,23 @@ export const THRESHOLDS = {
 export const GENERATION_SET = { firstSeed: 4, seedsPerPrompt: 8 };
 export const EDIT_SET = { n: 30, seed: 2024 };
 
-/** Initialises wasm and loads the embedded toy model (fp16), as shipped. The caller disposes it. */
-export async function loadShippedToyModel(): Promise<StableDiffusion> {
-  await initBackend('wasm', { quiet: true });
-  const m = defaultModel();
-  if (!m) throw new Error('the embedded toy model is missing from packages/toy-shapes/model');
-  return loadStableDiffusion(m.dir, { variant: m.variant });
+/**
+ * Registers the suite's `beforeAll` (initialise wasm, load the embedded toy model in fp16, as shipped) and `afterAll`
+ * (dispose it); returns a getter for the loaded model.
+ */
+export function useShippedToyModel(): () => StableDiffusion {
+  let sd: StableDiffusion | undefined;
+  beforeAll(async () => {
+    await initBackend('wasm', { quiet: true });
+    const m = defaultModel();
+    if (!m) throw new Error('the embedded toy model is missing from packages/toy-shapes/model');
+    sd = await loadStableDiffusion(m.dir, { variant: m.variant });
+  });
+  afterAll(() => sd?.dispose());
+  return () => {
+    if (!sd) throw new Error('the toy model is not loaded (beforeAll failed)');
+    return sd;
+  };
 }
 
 /** Prints a line to the test output (the tables of packages/toy-shapes/README.md). */

@@ -5,25 +5,20 @@
 // model does reach (see THRESHOLDS in toy-model-sets.ts) so that a regression fails, and
 // packages/toy-shapes/README.md says which targets are unmet.
 import * as tf from '@tensorflow/tfjs';
-import { type StableDiffusion } from '@ddsjs/sd';
 import { type Translator, loadTranslator } from '@ddsjs/dds';
 import { defaultTranslatorDir } from '@ddsjs/toy-shapes';
 import { evaluateGeneration, formatEditTable, formatGenerationLine } from '../src/toy-quality';
 import { evaluateToyTranslator } from '../src/toy-translator';
-import { GENERATION_SET, THRESHOLDS, loadShippedToyModel, log } from './toy-model-sets';
+import { GENERATION_SET, THRESHOLDS, useShippedToyModel, log } from './toy-model-sets';
 
 jest.setTimeout(900_000);
 
-let sd: StableDiffusion;
-beforeAll(async () => {
-  sd = await loadShippedToyModel();
-});
-afterAll(() => sd?.dispose());
+const shipped = useShippedToyModel();
 
 describe('the embedded toy model (issue 5)', () => {
   it('generates the colours of held-out captions', async () => {
     const before = tf.memory().numTensors;
-    const g = await evaluateGeneration(sd, GENERATION_SET);
+    const g = await evaluateGeneration(shipped(), GENERATION_SET);
     expect(tf.memory().numTensors).toBe(before);
     log(formatGenerationLine(g));
     expect(g.cases).toHaveLength(96);
@@ -36,13 +31,13 @@ describe('the shipped toy translator (issue 6)', () => {
   beforeAll(async () => {
     const dir = defaultTranslatorDir();
     if (!dir) throw new Error('the toy translator is missing from packages/toy-shapes/translator');
-    translator = await loadTranslator(dir, sd);
+    translator = await loadTranslator(dir, shipped());
   });
   afterAll(() => translator?.dispose());
 
   it('edits unseen generator pictures in one pass', async () => {
     const before = tf.memory().numTensors;
-    const [r] = await evaluateToyTranslator(sd, translator, { ddsSteps: 0 });
+    const [r] = await evaluateToyTranslator(shipped(), translator, { ddsSteps: 0 });
     expect(tf.memory().numTensors).toBe(before);
     log(formatEditTable([r]));
     expect(r.cases).toHaveLength(12);

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend, BackendName } from '@ddsjs/nn';
 import { loadStableDiffusion, StableDiffusion, loadImageForEdit, writeImage, imageStrip, inspectModel } from '@ddsjs/sd';
 import { editImage, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TranslatorDivergedError, TRANSLATOR_FILES } from '@ddsjs/dds';
-import { defaultModel, defaultTranslatorDir } from '@ddsjs/toy-shapes';
+import { GENERATION_GUIDANCE_SCALE, defaultModel, defaultTranslatorDir } from '@ddsjs/toy-shapes';
 import { CliError, CommandSpec, commandHelp, parseCommand, num, str } from './args';
 import { Progress } from './progress';
 
@@ -48,7 +48,7 @@ export const GENERATE: CommandSpec = {
     ...common,
     negative: { type: 'string', arg: 'TEXT', help: 'negative prompt', default: '' },
     steps: { type: 'string', arg: 'N', help: 'DDIM steps', default: '50' },
-    guidance: { type: 'string', arg: 'X', help: "classifier-free guidance scale (default 7.5; the embedded model's 3)" },
+    guidance: { type: 'string', arg: 'X', help: `classifier-free guidance scale (default 7.5; the embedded model's ${GENERATION_GUIDANCE_SCALE})` },
     seed: { type: 'string', arg: 'N', help: 'random seed', default: '0' },
     height: { type: 'string', arg: 'PX', help: 'height in pixels (default: the model sample size)' },
     width: { type: 'string', arg: 'PX', help: 'width in pixels (default: the model sample size)' },
