@@ -31,7 +31,7 @@ export {
 } from './folder';
 export type { ComponentName, ParamSpec, RawComponentConfigs } from './folder';
 export { main } from './main';
-export { trainToy, toyConfigs, formatTrainProgress, parseTrainToyArgs, runTrainToyCommand, TRAIN_TOY_HELP } from './train-toy';
+export { trainToy, toyConfigs, TOY_PRESETS, formatTrainProgress, parseTrainToyArgs, runTrainToyCommand, TRAIN_TOY_HELP } from './train-toy';
 export type { TrainToyOptions, TrainToyResult, TrainToyProgress, TrainToyArgs, ToyPreset } from './train-toy';
 export {
   evaluateGeneration,

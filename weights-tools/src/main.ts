@@ -18,7 +18,7 @@ commands:
   to-fp16 <dir> [--force]
   average <output.safetensors> <checkpoint.safetensors>... [--force]
   make-random --like sd15|sd21 <outdir> [--width F] [--scale-all] [--seed N] [--fp16-only] [--force]
-  train-toy <outdir> [--preset toy|micro] [--seed N] [--vae-steps N] [--unet-steps N] [--time-budget S] [--force]
+  train-toy <outdir> [--preset toy|toy16|micro] [--seed N] [--vae-steps N] [--unet-steps N] [--time-budget S] [--force]
   eval-toy [<model dir>] [--edits N] [--seed N] [--steps N] [--no-sds] [--no-generation]
   train-toy-translator [<model dir>] --out DIR [--steps N] [--batch N] [--lr X] [--pictures N] [--time-budget S]
   eval-toy-translator [<translator dir>] [--model DIR] [--pictures N] [--dds-steps N]

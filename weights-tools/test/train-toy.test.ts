@@ -39,6 +39,23 @@ describe('toyConfigs', () => {
     expect(() => toyConfigs('big' as never)).toThrow(/preset/);
   });
 
+  it("'toy16' keeps the world and text encoder and gives 16×16×4 latents, a UNet whose top level has no attention", () => {
+    const c = toyConfigs('toy16');
+    const vae = new AutoencoderKL(parseVaeConfig(c.vae));
+    const unet = new UNet2DConditionModel(parseUNetConfig(c.unet));
+    expect(vae.downscaleFactor).toBe(4);
+    expect(c.vae.sample_size).toBe(64);
+    expect(c.unet.sample_size).toBe(16);
+    expect(c.unet.down_block_types).toEqual(['DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D']);
+    expect(c.textEncoder).toEqual(toyConfigs('toy').textEncoder);
+    // Every GroupNorm of both keeps ≥ 4 channels per group (see toyConfigs' doc comment).
+    for (const [channels, groups] of [[c.vae.block_out_channels, c.vae.norm_num_groups], [c.unet.block_out_channels, c.unet.norm_num_groups]] as [number[], number][]) {
+      for (const ch of channels) expect(ch / groups).toBeGreaterThanOrEqual(4);
+    }
+    const params = vae.parameterCount() + unet.parameterCount() + new CLIPTextModel(parseCLIPTextConfig(c.textEncoder)).parameterCount();
+    expect(params * 2).toBeLessThan(25e6);
+  });
+
   it('formats progress lines', () => {
     const line = formatTrainProgress({ phase: 'unet', step: 5, total: 10, loss: 0.5, secondsPerStep: 2, etaSeconds: 3725 });
     expect(line).toMatch(/^unet  5\/10 \[#{10}-{10}\] loss 0\.50000 {2}2\.00 s\/step {2}eta 1h02m$/);
@@ -53,6 +70,7 @@ describe('dds-weights train-toy arguments', () => {
     expect(a.options.vaeSteps).toBeUndefined();
     expect(() => parseTrainToyArgs(['out', '--seed', '1.5'])).toThrow(/--seed must be an integer/);
     expect(() => parseTrainToyArgs(['out', '--preset', 'huge'])).toThrow(/--preset/);
+    expect(parseTrainToyArgs(['out', '--preset', 'toy16']).options.preset).toBe('toy16');
     expect(() => parseTrainToyArgs(['out', '--backend', 'gpu'])).toThrow(/--backend/);
     expect(() => parseTrainToyArgs(['out', '--bogus'])).toThrow(/train-toy: .*bogus/);
     expect(() => parseTrainToyArgs([])).toThrow(/expected <outdir>/);
