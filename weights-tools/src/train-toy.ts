@@ -37,6 +37,27 @@ export type ToyPreset = 'toy' | 'toy16' | 'micro';
 /** Every {@link ToyPreset}, for argument checking. */
 export const TOY_PRESETS: readonly ToyPreset[] = ['toy', 'toy16', 'micro'];
 
+/** What the presets of {@link toyConfigs} differ in; everything else is shared. */
+interface PresetArch {
+  image: number;
+  vaeChannels: number[];
+  vaeGroups: number;
+  unetChannels: number[];
+  unetGroups: number;
+  /** Per UNet level, top first: cross-attention or not (the up blocks mirror it). */
+  unetAttention: boolean[];
+  /** Text hidden size = UNet cross-attention dim. */
+  hidden: number;
+  heads: number;
+  textLayers: number;
+}
+
+const PRESET_ARCH: Record<ToyPreset, PresetArch> = {
+  toy: { image: 64, vaeChannels: [16, 32, 64, 64], vaeGroups: 4, unetChannels: [32, 64, 64], unetGroups: 8, unetAttention: [true, true, false], hidden: 64, heads: 4, textLayers: 2 },
+  toy16: { image: 64, vaeChannels: [16, 32, 64], vaeGroups: 4, unetChannels: [16, 32, 64, 64], unetGroups: 4, unetAttention: [false, true, true, false], hidden: 64, heads: 4, textLayers: 2 },
+  micro: { image: 16, vaeChannels: [32, 32], vaeGroups: 8, unetChannels: [32, 32], unetGroups: 8, unetAttention: [true, false], hidden: 32, heads: 2, textLayers: 1 },
+};
+
 /**
  * The diffusers configs of a toy model (as the files `unet/config.json`, `vae/config.json`,
  * `text_encoder/config.json`, `scheduler/scheduler_config.json` hold them).
@@ -56,30 +77,18 @@ export const TOY_PRESETS: readonly ToyPreset[] = ['toy', 'toy16', 'micro'];
  * - `'micro'` (tests): 16×16 pictures, VAE [32, 32] → 8×8×4, UNet [32, 32], text hidden 32 with 1 layer.
  */
 export function toyConfigs(preset: ToyPreset = 'toy'): RawComponentConfigs {
-  const micro = preset === 'micro';
-  const toy16 = preset === 'toy16';
   if (!TOY_PRESETS.includes(preset)) throw new Error(`train-toy: --preset must be one of ${TOY_PRESETS.join(', ')}, got ${JSON.stringify(preset)}`);
-  const image = micro ? 16 : 64;
-  const vaeChannels = micro ? [32, 32] : toy16 ? [16, 32, 64] : [16, 32, 64, 64];
+  const a = PRESET_ARCH[preset];
+  const { image, vaeChannels, hidden, unetChannels } = a;
   const latent = image / 2 ** (vaeChannels.length - 1);
-  const hidden = micro ? 32 : 64;
-  const unetChannels = micro ? [32, 32] : toy16 ? [16, 32, 64, 64] : [32, 64, 64];
-  const down = micro
-    ? ['CrossAttnDownBlock2D', 'DownBlock2D']
-    : toy16
-      ? ['DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D']
-      : ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'];
-  const up = micro
-    ? ['UpBlock2D', 'CrossAttnUpBlock2D']
-    : toy16
-      ? ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'UpBlock2D']
-      : ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'];
+  const down = a.unetAttention.map((x) => (x ? 'CrossAttnDownBlock2D' : 'DownBlock2D'));
+  const up = [...a.unetAttention].reverse().map((x) => (x ? 'CrossAttnUpBlock2D' : 'UpBlock2D'));
   return {
     unet: {
       _class_name: 'UNet2DConditionModel',
       _diffusers_version: '0.35.2',
       act_fn: 'silu',
-      attention_head_dim: micro ? 2 : 4,
+      attention_head_dim: a.heads,
       block_out_channels: unetChannels,
       center_input_sample: false,
       cross_attention_dim: hidden,
@@ -91,7 +100,7 @@ export function toyConfigs(preset: ToyPreset = 'toy'): RawComponentConfigs {
       layers_per_block: 1,
       mid_block_scale_factor: 1,
       norm_eps: 1e-5,
-      norm_num_groups: toy16 ? 4 : 8,
+      norm_num_groups: a.unetGroups,
       out_channels: 4,
       sample_size: latent,
       up_block_types: up,
@@ -105,7 +114,7 @@ export function toyConfigs(preset: ToyPreset = 'toy'): RawComponentConfigs {
       in_channels: 3,
       latent_channels: 4,
       layers_per_block: 1,
-      norm_num_groups: micro ? 8 : 4,
+      norm_num_groups: a.vaeGroups,
       out_channels: 3,
       sample_size: image,
       scaling_factor: 0.18215,
@@ -125,8 +134,8 @@ export function toyConfigs(preset: ToyPreset = 'toy'): RawComponentConfigs {
       layer_norm_eps: 1e-5,
       max_position_embeddings: 77,
       model_type: 'clip_text_model',
-      num_attention_heads: micro ? 2 : 4,
-      num_hidden_layers: micro ? 1 : 2,
+      num_attention_heads: a.heads,
+      num_hidden_layers: a.textLayers,
       pad_token_id: 49407,
       projection_dim: hidden,
       torch_dtype: 'float32',
