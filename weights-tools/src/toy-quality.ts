@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendName, initBackend } from '@ddsjs/nn';
 import { type StableDiffusion, loadStableDiffusion } from '@ddsjs/sd';
-import { editImage } from '@ddsjs/dds';
+import { ddsGrad, editImage } from '@ddsjs/dds';
 import {
   BACKGROUNDS,
   COLOUR_NAMES,
@@ -21,6 +21,7 @@ import {
   maskUnion,
   nearestColour,
   parseCaption,
+  renderScene,
   type Scene,
   scenes,
   segmentShape,
@@ -313,6 +314,136 @@ export async function evaluateEdits(sd: StableDiffusion, options: EditEvalOption
   };
 }
 
+/** Options of {@link ddsOracleAlignment}. */
+export interface OracleAlignmentOptions {
+  /** The pictures and targets (default: `editTasks(n, seed)`). */
+  tasks?: EditTask[];
+  /** Number of generator pictures (default 6). */
+  n?: number;
+  /** Seed of the pictures and target colours (default 1234); noise seeds are `seed + k`. */
+  seed?: number;
+  /** Timesteps to probe (default 60, 150, 300, 500, 700, 900). */
+  timesteps?: number[];
+  /** Noise draws averaged per timestep (default 8). */
+  noises?: number;
+  /** Guidance scale (default 7.5, `editImage`'s). */
+  guidanceScale?: number;
+  /**
+   * Where the gradient is taken: `'source'` (default; z = ẑ, the first step of every edit) or `'oracle'` (z = the
+   * true edit's latent: there a perfect model's DDS gradient would vanish).
+   */
+  at?: 'source' | 'oracle';
+}
+
+/** One timestep's row of {@link ddsOracleAlignment}, averaged over the pictures. */
+export interface OracleAlignmentRow {
+  /** The timestep. */
+  timestep: number;
+  /**
+   * Cosine between the descent direction −grad and the true edit Δ = encode(target-coloured picture) − ẑ: 1 = DDS
+   * moves straight towards the true edit; at `'oracle'`, > 0 means it pushes beyond it, < 0 that it pulls back.
+   */
+  cosine: number;
+  /** Fraction of the gradient's energy (Σ grad²) in latent cells the shape does not touch. */
+  outsideFraction: number;
+  /** The same fraction for the true edit Δ (what the encoder itself spreads outside). */
+  trueEditOutsideFraction: number;
+  /** Mean L2 norm of the (noise-averaged) gradient. */
+  norm: number;
+}
+
+/**
+ * How well a model's DDS gradient agrees with the *true* colour edit, which this world can render: for each task,
+ * Δ = `encode(the same scene in the target colour) − encode(the scene)`, and the DDS gradient (source prompt →
+ * target prompt) at z = ẑ or at z = ẑ + Δ, averaged over `noises` noise draws per timestep. A model whose gradient
+ * points away from Δ, or puts energy outside the shape, cannot keep the shape or the background however the edit
+ * loop is tuned; this measures that in seconds instead of 200-step edits. Returns plain numbers; frees every tensor.
+ */
+export function ddsOracleAlignment(sd: StableDiffusion, options: OracleAlignmentOptions = {}): OracleAlignmentRow[] {
+  const seed = options.seed ?? 1234;
+  const tasks = options.tasks ?? editTasks(options.n ?? 6, seed);
+  const timesteps = options.timesteps ?? [60, 150, 300, 500, 700, 900];
+  const noises = options.noises ?? 8;
+  const at = options.at ?? 'source';
+  if (tasks.length === 0) throw new Error('ddsOracleAlignment: no pictures');
+  if (!Number.isInteger(noises) || noises < 1) throw new Error(`ddsOracleAlignment: noises must be a positive integer, got ${noises}`);
+  if (at !== 'source' && at !== 'oracle') throw new Error(`ddsOracleAlignment: at must be 'source' or 'oracle', got '${String(at)}'`);
+  const S = sd.schedule.scalingFactor;
+  const sums = timesteps.map((timestep) => ({ timestep, cosine: 0, outsideFraction: 0, trueEditOutsideFraction: 0, norm: 0 }));
+  for (const task of tasks) {
+    const { width: w, height: h, mask } = task.scene;
+    const target = renderScene({ ...task.scene.spec, colour: task.want });
+    const x = sceneInput(task.scene);
+    const xo = sceneInput(target);
+    const zs = tf.tidy(() => tf.mul(sd.vae.encode(x).mean, S) as tf.Tensor4D);
+    const zo = tf.tidy(() => tf.mul(sd.vae.encode(xo).mean, S) as tf.Tensor4D);
+    const text = tf.tidy(() => ({ u: sd.encodePrompt(''), s: sd.encodePrompt(task.source), g: sd.encodePrompt(task.target) }));
+    try {
+      const [, lh, lw, C] = zs.shape;
+      const fy = h / lh;
+      const fx = w / lw;
+      const outside = new Uint8Array(lh * lw).fill(1);
+      for (let y = 0; y < h; y++) for (let xx = 0; xx < w; xx++) if (mask[y * w + xx]) outside[Math.floor(y / fy) * lw + Math.floor(xx / fx)] = 0;
+      const deltaT = tf.sub(zo, zs);
+      const delta = deltaT.dataSync() as Float32Array;
+      deltaT.dispose();
+      const energy = (v: Float32Array) => {
+        let all = 0;
+        let out = 0;
+        for (let i = 0; i < v.length; i++) {
+          all += v[i] * v[i];
+          if (outside[Math.floor(i / C) % (lh * lw)]) out += v[i] * v[i];
+        }
+        return { all, out };
+      };
+      const eDelta = energy(delta);
+      timesteps.forEach((timestep, ti) => {
+        const g = new Float32Array(delta.length);
+        for (let k = 0; k < noises; k++) {
+          const r = ddsGrad(
+            sd,
+            { zSource: zs, zTarget: at === 'oracle' ? zo : zs, source: { cond: text.s, uncond: text.u }, target: { cond: text.g, uncond: text.u } },
+            { guidanceScale: options.guidanceScale ?? 7.5, timestep, seed: seed + k },
+          );
+          try {
+            const d = r.grad.dataSync();
+            for (let i = 0; i < g.length; i++) g[i] -= d[i] / noises;
+          } finally {
+            r.dispose();
+          }
+        }
+        let dot = 0;
+        for (let i = 0; i < g.length; i++) dot += g[i] * delta[i];
+        const e = energy(g);
+        const row = sums[ti];
+        row.cosine += e.all > 0 && eDelta.all > 0 ? dot / Math.sqrt(e.all * eDelta.all) : 0;
+        row.outsideFraction += e.all > 0 ? e.out / e.all : 0;
+        row.trueEditOutsideFraction += eDelta.all > 0 ? eDelta.out / eDelta.all : 0;
+        row.norm += Math.sqrt(e.all);
+      });
+    } finally {
+      tf.dispose([x, xo, zs, zo, text.u, text.s, text.g]);
+    }
+  }
+  const n = tasks.length;
+  return sums.map((r) => ({
+    timestep: r.timestep,
+    cosine: r.cosine / n,
+    outsideFraction: r.outsideFraction / n,
+    trueEditOutsideFraction: r.trueEditOutsideFraction / n,
+    norm: r.norm / n,
+  }));
+}
+
+/** {@link ddsOracleAlignment}'s rows as a Markdown table. */
+export function formatAlignmentTable(rows: OracleAlignmentRow[]): string {
+  const lines = ['| t | cos(−grad, true edit) | grad energy outside the shape | true edit\'s | mean norm |', '|---|---|---|---|---|'];
+  for (const r of rows) {
+    lines.push(`| ${r.timestep} | ${r.cosine.toFixed(3)} | ${r.outsideFraction.toFixed(3)} | ${r.trueEditOutsideFraction.toFixed(3)} | ${r.norm.toFixed(2)} |`);
+  }
+  return lines.join('\n');
+}
+
 const pct = (x: number) => `${Math.round(x * 100)}%`;
 
 /** The DDS-vs-SDS comparison as a Markdown table (one row per report). */
@@ -336,7 +467,7 @@ export function formatGenerationLine(g: GenerationReport): string {
 }
 
 /** Help of `dds-weights eval-toy`. */
-export const EVAL_TOY_HELP = `usage: dds-weights eval-toy [<model dir>] [--edits N] [--seed N] [--gen-seed N] [--gen-seeds N] [--gen-guidance X] [--gen-steps N] [--steps N] [--no-sds] [--no-generation] [--variant fp16] [--backend B]
+export const EVAL_TOY_HELP = `usage: dds-weights eval-toy [<model dir>] [--edits N] [--seed N] [--gen-seed N] [--gen-seeds N] [--gen-guidance X] [--gen-steps N] [--steps N] [--no-sds] [--no-generation] [--alignment] [--variant fp16] [--backend B]
 
 Measures a toy-shapes model (default: the embedded one of @ddsjs/toy-shapes): generation on the 12 held-out
 captions (2 seeds each unless --gen-seeds; 50 DDIM steps, guidance ${GENERATION_GUIDANCE_SCALE}: \`dds generate\`'s defaults with the
@@ -349,6 +480,8 @@ guidance 7.5), and prints the tables of packages/toy-shapes/README.md.
   --gen-guidance X  generation guidance scale (default ${GENERATION_GUIDANCE_SCALE})      --gen-steps N   generation DDIM steps (default 50)
   --steps N         edit steps (default 200)
   --no-sds          DDS only        --no-generation   edits only
+  --alignment       instead of all that, the DDS gradient against the true edit on the N pictures (ddsOracleAlignment):
+                    per timestep, at z = the source and at z = the true edit; seconds, not minutes
   --variant fp16    load <model dir>'s *.fp16.safetensors (the embedded model always is)
   --backend B       tfjs backend (default wasm)`;
 
@@ -362,7 +495,7 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
       strict: true,
       options: {
         edits: { type: 'string' }, seed: { type: 'string' }, 'gen-seed': { type: 'string' }, 'gen-seeds': { type: 'string' }, 'gen-guidance': { type: 'string' }, 'gen-steps': { type: 'string' }, variant: { type: 'string' }, steps: { type: 'string' }, backend: { type: 'string' },
-        'no-sds': { type: 'boolean' }, 'no-generation': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        'no-sds': { type: 'boolean' }, 'no-generation': { type: 'boolean' }, alignment: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     });
   } catch (e) {
@@ -388,6 +521,13 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
   const sd = await loadToyModel('eval-toy', parsed.positionals[0], v.backend, v.variant as 'fp16' | undefined);
   const progress = (what: string) => (_c: unknown, done: number, total: number) => process.stderr.write(`  ${what} ${done}/${total}\n`);
   try {
+    if (v.alignment) {
+      for (const at of ['source', 'oracle'] as const) {
+        out(`DDS gradient at z = ${at === 'source' ? 'the source latent ẑ' : 'the true edit ẑ + Δ'} (${opts.n} pictures of seed ${opts.seed}, guidance 7.5, 8 noises per t):`);
+        out(formatAlignmentTable(ddsOracleAlignment(sd, { n: opts.n, seed: opts.seed, at })));
+      }
+      return 0;
+    }
     if (!v['no-generation']) {
       const g = await evaluateGeneration(sd, { firstSeed: genSeed, seedsPerPrompt: genSeeds, steps: genSteps, guidanceScale: genGuidance, onCase: progress('generation') });
       out(formatGenerationLine(g));

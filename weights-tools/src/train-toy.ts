@@ -218,6 +218,14 @@ export interface TrainToyOptions {
   vaeFreezeEncoder?: boolean;
   /** Probability of replacing a caption with `""` in UNet training (default 0.1). */
   captionDropout?: number;
+  /**
+   * Offset noise for the UNet phase (default 0 = off), as diffusers' `--noise_offset`: the diffusion noise gets
+   * `noiseOffset · n` added, n ~ N(0, 1) drawn once per sample and channel (constant over the picture). Without it a
+   * model trained at 16×16 latents never learnt to choose the background's overall colour when sampling from pure
+   * noise: the residual signal at t = 999 of the training schedule (√ᾱ = 0.068 on the latent's mean, averaged over
+   * 256 cells) is a cue that pure noise lacks, and generation fell back to the mean colour (grey).
+   */
+  noiseOffset?: number;
   /** Global gradient-norm clip (default 1). */
   gradClip?: number;
   /** Write a checkpoint every this many steps of each phase (default 250) and at each phase's end. */
@@ -490,6 +498,7 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
     vaeFreezeEncoder: options.vaeFreezeEncoder ?? false,
     vaeLatentColourWeight: options.vaeLatentColourWeight ?? 0,
     captionDropout: options.captionDropout ?? 0.1,
+    noiseOffset: options.noiseOffset ?? 0,
     gradClip: options.gradClip ?? 1,
     checkpointEvery: options.checkpointEvery ?? 250,
     poolSize: options.poolSize ?? (micro ? 64 : 8192),
@@ -505,6 +514,7 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
   checkPositive(o.gradClip, 'gradClip');
   checkPositive(o.shapeWeight, 'shapeWeight');
   if (!(o.klWeight >= 0)) throw new Error(`train-toy: klWeight must be ≥ 0, got ${o.klWeight}`);
+  if (!(o.noiseOffset >= 0 && Number.isFinite(o.noiseOffset))) throw new Error(`train-toy: noiseOffset must be a non-negative number, got ${o.noiseOffset}`);
   if (!(o.captionDropout >= 0 && o.captionDropout < 1)) throw new Error(`train-toy: captionDropout must be in [0, 1), got ${o.captionDropout}`);
   if (options.timeBudgetSeconds !== undefined) checkPositive(options.timeBudgetSeconds, 'timeBudgetSeconds');
 
@@ -764,7 +774,11 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
           const mean = tf.gather(poolMean as tf.Tensor4D, ids);
           const std = tf.gather(poolStd as tf.Tensor4D, ids);
           const z0 = tf.mul(tf.add(mean, tf.mul(std, tf.randomNormal(mean.shape, 0, 1, 'float32', tfSeed(noiseSeed + 1)))), sf);
-          const eps = tf.randomNormal(z0.shape, 0, 1, 'float32', tfSeed(noiseSeed));
+          let eps = tf.randomNormal(z0.shape, 0, 1, 'float32', tfSeed(noiseSeed));
+          if (o.noiseOffset > 0) {
+            const [B, , , C] = z0.shape;
+            eps = tf.add(eps, tf.mul(tf.randomNormal([B, 1, 1, C], 0, 1, 'float32', tfSeed(noiseSeed + 2)), o.noiseOffset));
+          }
           const a = tf.reshape(tf.gather(abar, tf.tensor1d(timesteps, 'int32')), [-1, 1, 1, 1]);
           const zt = tf.add(tf.mul(tf.sqrt(a), z0), tf.mul(tf.sqrt(tf.sub(1, a)), eps)) as tf.Tensor4D;
           const ctx = tf.gather(ctxTable, tf.tensor1d(ctxIdx, 'int32')) as tf.Tensor3D;
@@ -811,7 +825,7 @@ export function formatTrainProgress(p: TrainToyProgress, width = 20): string {
 
 /** Usage text of `dds-weights train-toy` (for the command table's help). */
 export const TRAIN_TOY_HELP = `usage: dds-weights train-toy <outdir> [--preset toy|toy16|micro] [--seed N] [--vae-steps N] [--unet-steps N]
-       [--vae-batch N] [--unet-batch N] [--vae-lr X] [--unet-lr X] [--pool-size N] [--shape-weight X] [--checkpoint-every N] [--keep-checkpoints]
+       [--vae-batch N] [--unet-batch N] [--vae-lr X] [--unet-lr X] [--pool-size N] [--shape-weight X] [--noise-offset X] [--checkpoint-every N] [--keep-checkpoints]
        [--time-budget SECONDS] [--backend wasm|cpu|tensorflow|webgpu|auto] [--force] [--no-fp16]
 
 Trains the toy-shapes model of @ddsjs/toy-shapes (Stable Diffusion structure: CLIP tokenizer + frozen CLIP text
@@ -830,6 +844,7 @@ state, the Adam moments and loss.jsonl. Rerunning the same command resumes from 
   --vae-latent-colour-weight X  weight of the term tying latent channels 0-2 to each cell's mean RGB (default 0)
   --vae-freeze-encoder train only the VAE decoder (the latents, and a UNet trained on them, stay valid)
   --vae-logvar-init X  initial bias of the VAE encoder's logvar channels (default -6: posterior std 0.05)
+  --noise-offset X     offset noise in the UNet phase, as diffusers' --noise_offset (default 0; see TrainToyOptions)
   --checkpoint-every N checkpoint interval in steps (default 250)
   --keep-checkpoints   keep each checkpoint's weights in <outdir>/train/checkpoints/ (for dds-weights average)
   --time-budget S      stop cleanly (checkpoint) after S seconds; rerun to resume (Ctrl-C does the same; twice: quit now)
@@ -855,7 +870,7 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
   const flags = {
     preset: { type: 'string' }, seed: { type: 'string' }, 'vae-steps': { type: 'string' }, 'unet-steps': { type: 'string' },
     'vae-batch': { type: 'string' }, 'unet-batch': { type: 'string' }, 'vae-lr': { type: 'string' }, 'unet-lr': { type: 'string' },
-    'pool-size': { type: 'string' }, 'shape-weight': { type: 'string' }, 'vae-logvar-init': { type: 'string' }, 'vae-colour-weight': { type: 'string' }, 'vae-freeze-encoder': { type: 'boolean' }, 'vae-latent-colour-weight': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'keep-checkpoints': { type: 'boolean' }, 'time-budget': { type: 'string' },
+    'pool-size': { type: 'string' }, 'shape-weight': { type: 'string' }, 'vae-logvar-init': { type: 'string' }, 'vae-colour-weight': { type: 'string' }, 'vae-freeze-encoder': { type: 'boolean' }, 'vae-latent-colour-weight': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'keep-checkpoints': { type: 'boolean' }, 'time-budget': { type: 'string' }, 'noise-offset': { type: 'string' },
     backend: { type: 'string' }, force: { type: 'boolean' }, 'no-fp16': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   } as const;
   let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
@@ -904,6 +919,7 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
       checkpointEvery: num('checkpoint-every', true),
       keepCheckpoints: v['keep-checkpoints'] === true,
       timeBudgetSeconds: num('time-budget', false),
+      noiseOffset: num('noise-offset', false),
       force: !!v.force,
       fp16: !v['no-fp16'],
     },

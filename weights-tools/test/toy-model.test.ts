@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type Translator, loadTranslator } from '@ddsjs/dds';
 import { defaultTranslatorDir } from '@ddsjs/toy-shapes';
-import { evaluateGeneration, formatEditTable, formatGenerationLine } from '../src/toy-quality';
+import { ddsOracleAlignment, evaluateGeneration, formatAlignmentTable, formatEditTable, formatGenerationLine } from '../src/toy-quality';
 import { evaluateToyTranslator } from '../src/toy-translator';
 import { GENERATION_SET, THRESHOLDS, useShippedToyModel, log } from './toy-model-sets';
 
@@ -23,6 +23,24 @@ describe('the embedded toy model (issue 5)', () => {
     log(formatGenerationLine(g));
     expect(g.cases).toHaveLength(96);
     expect(g.rate).toBeGreaterThanOrEqual(THRESHOLDS.generation);
+  });
+
+  it('points DDS at the true edit from the source, and its gradient shrinks at the true edit', () => {
+    // The true edit Δ = encode(the scene in the target colour) − encode(the scene) is known in this world; see
+    // "Why the shape grows" in packages/toy-shapes/README.md for the full table.
+    const opts = { n: 3, timesteps: [150, 300], noises: 2 };
+    const before = tf.memory().numTensors;
+    const atSource = ddsOracleAlignment(shipped(), opts);
+    const atTrue = ddsOracleAlignment(shipped(), { ...opts, at: 'oracle' });
+    expect(tf.memory().numTensors).toBe(before);
+    log(formatAlignmentTable(atSource));
+    log(formatAlignmentTable(atTrue));
+    for (const [i, r] of atSource.entries()) {
+      expect(r.cosine).toBeGreaterThan(0.7); // the first step of every edit heads for the true edit
+      expect(r.outsideFraction).toBeLessThan(0.15);
+      expect(atTrue[i].norm).toBeLessThan(r.norm / 2); // near the true edit the gradient is far smaller…
+      expect(atTrue[i].outsideFraction).toBeGreaterThan(r.outsideFraction); // …but leaks outside the shape more
+    }
   });
 });
 

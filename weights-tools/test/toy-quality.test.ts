@@ -5,7 +5,7 @@ import { initBackend } from '@ddsjs/nn';
 import { type StableDiffusion, loadStableDiffusion } from '@ddsjs/sd';
 import { COLOUR_NAMES, parseCaption } from '@ddsjs/toy-shapes';
 import { TINY_SD15 } from '../../test-utils';
-import { BACKGROUND_CHANGE_LIMIT, editTasks, evaluateEdits, evaluateGeneration, formatEditTable, formatGenerationLine } from '../src/toy-quality';
+import { BACKGROUND_CHANGE_LIMIT, ddsOracleAlignment, editTasks, evaluateEdits, evaluateGeneration, formatEditTable, formatGenerationLine } from '../src/toy-quality';
 import { TOY_TRANSLATOR_TASKS, captionScenes, translatorEditTasks } from '../src/toy-translator';
 
 jest.setTimeout(300_000);
@@ -28,6 +28,26 @@ describe('editTasks', () => {
       expect(parseCaption(t.target)).toEqual({ colour: t.want, shape: t.scene.spec.shape, background: t.scene.spec.background });
       expect(t.source).toBe(t.scene.caption);
     }
+  });
+});
+
+describe('ddsOracleAlignment on the tiny fixture model', () => {
+  it('gives one bounded row per timestep, is deterministic, leaks no tensors and rejects bad options', () => {
+    const before = tf.memory().numTensors;
+    const a = ddsOracleAlignment(sd, { n: 2, timesteps: [100, 800], noises: 2 });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(a.map((r) => r.timestep)).toEqual([100, 800]);
+    for (const r of a) {
+      expect(Math.abs(r.cosine)).toBeLessThanOrEqual(1 + 1e-6);
+      for (const f of [r.outsideFraction, r.trueEditOutsideFraction]) expect(f >= 0 && f <= 1).toBe(true);
+      expect(r.norm).toBeGreaterThan(0);
+    }
+    expect(ddsOracleAlignment(sd, { n: 2, timesteps: [100, 800], noises: 2 })).toEqual(a);
+    const o = ddsOracleAlignment(sd, { n: 2, timesteps: [100], noises: 1, at: 'oracle' });
+    expect(o[0].trueEditOutsideFraction).toBeCloseTo(a[0].trueEditOutsideFraction, 6);
+    expect(() => ddsOracleAlignment(sd, { n: 1, noises: 0 })).toThrow(/noises must be a positive integer/);
+    expect(() => ddsOracleAlignment(sd, { tasks: [] })).toThrow(/no pictures/);
+    expect(() => ddsOracleAlignment(sd, { n: 1, at: 'x' as 'source' })).toThrow(/at must be 'source' or 'oracle'/);
   });
 });
 

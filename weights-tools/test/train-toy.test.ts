@@ -71,6 +71,8 @@ describe('dds-weights train-toy arguments', () => {
     expect(() => parseTrainToyArgs(['out', '--seed', '1.5'])).toThrow(/--seed must be an integer/);
     expect(() => parseTrainToyArgs(['out', '--preset', 'huge'])).toThrow(/--preset/);
     expect(parseTrainToyArgs(['out', '--preset', 'toy16']).options.preset).toBe('toy16');
+    expect(parseTrainToyArgs(['out', '--noise-offset', '0.1']).options.noiseOffset).toBe(0.1);
+    expect(() => parseTrainToyArgs(['out', '--noise-offset', 'x'])).toThrow(/--noise-offset must be a number/);
     expect(() => parseTrainToyArgs(['out', '--backend', 'gpu'])).toThrow(/--backend/);
     expect(() => parseTrainToyArgs(['out', '--bogus'])).toThrow(/train-toy: .*bogus/);
     expect(() => parseTrainToyArgs([])).toThrow(/expected <outdir>/);
@@ -160,6 +162,19 @@ describe('trainToy (micro preset, wasm)', () => {
     for (const f of ['vae/diffusion_pytorch_model.safetensors', 'unet/diffusion_pytorch_model.safetensors']) {
       expect(fs.readFileSync(path.join(cut, f)).equals(fs.readFileSync(path.join(whole, f)))).toBe(true);
     }
+  });
+
+  it('--noise-offset changes only the UNet phase, deterministically', async () => {
+    const opts = { preset: 'micro' as const, seed: 5, vaeSteps: 3, unetSteps: 3, vaeBatch: 2, unetBatch: 2, poolSize: 8, checkpointEvery: 100, fp16: false };
+    const whole = path.join(tmp, 'no-offset');
+    expect((await trainToy({ ...opts, outdir: whole })).done).toBe(true);
+    const read = (dir: string, f: string) => fs.readFileSync(path.join(dir, f, 'diffusion_pytorch_model.safetensors'));
+    const [a, b] = [path.join(tmp, 'offset-a'), path.join(tmp, 'offset-b')];
+    for (const d of [a, b]) expect((await trainToy({ ...opts, outdir: d, noiseOffset: 0.5 })).done).toBe(true);
+    expect(read(a, 'vae').equals(read(whole, 'vae'))).toBe(true);
+    expect(read(a, 'unet').equals(read(whole, 'unet'))).toBe(false);
+    expect(read(a, 'unet').equals(read(b, 'unet'))).toBe(true);
+    await expect(trainToy({ ...opts, outdir: path.join(tmp, 'bad-offset'), noiseOffset: -0.1 })).rejects.toThrow(/noiseOffset must be a non-negative number/);
   });
 
   it('dds-weights train-toy stops cleanly on Ctrl-C (SIGINT): checkpoint written, exit code 0, resumable', async () => {
