@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendName, initBackend } from '@ddsjs/nn';
 import { type StableDiffusion, loadStableDiffusion } from '@ddsjs/sd';
-import { ddsGrad, editImage } from '@ddsjs/dds';
+import { DEFAULT_GUIDANCE_SCALE, ddsGrad, editImage } from '@ddsjs/dds';
 import {
   BACKGROUNDS,
   COLOUR_NAMES,
@@ -368,62 +368,66 @@ export function ddsOracleAlignment(sd: StableDiffusion, options: OracleAlignment
   if (tasks.length === 0) throw new Error('ddsOracleAlignment: no pictures');
   if (!Number.isInteger(noises) || noises < 1) throw new Error(`ddsOracleAlignment: noises must be a positive integer, got ${noises}`);
   if (at !== 'source' && at !== 'oracle') throw new Error(`ddsOracleAlignment: at must be 'source' or 'oracle', got '${String(at)}'`);
-  const S = sd.schedule.scalingFactor;
+  const uncond = sd.encodePrompt('');
   const sums = timesteps.map((timestep) => ({ timestep, cosine: 0, outsideFraction: 0, trueEditOutsideFraction: 0, norm: 0 }));
-  for (const task of tasks) {
-    const { width: w, height: h, mask } = task.scene;
-    const target = renderScene({ ...task.scene.spec, colour: task.want });
-    const x = sceneInput(task.scene);
-    const xo = sceneInput(target);
-    const zs = tf.tidy(() => tf.mul(sd.vae.encode(x).mean, S) as tf.Tensor4D);
-    const zo = tf.tidy(() => tf.mul(sd.vae.encode(xo).mean, S) as tf.Tensor4D);
-    const text = tf.tidy(() => ({ u: sd.encodePrompt(''), s: sd.encodePrompt(task.source), g: sd.encodePrompt(task.target) }));
-    try {
-      const [, lh, lw, C] = zs.shape;
-      const fy = h / lh;
-      const fx = w / lw;
-      const outside = new Uint8Array(lh * lw).fill(1);
-      for (let y = 0; y < h; y++) for (let xx = 0; xx < w; xx++) if (mask[y * w + xx]) outside[Math.floor(y / fy) * lw + Math.floor(xx / fx)] = 0;
-      const deltaT = tf.sub(zo, zs);
-      const delta = deltaT.dataSync() as Float32Array;
-      deltaT.dispose();
-      const energy = (v: Float32Array) => {
-        let all = 0;
-        let out = 0;
-        for (let i = 0; i < v.length; i++) {
-          all += v[i] * v[i];
-          if (outside[Math.floor(i / C) % (lh * lw)]) out += v[i] * v[i];
-        }
-        return { all, out };
-      };
-      const eDelta = energy(delta);
-      timesteps.forEach((timestep, ti) => {
-        const g = new Float32Array(delta.length);
-        for (let k = 0; k < noises; k++) {
-          const r = ddsGrad(
-            sd,
-            { zSource: zs, zTarget: at === 'oracle' ? zo : zs, source: { cond: text.s, uncond: text.u }, target: { cond: text.g, uncond: text.u } },
-            { guidanceScale: options.guidanceScale ?? 7.5, timestep, seed: seed + k },
-          );
-          try {
-            const d = r.grad.dataSync();
-            for (let i = 0; i < g.length; i++) g[i] -= d[i] / noises;
-          } finally {
-            r.dispose();
+  try {
+    for (const task of tasks) {
+      const { width: w, height: h, mask } = task.scene;
+      const target = renderScene({ ...task.scene.spec, colour: task.want });
+      const x = sceneInput(task.scene);
+      const xo = sceneInput(target);
+      const zs = sd.encodeImage(x);
+      const zo = sd.encodeImage(xo);
+      const text = tf.tidy(() => ({ s: sd.encodePrompt(task.source), g: sd.encodePrompt(task.target) }));
+      try {
+        const [, lh, lw, C] = zs.shape;
+        const fy = h / lh;
+        const fx = w / lw;
+        const outside = new Uint8Array(lh * lw).fill(1);
+        for (let y = 0; y < h; y++) for (let xx = 0; xx < w; xx++) if (mask[y * w + xx]) outside[Math.floor(y / fy) * lw + Math.floor(xx / fx)] = 0;
+        const deltaT = tf.sub(zo, zs);
+        const delta = deltaT.dataSync() as Float32Array;
+        deltaT.dispose();
+        const energy = (v: Float32Array) => {
+          let all = 0;
+          let out = 0;
+          for (let i = 0; i < v.length; i++) {
+            all += v[i] * v[i];
+            if (outside[Math.floor(i / C) % (lh * lw)]) out += v[i] * v[i];
           }
-        }
-        let dot = 0;
-        for (let i = 0; i < g.length; i++) dot += g[i] * delta[i];
-        const e = energy(g);
-        const row = sums[ti];
-        row.cosine += e.all > 0 && eDelta.all > 0 ? dot / Math.sqrt(e.all * eDelta.all) : 0;
-        row.outsideFraction += e.all > 0 ? e.out / e.all : 0;
-        row.trueEditOutsideFraction += eDelta.all > 0 ? eDelta.out / eDelta.all : 0;
-        row.norm += Math.sqrt(e.all);
-      });
-    } finally {
-      tf.dispose([x, xo, zs, zo, text.u, text.s, text.g]);
+          return { all, out };
+        };
+        const eDelta = energy(delta);
+        timesteps.forEach((timestep, ti) => {
+          const g = new Float32Array(delta.length);
+          for (let k = 0; k < noises; k++) {
+            const r = ddsGrad(
+              sd,
+              { zSource: zs, zTarget: at === 'oracle' ? zo : zs, source: { cond: text.s, uncond }, target: { cond: text.g, uncond } },
+              { guidanceScale: options.guidanceScale ?? DEFAULT_GUIDANCE_SCALE, timestep, seed: seed + k },
+            );
+            try {
+              const d = r.grad.dataSync();
+              for (let i = 0; i < g.length; i++) g[i] -= d[i] / noises;
+            } finally {
+              r.dispose();
+            }
+          }
+          let dot = 0;
+          for (let i = 0; i < g.length; i++) dot += g[i] * delta[i];
+          const e = energy(g);
+          const row = sums[ti];
+          row.cosine += e.all > 0 && eDelta.all > 0 ? dot / Math.sqrt(e.all * eDelta.all) : 0;
+          row.outsideFraction += e.all > 0 ? e.out / e.all : 0;
+          row.trueEditOutsideFraction += eDelta.all > 0 ? eDelta.out / eDelta.all : 0;
+          row.norm += Math.sqrt(e.all);
+        });
+      } finally {
+        tf.dispose([x, xo, zs, zo, text.s, text.g]);
+      }
     }
+  } finally {
+    uncond.dispose();
   }
   const n = tasks.length;
   return sums.map((r) => ({
