@@ -217,9 +217,9 @@ export interface EditEvalOptions {
   n?: number;
   /** Seed of the pictures and of the target colours (default 1234); also the edit seed. */
   seed?: number;
-  /** Optimisation steps (default: editImage's, 200). */
+  /** Optimisation steps (default: editImage's — the model's `defaults.edit.steps`, else 200). */
   steps?: number;
-  /** Learning rate (default: editImage's, 0.1). */
+  /** Learning rate (default: editImage's — the model's `defaults.edit.lr`, else 0.1). */
   lr?: number;
   /** Guidance scale (default: editImage's, 7.5). */
   guidanceScale?: number;
@@ -471,18 +471,19 @@ export function formatGenerationLine(g: GenerationReport): string {
 }
 
 /** Help of `dds-weights eval-toy`. */
-export const EVAL_TOY_HELP = `usage: dds-weights eval-toy [<model dir>] [--edits N] [--seed N] [--gen-seed N] [--gen-seeds N] [--gen-guidance X] [--gen-steps N] [--steps N] [--no-sds] [--no-generation] [--alignment] [--variant fp16] [--backend B]
+export const EVAL_TOY_HELP = `usage: dds-weights eval-toy [<model dir>] [--edits N] [--seed N] [--gen-seed N] [--gen-seeds N] [--gen-guidance X] [--gen-steps N] [--steps N] [--lr X] [--no-sds] [--no-generation] [--alignment] [--variant fp16] [--backend B]
 
 Measures a toy-shapes model (default: the embedded one of @ddsjs/toy-shapes): generation on the 12 held-out
 captions (2 seeds each unless --gen-seeds; 50 DDIM steps, guidance ${GENERATION_GUIDANCE_SCALE}: \`dds generate\`'s defaults with the
-embedded model), then DDS and SDS colour edits of N generator pictures (editImage defaults: 200 steps, lr 0.1,
-guidance 7.5), and prints the tables of packages/toy-shapes/README.md.
+embedded model), then DDS and SDS colour edits of N generator pictures (editImage defaults: the model's
+ddsjs_defaults.json — the embedded model's lr 0.01 — else the notebook's 200 steps, lr 0.1, guidance 7.5), and
+prints the tables of packages/toy-shapes/README.md.
   --edits N         pictures to edit (default 10)
   --seed N          seed of the pictures and target colours (default 1234)
   --gen-seed N      first generation seed (default 0; 2 = the validation set the shipped weights were chosen on)
   --gen-seeds N     generation seeds per caption (default 2)
   --gen-guidance X  generation guidance scale (default ${GENERATION_GUIDANCE_SCALE})      --gen-steps N   generation DDIM steps (default 50)
-  --steps N         edit steps (default 200)
+  --steps N         edit steps (default: editImage's)      --lr X   edit learning rate (default: editImage's)
   --no-sds          DDS only        --no-generation   edits only
   --alignment       instead of all that, the DDS gradient against the true edit on the N pictures (ddsOracleAlignment):
                     per timestep, at z = the source and at z = the true edit; seconds, not minutes
@@ -498,7 +499,7 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
       allowPositionals: true,
       strict: true,
       options: {
-        edits: { type: 'string' }, seed: { type: 'string' }, 'gen-seed': { type: 'string' }, 'gen-seeds': { type: 'string' }, 'gen-guidance': { type: 'string' }, 'gen-steps': { type: 'string' }, variant: { type: 'string' }, steps: { type: 'string' }, backend: { type: 'string' },
+        edits: { type: 'string' }, seed: { type: 'string' }, 'gen-seed': { type: 'string' }, 'gen-seeds': { type: 'string' }, 'gen-guidance': { type: 'string' }, 'gen-steps': { type: 'string' }, variant: { type: 'string' }, steps: { type: 'string' }, lr: { type: 'string' }, backend: { type: 'string' },
         'no-sds': { type: 'boolean' }, 'no-generation': { type: 'boolean' }, alignment: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     });
@@ -520,7 +521,15 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
   const gg = v['gen-guidance'] as string | undefined;
   const genGuidance = gg === undefined ? GENERATION_GUIDANCE_SCALE : Number(gg);
   if (gg !== undefined && (gg.trim() === '' || !Number.isFinite(genGuidance) || genGuidance < 0)) throw new Error(`eval-toy: --gen-guidance must be a non-negative number, got '${gg}'`);
-  const opts = { n: int('edits', v.edits as string | undefined, 10), seed: int('seed', v.seed as string | undefined, 1234), steps: int('steps', v.steps as string | undefined, 200) };
+  const lrArg = v.lr as string | undefined;
+  const lr = lrArg === undefined ? undefined : Number(lrArg);
+  if (lrArg !== undefined && (lrArg.trim() === '' || !Number.isFinite(lr) || lr! <= 0)) throw new Error(`eval-toy: --lr must be a positive number, got '${lrArg}'`);
+  const opts = {
+    n: int('edits', v.edits as string | undefined, 10),
+    seed: int('seed', v.seed as string | undefined, 1234),
+    ...(v.steps !== undefined ? { steps: int('steps', v.steps as string, 200) } : {}),
+    ...(lr !== undefined ? { lr } : {}),
+  };
   if (v.variant !== undefined && v.variant !== 'fp16') throw new Error(`eval-toy: --variant must be fp16, got '${v.variant}'`);
   const sd = await loadToyModel('eval-toy', parsed.positionals[0], v.backend, v.variant as 'fp16' | undefined);
   const progress = (what: string) => (_c: unknown, done: number, total: number) => process.stderr.write(`  ${what} ${done}/${total}\n`);

@@ -11,6 +11,7 @@ import {
   type TranslatorLatentData,
   type TranslatorTask,
   TRANSLATOR_FILES,
+  DEFAULT_GUIDANCE_SCALE,
   loadTranslator,
   trainTranslator,
 } from '@ddsjs/dds';
@@ -93,6 +94,7 @@ Rerunning the same command resumes from the checkpoint in --out.
   --steps N             total steps (default 300)          --batch N      latents per step (default 4)
   --lr X                Adam lr (default 1e-3)              --pictures N   pictures per task (default 64)
   --seed N              seed of pictures, init, tasks, noise (default 0)
+  --guidance X          classifier-free guidance of the DDS teacher (default 7.5, the paper's)
   --cycle W             cycle-consistency weight (default 0)   --identity W   identity weight (default 0)
   --checkpoint-every N  (default 50)                        --time-budget S  stop cleanly after S seconds (or Ctrl-C)
   --force               start over                           --backend B    tfjs backend (default wasm)`;
@@ -122,7 +124,7 @@ export async function runTrainToyTranslatorCommand(args: string[], out: (s: stri
   const cmd = 'train-toy-translator';
   const { values: v, positionals } = parse(cmd, args, {
     out: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' }, pictures: { type: 'string' },
-    seed: { type: 'string' }, cycle: { type: 'string' }, identity: { type: 'string' }, 'checkpoint-every': { type: 'string' },
+    seed: { type: 'string' }, guidance: { type: 'string' }, cycle: { type: 'string' }, identity: { type: 'string' }, 'checkpoint-every': { type: 'string' },
     'time-budget': { type: 'string' }, force: { type: 'boolean' }, backend: { type: 'string' }, help: { type: 'boolean', short: 'h' },
   });
   if (v.help) return out(TRAIN_TOY_TRANSLATOR_HELP), 0;
@@ -135,6 +137,7 @@ export async function runTrainToyTranslatorCommand(args: string[], out: (s: stri
   if (lr <= 0) throw new Error(`${cmd}: --lr must be > 0`);
   const perTask = numberFlag(cmd, v, 'pictures', 64, true, 1);
   const seed = numberFlag(cmd, v, 'seed', 0, true, 0);
+  const guidanceScale = numberFlag(cmd, v, 'guidance', DEFAULT_GUIDANCE_SCALE, false, 0);
   const cycleWeight = numberFlag(cmd, v, 'cycle', 0, false, 0);
   const identityWeight = numberFlag(cmd, v, 'identity', 0, false, 0);
   const checkpointEvery = numberFlag(cmd, v, 'checkpoint-every', 50, true, 0);
@@ -161,6 +164,7 @@ export async function runTrainToyTranslatorCommand(args: string[], out: (s: stri
       batchSize,
       lr,
       seed,
+      guidanceScale,
       cycleWeight,
       identityWeight,
       checkpointDir: dir,

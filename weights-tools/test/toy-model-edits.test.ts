@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { type EditReport, evaluateEdits, formatEditTable } from '../src/toy-quality';
 import { EDIT_SET, THRESHOLDS, useShippedToyModel, log } from './toy-model-sets';
 
-// 30 DDS edits take ≈ 7 min on one idle core, 30 SDS edits ≈ 4 min; with both jest workers busy, up to twice that.
+// 30 DDS edits take ≈ 3.5 min on one core, 30 SDS edits ≈ 2 min; with both jest workers busy, up to twice that.
 jest.setTimeout(1_500_000);
 
 const shipped = useShippedToyModel();
@@ -22,9 +22,9 @@ describe('the embedded toy model edits (issue 5)', () => {
     expect(dds.successRate).toBeGreaterThanOrEqual(THRESHOLDS.ddsSuccess);
     expect(dds.meanIoU).toBeGreaterThanOrEqual(THRESHOLDS.ddsMeanIoU);
     expect(dds.meanEditBackgroundChange).toBeLessThan(THRESHOLDS.ddsEditBackgroundChange);
-    // Edits stay far from repainting the background with another background colour (≥ 0.35) — all but one of the
-    // 30: "a blue triangle on a gray background" → red turns the gray white (0.41); its target caption is one of the
-    // held-out combinations the model never saw (packages/toy-shapes/README.md).
+    // Edits stay far from repainting the background with another background colour (≥ 0.35). At the notebook's lr
+    // 0.1 one of the 30 did ("a blue triangle on a gray background" → red turned the gray white, 0.41; its target
+    // caption is held out); at the model's lr 0.01, 29 of 30 stay under 0.04. At most one is allowed.
     const repainted = dds.cases.filter((c) => c.editBackgroundChange >= 0.2);
     expect(repainted.length).toBeLessThanOrEqual(1);
   });
@@ -35,9 +35,11 @@ describe('the embedded toy model edits (issue 5)', () => {
     sds = await evaluateEdits(shipped(), { method: 'sds', ...EDIT_SET });
     expect(tf.memory().numTensors).toBe(before);
     log(formatEditTable([dds, sds]));
-    // The paper's claim, same pictures, steps, lr and seed: SDS keeps the shape worse than DDS (IoU 0.37 vs 0.45).
-    // (On this flat-colour world SDS changes the background less — 0.045 vs 0.060 — so that half is printed, not
-    // asserted; packages/toy-shapes/README.md says why.)
+    // The paper's claim, same pictures, steps, lr (the model's 0.01) and seed: SDS keeps the shape worse than DDS
+    // (IoU 0.51 vs 0.62) and reaches the target colour less often (63 % vs 83 %). (On this flat-colour world SDS
+    // changes the background no more than DDS — 0.0205 vs 0.0213 — so that half is printed, not asserted;
+    // packages/toy-shapes/README.md says why.)
     expect(sds.meanIoU).toBeLessThan(dds.meanIoU);
+    expect(sds.successRate).toBeLessThan(dds.successRate);
   });
 });

@@ -3,8 +3,8 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, BackendName } from '@ddsjs/nn';
 import { loadStableDiffusion, StableDiffusion, loadImageForEdit, writeImage, imageStrip, inspectModel } from '@ddsjs/sd';
-import { editImage, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TranslatorDivergedError, TRANSLATOR_FILES } from '@ddsjs/dds';
-import { GENERATION_GUIDANCE_SCALE, defaultModel, defaultTranslatorDir } from '@ddsjs/toy-shapes';
+import { editImage, DEFAULT_EDIT_LR, DEFAULT_EDIT_STEPS, DEFAULT_GUIDANCE_SCALE, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TranslatorDivergedError, TRANSLATOR_FILES } from '@ddsjs/dds';
+import { defaultModel, defaultTranslatorDir } from '@ddsjs/toy-shapes';
 import { CliError, CommandSpec, commandHelp, parseCommand, num, str } from './args';
 import { Progress } from './progress';
 
@@ -27,9 +27,9 @@ export const EDIT: CommandSpec = {
     target: { type: 'string', arg: 'TEXT', help: 'prompt describing the edited picture' },
     ...common,
     method: { type: 'string', arg: 'dds|sds', help: 'score to optimise', default: 'dds' },
-    steps: { type: 'string', arg: 'N', help: 'optimisation steps', default: '200' },
-    lr: { type: 'string', arg: 'X', help: 'SGD learning rate', default: '0.1' },
-    guidance: { type: 'string', arg: 'X', help: 'classifier-free guidance scale', default: '7.5' },
+    steps: { type: 'string', arg: 'N', help: "optimisation steps (default: the model's ddsjs_defaults.json, else 200)" },
+    lr: { type: 'string', arg: 'X', help: "SGD learning rate (default: the model's ddsjs_defaults.json, else 0.1; the embedded model's 0.01)" },
+    guidance: { type: 'string', arg: 'X', help: "classifier-free guidance scale (default: the model's ddsjs_defaults.json, else 7.5)" },
     seed: { type: 'string', arg: 'N', help: 'random seed (timesteps and noise)', default: '0' },
     size: { type: 'string', arg: 'PX', help: "centre-crop and resize the picture to PX×PX (multiple of 8; default: the model's native size, as diffusers)" },
     out: { type: 'string', short: 'o', arg: 'FILE', help: 'output PNG (default: <image>-edited.png)' },
@@ -47,8 +47,8 @@ export const GENERATE: CommandSpec = {
   options: {
     ...common,
     negative: { type: 'string', arg: 'TEXT', help: 'negative prompt', default: '' },
-    steps: { type: 'string', arg: 'N', help: 'DDIM steps', default: '50' },
-    guidance: { type: 'string', arg: 'X', help: `classifier-free guidance scale (default 7.5; the embedded model's ${GENERATION_GUIDANCE_SCALE})` },
+    steps: { type: 'string', arg: 'N', help: "DDIM steps (default: the model's ddsjs_defaults.json, else 50)" },
+    guidance: { type: 'string', arg: 'X', help: "classifier-free guidance scale (default: the model's ddsjs_defaults.json, else 7.5; the embedded model's 3)" },
     seed: { type: 'string', arg: 'N', help: 'random seed', default: '0' },
     height: { type: 'string', arg: 'PX', help: 'height in pixels (default: the model sample size)' },
     width: { type: 'string', arg: 'PX', help: 'width in pixels (default: the model sample size)' },
@@ -199,9 +199,10 @@ async function runEdit(argv: string[], io: CliIO): Promise<void> {
   const target = str(values, 'target', true)!;
   const method = str(values, 'method') ?? 'dds';
   if (method !== 'dds' && method !== 'sds') throw new CliError(`--method must be dds or sds, got '${method}'`);
-  const steps = num(values, 'steps', { min: 1, integer: true })!;
-  const lr = num(values, 'lr', { min: 0 })!;
-  const guidance = num(values, 'guidance', { min: 0 })!;
+  const stepsArg = num(values, 'steps', { min: 1, integer: true });
+  const lrArg = num(values, 'lr', { min: 0 });
+  if (lrArg === 0) throw new CliError('--lr must be > 0');
+  const guidanceArg = num(values, 'guidance', { min: 0 });
   const seed = num(values, 'seed', { integer: true, min: 0 })!;
   const sizeArg = num(values, 'size', { min: 8, integer: true });
   if (sizeArg !== undefined && sizeArg % 8 !== 0) throw new CliError(`--size must be a multiple of 8, got ${sizeArg}`);
@@ -214,6 +215,15 @@ async function runEdit(argv: string[], io: CliIO): Promise<void> {
 
   const sd = await setup(values, io);
   try {
+    // Options not given: the model's own defaults (its ddsjs_defaults.json), else the DDS notebook's.
+    const own = sd.defaults.edit ?? {};
+    const steps = stepsArg ?? own.steps ?? DEFAULT_EDIT_STEPS;
+    const lr = lrArg ?? own.lr ?? DEFAULT_EDIT_LR;
+    const guidance = guidanceArg ?? own.guidanceScale ?? DEFAULT_GUIDANCE_SCALE;
+    const fromModel = ([['steps', stepsArg, own.steps], ['lr', lrArg, own.lr], ['guidance', guidanceArg, own.guidanceScale]] as const)
+      .filter(([, arg, m]) => arg === undefined && m !== undefined)
+      .map(([n]) => n);
+    io.err(`${method}: ${steps} steps, lr ${lr}, guidance ${guidance}${fromModel.length ? ` (${fromModel.join(', ')} from ${sd.defaults.file})` : ''}`);
     const size = sizeArg ?? nativeSize(sd);
     const input = await loadImageForEdit(image, { size }).catch((e: Error) => {
       throw new CliError(e.message);
@@ -271,10 +281,8 @@ async function runGenerate(argv: string[], io: CliIO): Promise<void> {
   if (help) return io.out(commandHelp(GENERATE));
   if (positionals.length !== 1) throw new CliError('generate takes exactly one prompt (quote it)');
   const prompt = positionals[0];
-  const steps = num(values, 'steps', { min: 1, max: 1000, integer: true })!;
-  // Without --guidance: diffusers' 7.5, or the embedded model's own scale (GENERATION_GUIDANCE_SCALE of
-  // @ddsjs/toy-shapes, chosen on a validation set; 7.5 overshoots that small model's colours).
-  const guidance = num(values, 'guidance', { min: 0 }) ?? (str(values, 'model') === undefined ? defaultModel()?.generationGuidanceScale : undefined) ?? 7.5;
+  const stepsArg = num(values, 'steps', { min: 1, max: 1000, integer: true });
+  const guidanceArg = num(values, 'guidance', { min: 0 });
   const seed = num(values, 'seed', { integer: true, min: 0 })!;
   const height = num(values, 'height', { min: 8, integer: true });
   const width = num(values, 'width', { min: 8, integer: true });
@@ -286,6 +294,10 @@ async function runGenerate(argv: string[], io: CliIO): Promise<void> {
   checkWritable(out, force);
   const sd = await setup(values, io);
   try {
+    // Without --steps / --guidance: the model's own defaults (its ddsjs_defaults.json: the embedded toy model's
+    // guidance 3 was chosen on a validation set, 7.5 overshoots its colours), else diffusers' 50 and 7.5.
+    const steps = stepsArg ?? sd.defaults.generate?.steps ?? 50;
+    const guidance = guidanceArg ?? sd.defaults.generate?.guidanceScale ?? 7.5;
     io.err(`guidance: ${guidance}`);
     const bar = new Progress('ddim', steps, (f) => `t ${f.t}`);
     const t0 = Date.now();

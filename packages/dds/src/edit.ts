@@ -50,16 +50,16 @@ export interface EditStepInfo {
 export interface EditLatentOptions {
   /** `'dds'` (default): Delta Denoising Score; `'sds'`: Score Distillation Sampling with the target prompt only. */
   method?: 'dds' | 'sds';
-  /** Optimisation steps. Default 200. */
+  /** Optimisation steps. Default: the model's `defaults.edit.steps`, else 200. */
   steps?: number;
-  /** SGD learning rate when no `optimizer` is given. Default 0.1. */
+  /** SGD learning rate when no `optimizer` is given. Default: the model's `defaults.edit.lr`, else 0.1. */
   lr?: number;
   /**
    * The loss minimised is `lossScale · scoreLoss(z, grad)`. Default {@link defaultLossScale}(h, w) = 2000·h·w/4096:
    * the notebook's 2000 at 64×64 latents, and the notebook's per-element step at every other size.
    */
   lossScale?: number;
-  /** Classifier-free guidance scale. Default 7.5. */
+  /** Classifier-free guidance scale. Default: the model's `defaults.edit.guidanceScale`, else 7.5. */
   guidanceScale?: number;
   /** Seed for every step's timestep and noise (each step gets its own seed derived from this one). */
   seed?: number;
@@ -143,6 +143,8 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
  *
  * - `zSource`: the source latent ẑ `[B, h, w, C]` (scaled by the VAE factor), kept fixed; not disposed.
  * - `source` / `target`: the prompts' embeddings (`source` is unused by SDS).
+ * - Options not given take the model's own defaults (`sd.defaults.edit`, from its folder's `ddsjs_defaults.json`)
+ *   when it has them, else the notebook's (200 steps, lr 0.1, guidance 7.5).
  *
  * Asynchronous so that progress can be shown: `onStep` runs after every step, and the loop yields to the event loop.
  * Intermediate tensors are freed every step. The caller owns the returned `latent`.
@@ -155,8 +157,10 @@ export async function editLatent(
   const fn = 'editLatent';
   const method = opts.method ?? 'dds';
   if (method !== 'dds' && method !== 'sds') throw new Error(`${fn}: method must be 'dds' or 'sds', got '${String(method)}'`);
-  const steps = nonNegativeInt(fn, 'steps', opts.steps ?? DEFAULT_EDIT_STEPS);
-  const lr = opts.lr ?? DEFAULT_EDIT_LR;
+  const modelDefaults = sd?.defaults?.edit ?? {};
+  const steps = nonNegativeInt(fn, 'steps', opts.steps ?? modelDefaults.steps ?? DEFAULT_EDIT_STEPS);
+  const lr = opts.lr ?? modelDefaults.lr ?? DEFAULT_EDIT_LR;
+  const guidanceScale = opts.guidanceScale ?? modelDefaults.guidanceScale ?? DEFAULT_GUIDANCE_SCALE;
   if (!Number.isFinite(lr) || lr <= 0) throw new Error(`${fn}: lr must be a positive number, got ${lr}`);
   if (opts.seed !== undefined && !Number.isFinite(opts.seed)) throw new Error(`${fn}: seed must be a finite number, got ${opts.seed}`);
   const zSource = inputs?.zSource;
@@ -176,7 +180,7 @@ export async function editLatent(
     for (let step = 0; step < steps; step++) {
       if (opts.signal?.aborted) break;
       const scoreOpts: ScoreOptions = {
-        guidanceScale: opts.guidanceScale ?? DEFAULT_GUIDANCE_SCALE,
+        guidanceScale,
         tRange: opts.tRange,
         weighting: opts.weighting,
         mask: opts.mask,
@@ -235,7 +239,8 @@ export async function editLatent(
 /**
  * Edits a picture with DDS (default) or SDS, as the DDS notebook does:
  * 1. `ẑ = vae.encode(image).mean × scalingFactor` (the distribution's mean: deterministic);
- * 2. {@link editLatent} from `z = ẑ` (default 200 SGD steps at lr 0.1 on `2000 · scoreLoss`), with the prompts
+ * 2. {@link editLatent} from `z = ẑ` (default 200 SGD steps at lr 0.1 on `2000 · scoreLoss`, or the model's own
+ *    defaults from its `ddsjs_defaults.json`), with the prompts
  *    encoded once (`negativePrompt`, default `''`, as the unconditional prompt of both branches);
  * 3. `vae.decode(z / scalingFactor)`, mapped by `x/2 + 0.5` and clamped to [0, 1].
  *

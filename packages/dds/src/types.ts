@@ -28,6 +28,12 @@ export interface ScoreUNet {
 export interface ScoreModel {
   readonly unet: ScoreUNet;
   readonly schedule: ScoreSchedule;
+  /**
+   * The model's own defaults of the editing loop (`loadStableDiffusion` reads them from the folder's
+   * `ddsjs_defaults.json`): {@link editLatent} / {@link editImage} use them for the options not given, in place of
+   * the notebook's 200 steps, lr 0.1 and guidance 7.5. `sdsGrad` / `ddsGrad` ignore them.
+   */
+  readonly defaults?: { readonly edit?: { readonly lr?: number; readonly steps?: number; readonly guidanceScale?: number } };
 }
 
 /** The VAE calls the editing loop uses (NHWC; images in [−1, 1]; latents unscaled). Returned tensors are the caller's. */

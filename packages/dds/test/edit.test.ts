@@ -93,6 +93,32 @@ describe('editLatent (fake UNet)', () => {
     adam.dispose();
   });
 
+  it("takes steps, lr and guidance from the model's defaults (ddsjs_defaults.json) when not given; options win", async () => {
+    const sd = { ...fakeModel(), defaults: { edit: { lr: 0.02, steps: 3, guidanceScale: 2 } } };
+    const zSource = tf.randomNormal([1, 4, 4, 4], 0, 1, 'float32', 9) as tf.Tensor4D;
+    const text: TextEmbeddings = { cond: tf.fill([1, 3, 2], 0.3) as tf.Tensor3D, uncond: tf.zeros([1, 3, 2]) as tf.Tensor3D };
+    const other: TextEmbeddings = { cond: tf.fill([1, 3, 2], -0.2) as tf.Tensor3D, uncond: text.uncond };
+    const before = tf.memory().numTensors;
+    const res = await editLatent(sd, { zSource, source: text, target: other }, { seed: 11 });
+    expect(res.steps).toBe(3);
+    // The first step with the model's lr and guidance, by hand:
+    const one = await editLatent(sd, { zSource, source: text, target: other }, { seed: 11, steps: 1 });
+    const r = ddsGrad(sd, { zSource, zTarget: zSource, source: text, target: other }, { seed: new SeededRandom(11).nextUint32(), guidanceScale: 2 });
+    const expected = tf.tidy(() => tf.sub(zSource, tf.mul(r.grad, (0.02 * 2000) / 4096)));
+    expect(relErr(await one.latent.data(), await expected.data())).toBeLessThan(1e-6);
+    // Explicit options override the model's: the notebook's lr and guidance give another step.
+    const explicit = await editLatent(sd, { zSource, source: text, target: other }, { seed: 11, steps: 1, lr: 0.1, guidanceScale: 7.5 });
+    const r2 = ddsGrad(sd, { zSource, zTarget: zSource, source: text, target: other }, { seed: new SeededRandom(11).nextUint32(), guidanceScale: 7.5 });
+    const expected2 = tf.tidy(() => tf.sub(zSource, tf.mul(r2.grad, (0.1 * 2000) / 4096)));
+    expect(relErr(await explicit.latent.data(), await expected2.data())).toBeLessThan(1e-6);
+    expect(relErr(await explicit.latent.data(), await one.latent.data())).toBeGreaterThan(1e-3);
+    tf.dispose([res.latent, one.latent, explicit.latent, expected, expected2]);
+    r.dispose();
+    r2.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([zSource, text.cond, text.uncond, other.cond]);
+  });
+
   it('rejects bad options with errors naming them', async () => {
     const sd = fakeModel();
     const z = tf.zeros([1, 2, 2, 4]) as tf.Tensor4D;

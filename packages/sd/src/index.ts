@@ -5,6 +5,7 @@
  * Every tensor is NHWC float32; every function that returns tensors leaves them owned by the caller.
  */
 export * from './loader';
+export * from './defaults';
 export * from './tokenizer';
 export * from './clip';
 export * from './clip-config';

@@ -11,6 +11,7 @@ import { AutoencoderKL, legacyVaeSource } from './vae';
 import { AutoencoderKLConfig, UNet2DConditionConfig, parseUNetConfig, parseVaeConfig } from './config';
 import { DDIMScheduler, NoiseSchedule, SchedulerConfig, makeNoiseSchedule, parseSchedulerConfig } from './schedule';
 import { safetensorsSource } from './sources';
+import { PipelineDefaults, readPipelineDefaults } from './defaults';
 import {
   DetectedSingleFile,
   detectSingleFileModel,
@@ -43,9 +44,12 @@ export interface LoadStableDiffusionOptions {
 
 /** Options of {@link StableDiffusion.generate}. */
 export interface GenerateOptions {
-  /** DDIM steps (default 50). */
+  /** DDIM steps (default: the model's `generate.steps` in its `ddsjs_defaults.json`, else 50). */
   steps?: number;
-  /** Classifier-free guidance scale (default 7.5; ≤ 1 runs the conditional branch only). */
+  /**
+   * Classifier-free guidance scale (default: the model's `generate.guidance_scale` in its `ddsjs_defaults.json`,
+   * else 7.5; ≤ 1 runs the conditional branch only).
+   */
   guidanceScale?: number;
   /** Negative prompt (default `""`). */
   negativePrompt?: string;
@@ -94,6 +98,11 @@ export class StableDiffusion {
     readonly configs: StableDiffusionConfigs,
     /** Where the model was loaded from. */
     readonly source: string,
+    /**
+     * The model's own defaults for the editing loop and for {@link StableDiffusion.generate}, from the folder's
+     * `ddsjs_defaults.json` (see `DEFAULTS_FILE`); `{}` when it has none (the papers' defaults apply).
+     */
+    readonly defaults: PipelineDefaults = {},
   ) {
     this.schedule = makeNoiseSchedule(configs.scheduler, vae.scalingFactor);
   }
@@ -146,11 +155,11 @@ export class StableDiffusion {
    */
   async generate(prompt: string, options: GenerateOptions = {}): Promise<GenerateResult> {
     if (typeof prompt !== 'string') throw new TypeError(`generate: prompt must be a string, got ${typeof prompt}`);
-    const steps = options.steps ?? 50;
+    const steps = options.steps ?? this.defaults.generate?.steps ?? 50;
     if (!Number.isInteger(steps) || steps < 1 || steps > this.schedule.numTrainTimesteps) {
       throw new RangeError(`generate: steps must be an integer in [1, ${this.schedule.numTrainTimesteps}], got ${steps}`);
     }
-    const scale = options.guidanceScale ?? 7.5;
+    const scale = options.guidanceScale ?? this.defaults.generate?.guidanceScale ?? 7.5;
     if (!Number.isFinite(scale)) throw new RangeError(`generate: guidanceScale must be finite, got ${scale}`);
     const f = this.vaeScaleFactor;
     const defaultPx = (this.configs.unet.sampleSize ?? 64) * f;
@@ -339,6 +348,7 @@ function unetJob(unet: UNet2DConditionModel, source: StateDictSource, offload: b
 
 async function loadDiffusersFolder(dir: string, options: LoadStableDiffusionOptions): Promise<StableDiffusion> {
   const configs = readDiffusersConfigs(dir);
+  const defaults = readPipelineDefaults(dir);
   const tokenizer = await CLIPTokenizer.fromPretrained(path.join(dir, 'tokenizer'));
   const { textEncoder, unet, vae, offload } = buildModules(configs, dir, options.offloadUnet);
   const files: SafetensorsFile[] = [];
@@ -368,7 +378,7 @@ async function loadDiffusersFolder(dir: string, options: LoadStableDiffusionOpti
   } finally {
     await Promise.all(files.map((f) => f.close()));
   }
-  return new StableDiffusion(tokenizer, textEncoder, unet, vae, configs, dir);
+  return new StableDiffusion(tokenizer, textEncoder, unet, vae, configs, dir, defaults);
 }
 
 async function bundledTokenizer(padToken: string): Promise<CLIPTokenizer> {
@@ -427,6 +437,7 @@ async function loadSingleFile(file: string, options: LoadStableDiffusionOptions)
   const f = await SafetensorsFile.open(file);
   try {
     const { detected, raw, configDir } = resolveSingleFileConfigs(file, f.keys(), (k) => f.info(k).shape, options);
+    const defaults = configDir ? readPipelineDefaults(configDir) : {};
     const configs = parseConfigs(raw, (k) =>
       configDir ? path.join(configDir, COMPONENT_CONFIGS[k]) : `built-in ${detected.modelType} ${k} config`,
     );
@@ -457,7 +468,7 @@ async function loadSingleFile(file: string, options: LoadStableDiffusionOptions)
       vae.dispose();
       throw e;
     }
-    return new StableDiffusion(tokenizer, textEncoder, unet, vae, configs, file);
+    return new StableDiffusion(tokenizer, textEncoder, unet, vae, configs, file, defaults);
   } finally {
     await f.close();
   }
@@ -472,7 +483,10 @@ async function loadSingleFile(file: string, options: LoadStableDiffusionOptions)
  *   else from the file's own folder when it holds diffusers configs, else it is recognised from the keys and shapes
  *   as SD 1.x or 2.x (built-in configs; the bundled CLIP vocabulary).
  *
- * Fails with a clear error on a missing folder/file/config, missing/unexpected/mis-shaped keys, or a model whose
+ * A folder's (or `configFrom`'s) optional `ddsjs_defaults.json` becomes `sd.defaults`: the model's own defaults for
+ * the editing loop and for `generate` (see `DEFAULTS_FILE`).
+ *
+ * Fails with a clear error on a missing folder/file/config, an invalid `ddsjs_defaults.json`, missing/unexpected/mis-shaped keys, or a model whose
  * float32 weights cannot fit the active backend (wasm's heap stops at 4 GiB). The caller owns the result
  * (`sd.dispose()`).
  */

@@ -28,6 +28,7 @@ import {
   defaultModelDir,
   defaultModel,
   GENERATION_GUIDANCE_SCALE,
+  EDIT_LEARNING_RATE,
   defaultTranslatorDir,
   MODEL_VARIANT,
   TRANSLATOR_DIR,
@@ -242,5 +243,11 @@ describe('model folder export', () => {
     expect(du(MODEL_DIR)).toBeLessThanOrEqual(25 * 1024 * 1024);
     expect(defaultTranslatorDir()).toBe(TRANSLATOR_DIR);
     expect(du(TRANSLATOR_DIR)).toBeLessThanOrEqual(10 * 1024 * 1024);
+  });
+
+  it("records its editing lr and generation guidance in the folder's ddsjs_defaults.json (what the loader reads)", () => {
+    const json = JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'ddsjs_defaults.json'), 'utf8'));
+    expect(json.edit).toEqual({ lr: EDIT_LEARNING_RATE });
+    expect(json.generate).toEqual({ guidance_scale: GENERATION_GUIDANCE_SCALE });
   });
 });

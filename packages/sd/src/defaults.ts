@@ -1,0 +1,109 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/**
+ * The file of a model folder that holds the model's own defaults for ddsjs's loops, beside diffusers'
+ * `model_index.json` (diffusers ignores it). The idea is transformers' `generation_config.json`: settings that
+ * belong to the weights — a small model whose scores are larger than Stable Diffusion's wants a smaller editing
+ * step — travel with them instead of being remembered by every caller. Example:
+ *
+ * ```json
+ * { "edit": { "lr": 0.01 }, "generate": { "guidance_scale": 3 }, "_why": "free text" }
+ * ```
+ *
+ * Keys: `edit.lr`, `edit.steps`, `edit.guidance_scale` (the DDS/SDS editing loop, `editImage`/`editLatent` of
+ * @ddsjs/dds), `generate.guidance_scale`, `generate.steps` ({@link StableDiffusion.generate}). Keys starting with
+ * `_` are comments. Anything else is an error naming the key, so a typo cannot silently leave a default unchanged.
+ * A folder without the file gets the papers' defaults (editing: 200 steps, lr 0.1, guidance 7.5; generation: 50
+ * steps, guidance 7.5).
+ */
+export const DEFAULTS_FILE = 'ddsjs_defaults.json';
+
+/** Defaults of the DDS/SDS editing loop that a model folder may set (see {@link DEFAULTS_FILE}). */
+export interface EditDefaults {
+  /** SGD learning rate (the notebook's 0.1 when absent). */
+  readonly lr?: number;
+  /** Optimisation steps (200 when absent). */
+  readonly steps?: number;
+  /** Classifier-free guidance scale of the editing score (7.5 when absent). */
+  readonly guidanceScale?: number;
+}
+
+/** Defaults of text-to-image generation that a model folder may set (see {@link DEFAULTS_FILE}). */
+export interface GenerateDefaults {
+  /** Classifier-free guidance scale (7.5 when absent). */
+  readonly guidanceScale?: number;
+  /** DDIM steps (50 when absent). */
+  readonly steps?: number;
+}
+
+/** A model's own defaults, read from its {@link DEFAULTS_FILE}; empty for a folder without one. */
+export interface PipelineDefaults {
+  /** The editing loop's. */
+  readonly edit?: EditDefaults;
+  /** Generation's. */
+  readonly generate?: GenerateDefaults;
+  /** The file they were read from (absent when there was none). */
+  readonly file?: string;
+}
+
+type Field = { key: string; name: 'lr' | 'steps' | 'guidanceScale'; integer?: boolean };
+
+const SECTIONS: Record<'edit' | 'generate', Field[]> = {
+  edit: [
+    { key: 'lr', name: 'lr' },
+    { key: 'steps', name: 'steps', integer: true },
+    { key: 'guidance_scale', name: 'guidanceScale' },
+  ],
+  generate: [
+    { key: 'guidance_scale', name: 'guidanceScale' },
+    { key: 'steps', name: 'steps', integer: true },
+  ],
+};
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Validates the JSON of a {@link DEFAULTS_FILE} (`where` names it in errors): every value a positive finite number,
+ * steps positive integers, no unknown keys (except `_comments`). Returns the camel-cased defaults.
+ */
+export function parsePipelineDefaults(json: unknown, where: string): PipelineDefaults {
+  if (!isObject(json)) throw new Error(`${where} must hold a JSON object`);
+  const out: { edit?: EditDefaults; generate?: GenerateDefaults; file?: string } = {};
+  for (const [section, value] of Object.entries(json)) {
+    if (section.startsWith('_')) continue;
+    if (section !== 'edit' && section !== 'generate') {
+      throw new Error(`${where}: unknown key "${section}" (expected "edit", "generate" or "_comment" keys)`);
+    }
+    if (!isObject(value)) throw new Error(`${where}: "${section}" must be an object`);
+    const fields = SECTIONS[section];
+    const parsed: Record<string, number> = {};
+    for (const [key, v] of Object.entries(value)) {
+      if (key.startsWith('_')) continue;
+      const field = fields.find((f) => f.key === key);
+      if (!field) throw new Error(`${where}: unknown key "${section}.${key}" (expected ${fields.map((f) => `"${f.key}"`).join(', ')})`);
+      if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || (field.integer && !Number.isInteger(v))) {
+        throw new Error(`${where}: "${section}.${key}" must be a positive ${field.integer ? 'integer' : 'number'}, got ${JSON.stringify(v)}`);
+      }
+      parsed[field.name] = v;
+    }
+    out[section] = parsed;
+  }
+  return out;
+}
+
+/**
+ * Reads `<dir>/ddsjs_defaults.json` ({@link DEFAULTS_FILE}) if it exists: `{}` when it does not, the validated
+ * defaults (with `file` set) when it does; throws naming the file on invalid JSON or an invalid value.
+ */
+export function readPipelineDefaults(dir: string): PipelineDefaults {
+  const file = path.join(dir, DEFAULTS_FILE);
+  if (!fs.existsSync(file)) return {};
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  return { ...parsePipelineDefaults(json, file), file };
+}
