@@ -42,6 +42,7 @@ test('dds edit writes a PNG of the requested size, refuses to overwrite without 
   const r = dds(...args, '--out', 'out.png', '--save-every', '2');
   expect(r.stderr).not.toMatch(/at .*\.js:\d+/); // no stack trace
   expect(r.code).toBe(0);
+  expect(r.stderr).toMatch(/^dds: 3 steps, lr 0\.1, guidance 7\.5$/m); // a folder without ddsjs_defaults.json: the notebook's
   expect(r.stdout).toContain('wrote out.png');
   expect(r.stderr).toMatch(/dds 3\/3/);
   const meta = await sharp(path.join(tmp, 'out.png')).metadata();
@@ -131,6 +132,8 @@ test('dds edit without --model edits on the embedded toy model at its native 64Ã
   const r = dds('edit', '--image', RED_CIRCLE, '--source', 'a red circle on a white background', '--target', 'a green circle on a white background', '--steps', '4', '--save-every', '2', '--out', 'toy.png');
   expect(r.stderr).not.toMatch(/at .*\.js:\d+/);
   expect(r.code).toBe(0);
+  // The embedded model's own editing lr (its ddsjs_defaults.json); the notebook's guidance; --steps given.
+  expect(r.stderr).toMatch(/^dds: 4 steps, lr 0\.01, guidance 7\.5 \(lr from .*ddsjs_defaults\.json\)$/m);
   const meta = await sharp(path.join(tmp, 'toy.png')).metadata();
   expect([meta.width, meta.height]).toEqual([64, 64]);
   const strip = await sharp(path.join(tmp, 'toy-steps.png')).metadata();
