@@ -27,7 +27,7 @@ import {
   safetensorsSource,
 } from '@ddsjs/sd';
 import { SafetensorsFile, TensorData, f32ToF16, writeSafetensors } from '@ddsjs/safetensors';
-import { Rng, captions, renderScene, sampleScene } from '@ddsjs/toy-shapes';
+import { BACKGROUND_NAMES, type BackgroundName, Rng, type SceneSpec, captions, renderScene, sampleScene } from '@ddsjs/toy-shapes';
 import { RawComponentConfigs, prepareOutdir, writeConfigs, writeTokenizer } from './folder';
 import { abortOnInterrupt } from './interrupt';
 
@@ -216,6 +216,13 @@ export interface TrainToyOptions {
   vaeLatentColourWeight?: number;
   /** Train only the VAE decoder (and post_quant_conv): the latents stay as they are (default false). */
   vaeFreezeEncoder?: boolean;
+  /**
+   * Start from this diffusers folder's weights and configs instead of a seeded initialisation (fine-tuning; ignored
+   * when resuming). Each component's float32 `*.safetensors` is read, or its `*.fp16.safetensors` where only that
+   * exists. Its VAE `scaling_factor` is kept as long as the encoder stays frozen (`vaeFreezeEncoder`), so a UNet
+   * trained on its latents stays valid; the step counters start at 0.
+   */
+  initFrom?: string;
   /** Probability of replacing a caption with `""` in UNet training (default 0.1). */
   captionDropout?: number;
   /**
@@ -236,6 +243,13 @@ export interface TrainToyOptions {
    * noise, diffusion noise and timestep.
    */
   poolSize?: number;
+  /**
+   * Relative frequency of each background in the UNet's picture pool (default: every background 1, i.e. uniform
+   * captions). A picture whose background has weight w is kept with probability w / max(weights), otherwise redrawn
+   * (from the same per-picture generator, so the pool stays a function of the seed); e.g. `{ gray: 3 }` makes gray
+   * backgrounds 3× as frequent as each other one. Backgrounds not named weigh 1.
+   */
+  poolBackgroundWeights?: Partial<Record<BackgroundName, number>>;
   /** Train on the same batch every step (overfitting check for tests; default false). */
   fixedBatch?: boolean;
   /** Stop (after writing a checkpoint) once this many seconds have passed in this call; resume later. */
@@ -299,6 +313,8 @@ interface TrainState {
   scalingFactor: number | null;
   /** The VAE step the scaling factor was measured at (it is re-measured when the VAE trains further). */
   scalingFactorStep?: number;
+  /** The folder the weights were initialised from (`initFrom`), when they were. */
+  initFrom?: string;
   seconds: number;
 }
 
@@ -402,6 +418,20 @@ class NamedAdam {
   }
 }
 
+/**
+ * One scene of the UNet's training pool: `sampleScene(rng, { split: 'train', size })`, redrawn until accepted with
+ * probability weight / max weight of its background (see {@link TrainToyOptions.poolBackgroundWeights}); without
+ * weights exactly `sampleScene`'s draw.
+ */
+export function poolScene(rng: Rng, size: number, weights: Partial<Record<BackgroundName, number>> | undefined): SceneSpec {
+  let spec = sampleScene(rng, { split: 'train', size });
+  if (weights === undefined) return spec;
+  const w = (b: BackgroundName) => weights[b] ?? 1;
+  const max = Math.max(...BACKGROUND_NAMES.map(w));
+  while (rng.next() * max >= w(spec.background)) spec = sampleScene(rng, { split: 'train', size });
+  return spec;
+}
+
 /** A batch of world pictures as `[B,H,W,3]` in [−1, 1] and their caption indices, drawn deterministically. */
 function makeBatch(seed: number, phase: 'vae', step: number, batch: number, size: number, table: Map<string, number>, dropout: number, emptyIndex: number) {
   const rng = new Rng(mix(seed, PHASE_SALT[phase], step));
@@ -441,6 +471,27 @@ async function loadComponent(file: string, module: Module): Promise<void> {
   } finally {
     await f.close();
   }
+}
+
+/** The component configs of a diffusers folder `dir` (for `initFrom`); throws naming the file that is missing or bad. */
+function readInitConfigs(dir: string): RawComponentConfigs {
+  const read = (rel: string): Record<string, unknown> => {
+    const f = path.join(dir, rel);
+    let v: unknown;
+    try {
+      v = JSON.parse(fs.readFileSync(f, 'utf8'));
+    } catch (e) {
+      throw new Error(`train-toy: --init ${dir}: cannot read ${rel}: ${(e as Error).message}`);
+    }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`train-toy: --init ${dir}: ${rel} is not a JSON object`);
+    return v as Record<string, unknown>;
+  };
+  return {
+    unet: read('unet/config.json'),
+    vae: read('vae/config.json'),
+    textEncoder: read('text_encoder/config.json'),
+    scheduler: read('scheduler/scheduler_config.json'),
+  };
 }
 
 const FILES = {
@@ -509,6 +560,14 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
   checkPositiveInt(o.unetBatch, 'unetBatch');
   checkPositiveInt(o.checkpointEvery, 'checkpointEvery');
   checkPositiveInt(o.poolSize, 'poolSize');
+  const bgWeights = options.poolBackgroundWeights;
+  if (bgWeights !== undefined) {
+    for (const [k, w] of Object.entries(bgWeights)) {
+      if (!(BACKGROUND_NAMES as readonly string[]).includes(k)) throw new Error(`train-toy: poolBackgroundWeights: unknown background '${k}' (one of ${BACKGROUND_NAMES.join(', ')})`);
+      if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) throw new Error(`train-toy: poolBackgroundWeights.${k} must be a non-negative number, got ${String(w)}`);
+    }
+    if (BACKGROUND_NAMES.every((b) => (bgWeights[b] ?? 1) === 0)) throw new Error('train-toy: poolBackgroundWeights: every background has weight 0');
+  }
   checkPositive(o.vaeLr, 'vaeLr');
   checkPositive(o.unetLr, 'unetLr');
   checkPositive(o.gradClip, 'gradClip');
@@ -530,6 +589,15 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
     // A forced fresh start must not inherit an older run's log, optimizer moments or state.
     for (const f of ['loss.jsonl', 'adam-vae.safetensors', 'adam-unet.safetensors', 'state.json']) fs.rmSync(path.join(trainDir, f), { force: true });
     state = { version: 1, seed, preset, configs: toyConfigs(preset), vaeStep: 0, unetStep: 0, scalingFactor: null, seconds: 0 };
+    if (options.initFrom !== undefined) {
+      const from = path.resolve(options.initFrom);
+      state.configs = readInitConfigs(from);
+      state.initFrom = from;
+      const sf = state.configs.vae.scaling_factor;
+      if (typeof sf !== 'number' || !(sf > 0)) throw new Error(`train-toy: ${from}/vae/config.json has no positive scaling_factor`);
+      state.scalingFactor = sf;
+      state.scalingFactorStep = 0;
+    }
   }
   const seed = state.seed;
   const raw = state.configs;
@@ -553,6 +621,14 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
     await loadComponent(path.join(outdir, FILES.vae), vae);
     await loadComponent(path.join(outdir, FILES.unet), unet);
     await loadComponent(path.join(outdir, FILES.textEncoder), text);
+  } else if (state.initFrom !== undefined) {
+    const from = state.initFrom;
+    for (const [k, m] of [['vae', vae], ['unet', unet], ['textEncoder', text]] as const) {
+      const f32 = path.join(from, FILES[k]);
+      await loadComponent(fs.existsSync(f32) ? f32 : path.join(from, fp16Name(FILES[k])), m);
+    }
+    writeTokenizer(outdir, '<|endoftext|>', path.join(from, 'tokenizer'));
+    log(`initialised from ${from} (VAE scaling_factor ${state.scalingFactor})`);
   } else {
     vae.initialize(mix(seed, 1));
     if (o.vaeLogvarInit !== 0) {
@@ -705,7 +781,9 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
     vae.setTrainable(false);
 
     // ---- scaling factor: 1 / std of the latent means over 64 training pictures (as SD's 0.18215 was chosen)
-    if (state.scalingFactor === null || state.scalingFactorStep !== state.vaeStep) {
+    // A fine-tune of a folder's decoder keeps that folder's factor (its encoder, and so its latents, are unchanged).
+    const keepInitFactor = state.initFrom !== undefined && o.vaeFreezeEncoder && state.scalingFactorStep === 0;
+    if (state.scalingFactor === null || (state.scalingFactorStep !== state.vaeStep && !keepInitFactor)) {
       const n = 64;
       const b = makeBatch(seed, 'vae', 1_000_000, n, size, table, 0, emptyIndex);
       const stdT = tf.tidy(() => {
@@ -739,7 +817,7 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
         const n = Math.min(chunk, poolSize - i);
         const pixels = new Float32Array(n * size * size * 3);
         for (let j = 0; j < n; j++) {
-          const r = renderScene(sampleScene(new Rng(mix(seed, PHASE_SALT.unet, i + j)), { split: 'train', size }));
+          const r = renderScene(poolScene(new Rng(mix(seed, PHASE_SALT.unet, i + j)), size, bgWeights));
           for (let k = 0; k < r.image.length; k++) pixels[j * r.image.length + k] = r.image[k] / 127.5 - 1;
           poolCaption.push(table.get(r.caption) as number);
         }
@@ -825,7 +903,7 @@ export function formatTrainProgress(p: TrainToyProgress, width = 20): string {
 
 /** Usage text of `dds-weights train-toy` (for the command table's help). */
 export const TRAIN_TOY_HELP = `usage: dds-weights train-toy <outdir> [--preset toy|toy16|micro] [--seed N] [--vae-steps N] [--unet-steps N]
-       [--vae-batch N] [--unet-batch N] [--vae-lr X] [--unet-lr X] [--pool-size N] [--shape-weight X] [--noise-offset X] [--checkpoint-every N] [--keep-checkpoints]
+       [--vae-batch N] [--unet-batch N] [--vae-lr X] [--unet-lr X] [--pool-size N] [--pool-background-weights LIST] [--shape-weight X] [--noise-offset X] [--init DIR] [--checkpoint-every N] [--keep-checkpoints]
        [--time-budget SECONDS] [--backend wasm|cpu|tensorflow|webgpu|auto] [--force] [--no-fp16]
 
 Trains the toy-shapes model of @ddsjs/toy-shapes (Stable Diffusion structure: CLIP tokenizer + frozen CLIP text
@@ -843,8 +921,11 @@ state, the Adam moments and loss.jsonl. Rerunning the same command resumes from 
   --vae-colour-weight X weight of the VAE's 4x4 block-mean colour term (default 4; 0 = off)
   --vae-latent-colour-weight X  weight of the term tying latent channels 0-2 to each cell's mean RGB (default 0)
   --vae-freeze-encoder train only the VAE decoder (the latents, and a UNet trained on them, stay valid)
+  --init DIR           start from the weights and configs of the diffusers folder DIR (fine-tuning; e.g. the
+                       decoder of a finished model with --vae-freeze-encoder --unet-steps 0, keeping its scaling_factor)
   --vae-logvar-init X  initial bias of the VAE encoder's logvar channels (default -6: posterior std 0.05)
   --noise-offset X     offset noise in the UNet phase, as diffusers' --noise_offset (default 0; see TrainToyOptions)
+  --pool-background-weights LIST  relative frequency of backgrounds in the UNet's pool, e.g. gray=3 (others 1)
   --checkpoint-every N checkpoint interval in steps (default 250)
   --keep-checkpoints   keep each checkpoint's weights in <outdir>/train/checkpoints/ (for dds-weights average)
   --time-budget S      stop cleanly (checkpoint) after S seconds; rerun to resume (Ctrl-C does the same; twice: quit now)
@@ -862,6 +943,20 @@ export interface TrainToyArgs {
   help: boolean;
 }
 
+/** `gray=3,white=0.5` → `{ gray: 3, white: 0.5 }`; throws naming the flag on a malformed entry. */
+function parseBackgroundWeights(text: string): Partial<Record<BackgroundName, number>> {
+  const out: Partial<Record<BackgroundName, number>> = {};
+  for (const part of text.split(',')) {
+    const m = /^\s*([a-z]+)\s*=\s*([^\s]+)\s*$/.exec(part);
+    const w = m ? Number(m[2]) : NaN;
+    if (!m || !(BACKGROUND_NAMES as readonly string[]).includes(m[1]) || !Number.isFinite(w) || w < 0) {
+      throw new Error(`train-toy: --pool-background-weights must look like gray=3,white=1 (backgrounds ${BACKGROUND_NAMES.join(', ')}; weights ≥ 0), got '${text}'`);
+    }
+    out[m[1] as BackgroundName] = w;
+  }
+  return out;
+}
+
 /**
  * Parses the arguments of `dds-weights train-toy` (after the command name). Throws an Error naming the flag on
  * an unknown flag or a bad number.
@@ -871,7 +966,7 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
     preset: { type: 'string' }, seed: { type: 'string' }, 'vae-steps': { type: 'string' }, 'unet-steps': { type: 'string' },
     'vae-batch': { type: 'string' }, 'unet-batch': { type: 'string' }, 'vae-lr': { type: 'string' }, 'unet-lr': { type: 'string' },
     'pool-size': { type: 'string' }, 'shape-weight': { type: 'string' }, 'vae-logvar-init': { type: 'string' }, 'vae-colour-weight': { type: 'string' }, 'vae-freeze-encoder': { type: 'boolean' }, 'vae-latent-colour-weight': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'keep-checkpoints': { type: 'boolean' }, 'time-budget': { type: 'string' }, 'noise-offset': { type: 'string' },
-    backend: { type: 'string' }, force: { type: 'boolean' }, 'no-fp16': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    init: { type: 'string' }, 'pool-background-weights': { type: 'string' }, backend: { type: 'string' }, force: { type: 'boolean' }, 'no-fp16': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   } as const;
   let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
   try {
@@ -903,6 +998,7 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
     options: {
       outdir: parsed.positionals[0],
       preset: preset as ToyPreset | undefined,
+      ...(v.init !== undefined ? { initFrom: v.init as string } : {}),
       seed: num('seed', true),
       vaeSteps: num('vae-steps', true),
       unetSteps: num('unet-steps', true),
@@ -911,6 +1007,7 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
       vaeLr: num('vae-lr', false),
       unetLr: num('unet-lr', false),
       poolSize: num('pool-size', true),
+      ...(v['pool-background-weights'] !== undefined ? { poolBackgroundWeights: parseBackgroundWeights(v['pool-background-weights'] as string) } : {}),
       shapeWeight: num('shape-weight', false),
       vaeLogvarInit: num('vae-logvar-init', false),
       vaeLowFreqWeight: num('vae-colour-weight', false),

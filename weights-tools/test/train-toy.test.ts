@@ -13,7 +13,8 @@ import {
   parseUNetConfig,
   parseVaeConfig,
 } from '@ddsjs/sd';
-import { TRAIN_TOY_HELP, formatTrainProgress, parseTrainToyArgs, runTrainToyCommand, toyConfigs, trainToy } from '../src/train-toy';
+import { Rng, sampleScene } from '@ddsjs/toy-shapes';
+import { TRAIN_TOY_HELP, formatTrainProgress, parseTrainToyArgs, poolScene, runTrainToyCommand, toyConfigs, trainToy } from '../src/train-toy';
 
 let tmp: string;
 beforeAll(async () => {
@@ -79,6 +80,28 @@ describe('dds-weights train-toy arguments', () => {
     const lines: string[] = [];
     expect(await runTrainToyCommand(['--help'], (l) => lines.push(l))).toBe(0);
     expect(lines).toEqual([TRAIN_TOY_HELP]);
+  });
+});
+
+describe('poolScene (--pool-background-weights)', () => {
+  it('is sampleScene without weights, and draws backgrounds in proportion to their weights', () => {
+    for (let i = 0; i < 20; i++) expect(poolScene(new Rng(i), 64, undefined)).toEqual(sampleScene(new Rng(i), { split: 'train', size: 64 }));
+    const count = (w: Parameters<typeof poolScene>[2]) => {
+      const c: Record<string, number> = {};
+      for (let i = 0; i < 4000; i++) { const b = poolScene(new Rng(i), 64, w).background; c[b] = (c[b] ?? 0) + 1; }
+      return c;
+    };
+    const c = count({ gray: 3 });
+    expect(c.gray / 4000).toBeGreaterThan(0.45); // 3 / (3 + 1 + 1 + 1) = 0.5
+    expect(c.gray / 4000).toBeLessThan(0.55);
+    expect(count({ gray: 0 }).gray).toBeUndefined();
+    expect(parseTrainToyArgs(['out', '--pool-background-weights', 'gray=3, white=0.5']).options.poolBackgroundWeights).toEqual({ gray: 3, white: 0.5 });
+    for (const bad of ['grey=3', 'gray', 'gray=-1', 'gray=x']) expect(() => parseTrainToyArgs(['out', '--pool-background-weights', bad])).toThrow(/--pool-background-weights must look like gray=3/);
+  });
+
+  it('rejects weights that name no background or leave none', async () => {
+    await expect(trainToy({ outdir: path.join(tmp, 'bad-w'), preset: 'micro', poolBackgroundWeights: { grey: 1 } as never })).rejects.toThrow(/unknown background 'grey'/);
+    await expect(trainToy({ outdir: path.join(tmp, 'bad-w'), preset: 'micro', poolBackgroundWeights: { gray: 0, white: 0, black: 0, pink: 0 } })).rejects.toThrow(/every background has weight 0/);
   });
 });
 
@@ -175,6 +198,48 @@ describe('trainToy (micro preset, wasm)', () => {
     expect(read(a, 'unet').equals(read(whole, 'unet'))).toBe(false);
     expect(read(a, 'unet').equals(read(b, 'unet'))).toBe(true);
     await expect(trainToy({ ...opts, outdir: path.join(tmp, 'bad-offset'), noiseOffset: -0.1 })).rejects.toThrow(/noiseOffset must be a non-negative number/);
+  });
+
+  it('initFrom fine-tunes a finished folder: decoder only with the encoder frozen, its scaling factor kept', async () => {
+    const opts = { preset: 'micro' as const, vaeBatch: 2, unetBatch: 2, poolSize: 8, checkpointEvery: 100, fp16: false };
+    const base = path.join(tmp, 'init-base');
+    const r0 = await trainToy({ ...opts, outdir: base, seed: 5, vaeSteps: 3, unetSteps: 2 });
+    expect(r0.done).toBe(true);
+    const tensors = async (dir: string) => {
+      const sd = await loadStableDiffusion(dir);
+      const out = new Map(sd.vae.namedParameters().map(([n, p]) => [n, Array.from(p.value.dataSync())] as [string, number[]]));
+      const unet = sd.unet.namedParameters().map(([, p]) => Array.from(p.value.dataSync()));
+      const sf = sd.schedule.scalingFactor;
+      sd.dispose();
+      return { vae: out, unet, sf };
+    };
+    const before = tf.memory().numTensors;
+    const ft = path.join(tmp, 'init-ft');
+    const args = parseTrainToyArgs([ft, '--init', base, '--seed', '9', '--preset', 'micro', '--vae-steps', '3', '--unet-steps', '0', '--vae-freeze-encoder', '--vae-batch', '2', '--no-fp16']);
+    expect(args.options.initFrom).toBe(base);
+    const lines: string[] = [];
+    const r = await trainToy({ ...args.options, log: (l) => lines.push(l) });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(r.done).toBe(true);
+    expect([r.vaeSteps, r.unetSteps]).toEqual([3, 0]);
+    expect(r.scalingFactor).toBe(r0.scalingFactor);
+    expect(lines.some((l) => l.startsWith(`initialised from ${base}`))).toBe(true);
+    const [a, b] = [await tensors(base), await tensors(ft)];
+    expect(b.sf).toBe(r0.scalingFactor);
+    let encoderSame = true;
+    let decoderChanged = false;
+    for (const [n, v] of a.vae) {
+      const same = v.every((x, i) => x === b.vae.get(n)![i]);
+      if (n.startsWith('encoder.') || n.startsWith('quant_conv.')) encoderSame &&= same;
+      else if (!same) decoderChanged = true;
+    }
+    expect(encoderSame).toBe(true);
+    expect(decoderChanged).toBe(true);
+    expect(b.unet.every((v, i) => v.every((x, j) => x === a.unet[i][j]))).toBe(true);
+    // Resuming the fine-tune goes on from its own state; a folder without configs is refused, naming the file.
+    const r2 = await trainToy({ ...args.options, vaeSteps: 4 });
+    expect([r2.vaeSteps, r2.scalingFactor]).toEqual([4, r0.scalingFactor]);
+    await expect(trainToy({ outdir: path.join(tmp, 'init-bad'), preset: 'micro', initFrom: path.join(tmp, 'nowhere') })).rejects.toThrow(/--init .*nowhere: cannot read unet\/config\.json/);
   });
 
   it('dds-weights train-toy stops cleanly on Ctrl-C (SIGINT): checkpoint written, exit code 0, resumable', async () => {
