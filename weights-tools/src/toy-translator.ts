@@ -169,6 +169,9 @@ export async function runTrainToyTranslatorCommand(args: string[], out: (s: stri
       identityWeight,
       checkpointDir: dir,
       checkpointEvery,
+      // The embedded model is recorded by package name, not by this checkout's path (dds translate loads a recorded
+      // folder that exists as the teacher).
+      ...(positionals[0] === undefined ? { teacherSource: '@ddsjs/toy-shapes/model' } : {}),
       ...(resume ? { resumeFrom: dir } : { overwrite: Boolean(v.force) }),
       signal: ctrl.signal,
       onStep: ({ step, loss, etaMs, checkpointed }) => {

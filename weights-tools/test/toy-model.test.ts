@@ -4,6 +4,8 @@
 // The thresholds are the issue's targets where the model meets them; where it does not, the tests assert what the
 // model does reach (see THRESHOLDS in toy-model-sets.ts) so that a regression fails, and
 // packages/toy-shapes/README.md says which targets are unmet.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { type Translator, loadTranslator } from '@ddsjs/dds';
 import { BACKGROUNDS, BACKGROUND_NAMES, colourDistance, defaultTranslatorDir, maskIoU, scenes, segmentShape, toBytes } from '@ddsjs/toy-shapes';
@@ -95,6 +97,13 @@ describe('the shipped toy translator (issue 6)', () => {
     translator = await loadTranslator(dir, shipped());
   });
   afterAll(() => translator?.dispose());
+
+  it('names its teacher by package, not by the path of the checkout it was trained in', () => {
+    // dds translate loads a recorded teacher folder that exists; a trainer's absolute path would point another
+    // checkout at the wrong (or an fp32-less) model.
+    const meta = JSON.parse(fs.readFileSync(path.join(defaultTranslatorDir()!, 'translator.json'), 'utf8'));
+    expect(meta.teacher.source).toBe('@ddsjs/toy-shapes/model');
+  });
 
   it('edits unseen generator pictures in one pass', async () => {
     const before = tf.memory().numTensors;

@@ -354,6 +354,12 @@ export interface TrainTranslatorOptions extends Omit<CreateTranslatorOptions, 's
   clipGradNorm?: number;
   /** Unconditional prompt of the teacher's classifier-free guidance. Default `''`. */
   negativePrompt?: string;
+  /**
+   * What translator.json records as the teacher's `source` (default: `sd.source`, the folder it was loaded from).
+   * A package name such as `'@ddsjs/toy-shapes/model'` keeps a shipped translator from naming the trainer's own
+   * checkout path, which `dds translate` would otherwise try to load as the teacher on another machine.
+   */
+  teacherSource?: string;
   /** Adam β₁, β₂, ε. Default 0.9, 0.999, 1e-8. */
   adam?: { beta1?: number; beta2?: number; eps?: number };
   /** Folder for checkpoints: a translator folder plus the optimiser state, resumable with `resumeFrom`. */
@@ -608,7 +614,7 @@ export async function trainTranslator(sd: StableDiffusion, options: TrainTransla
     const priorSeconds = translator.training?.seconds ?? 0;
     const record: TranslatorTrainingRecord = { step: start, options: trajectory, data: summary, seconds: priorSeconds };
     translator.training = record;
-    translator.teacher = { source: sd.source ?? '', fingerprint };
+    translator.teacher = { source: options.teacherSource ?? sd.source ?? '', fingerprint };
     translator.imageModel = sd;
     const order = new DataOrder(seed, tasks, pools, tasks.map((t) => poolPrompts.indexOf(t.source)), batchSize);
     order.skip(start);

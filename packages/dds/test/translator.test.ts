@@ -303,6 +303,9 @@ describe('trainTranslator', () => {
       expect(meta.studentTimestep).toBe(0);
       expect(meta.training.step).toBe(1);
       expect(meta.teacher.source).toBe(TINY_SD15);
+      const named = await trainTranslator(sd, opts({ steps: 1, studentConfig: SMALL, teacherSource: '@ddsjs/some-model' }));
+      expect(named.teacher?.source).toBe('@ddsjs/some-model');
+      named.dispose();
       expect(meta.teacher.fingerprint.vae).toMatch(/^[0-9a-f]{64}$/);
       expect(parseUNetConfig(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'))).blockOutChannels).toEqual([32, 64]);
       await expect(saveTranslator(tr, dir)).rejects.toThrow(/already holds a translator.*overwrite: true/);
