@@ -16,7 +16,9 @@ import {
   GENERATION_GUIDANCE_SCALE,
   caption,
   captions,
+  colourDistance,
   dominantColour,
+  medianColour,
   maskIoU,
   maskUnion,
   nearestColour,
@@ -136,9 +138,18 @@ export interface EditCase {
   target: string;
   /** The target colour. */
   want: ColourName;
-  /** The colour measured inside the source shape's mask after the edit (`null`: empty mask). */
+  /**
+   * The colour measured inside the source shape's mask after the edit: the shape colour nearest to the region's
+   * median; `null` when the mask is empty or the shape was {@link EditCase.erased | erased}.
+   */
   got: ColourName | null;
-  /** `got === want`. */
+  /**
+   * The region inside the source mask is nearer the picture's background colour than any shape colour: the edit
+   * erased the shape. Never a success — without this rule an erased shape counted as the shape colour nearest the
+   * background (purple on gray and pink, yellow on white, green on black).
+   */
+  erased: boolean;
+  /** `got === want` (so never when erased). */
   success: boolean;
   /** IoU of the edited picture's shape mask (`segmentShape`) with the source mask. */
   iou: number;
@@ -161,6 +172,8 @@ export interface EditReport {
   successRate: number;
   /** Fraction with IoU ≥ 0.7. */
   shapeKeptRate: number;
+  /** Fraction whose shape was erased ({@link EditCase.erased}). */
+  erasedRate: number;
   /** Mean IoU. */
   meanIoU: number;
   /** Mean background change (/255) against the generator picture. */
@@ -243,7 +256,8 @@ export function editTasks(n = 10, seed = 1234): EditTask[] {
 
 /**
  * Edits `n` generator pictures' shape colour with `editImage` (defaults of the DDS notebook unless given) and
- * measures each edit: the colour inside the source mask (`dominantColour`), the IoU of the edited shape
+ * measures each edit: the colour inside the source mask (the shape colour nearest its median, unless the
+ * background colour is nearer: then the shape was erased, {@link EditCase.erased}), the IoU of the edited shape
  * (`segmentShape`) with the source mask, and the background change outside both masks. Returns plain numbers.
  */
 export async function evaluateEdits(sd: StableDiffusion, options: EditEvalOptions = {}): Promise<EditReport> {
@@ -284,12 +298,16 @@ export async function evaluateEdits(sd: StableDiffusion, options: EditEvalOption
     editMs += Date.now() - t1;
     edited.dispose();
     const seg = segmentShape(bytes, w, h);
-    const got = dominantColour(bytes, mask);
+    const inside = medianColour(bytes, mask);
+    const nearest = inside ? nearestColour<ColourName>(inside) : null;
+    const erased = inside !== null && nearest !== null && colourDistance(inside, BACKGROUNDS[t.scene.spec.background]) < nearest.distance;
+    const got = nearest !== null && !erased ? nearest.name : null;
     const c: EditCase = {
       source: t.source,
       target: t.target,
       want: t.want,
       got,
+      erased,
       success: got === t.want,
       iou: maskIoU(seg.mask, mask),
       backgroundChange: backgroundChange(image, bytes, maskUnion(mask, seg.mask)),
@@ -305,6 +323,7 @@ export async function evaluateEdits(sd: StableDiffusion, options: EditEvalOption
     cases,
     successRate: mean((c) => (c.success ? 1 : 0)),
     shapeKeptRate: mean((c) => (c.iou >= 0.7 ? 1 : 0)),
+    erasedRate: mean((c) => (c.erased ? 1 : 0)),
     meanIoU: mean((c) => c.iou),
     meanBackgroundChange: mean((c) => c.backgroundChange),
     meanEditBackgroundChange: mean((c) => c.editBackgroundChange),
@@ -453,12 +472,12 @@ const pct = (x: number) => `${Math.round(x * 100)}%`;
 /** The DDS-vs-SDS comparison as a Markdown table (one row per report). */
 export function formatEditTable(reports: EditReport[]): string {
   const lines = [
-    `| method | target colour reached | shape kept (IoU ≥ 0.7) | mean IoU | background change vs picture (mean, /255) | vs VAE round trip | background kept (< ${BACKGROUND_CHANGE_LIMIT}) | s / edit |`,
-    '|---|---|---|---|---|---|---|---|',
+    `| method | target colour reached | shape kept (IoU ≥ 0.7) | shape erased | mean IoU | background change vs picture (mean, /255) | vs VAE round trip | background kept (< ${BACKGROUND_CHANGE_LIMIT}) | s / edit |`,
+    '|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of reports) {
     lines.push(
-      `| ${r.method} | ${pct(r.successRate)} | ${pct(r.shapeKeptRate)} | ${r.meanIoU.toFixed(2)} | ${r.meanBackgroundChange.toFixed(4)} | ${r.meanEditBackgroundChange.toFixed(4)} | ${pct(r.backgroundKeptRate)} | ${r.secondsPerEdit < 1 ? r.secondsPerEdit.toFixed(2) : r.secondsPerEdit.toFixed(1)} |`,
+      `| ${r.method} | ${pct(r.successRate)} | ${pct(r.shapeKeptRate)} | ${pct(r.erasedRate)} | ${r.meanIoU.toFixed(2)} | ${r.meanBackgroundChange.toFixed(4)} | ${r.meanEditBackgroundChange.toFixed(4)} | ${pct(r.backgroundKeptRate)} | ${r.secondsPerEdit < 1 ? r.secondsPerEdit.toFixed(2) : r.secondsPerEdit.toFixed(1)} |`,
     );
   }
   if (reports.length) lines.push('', `VAE round trip alone (encode → decode, no edit): background change ${reports[0].roundTripBackgroundChange.toFixed(4)}.`);
@@ -476,7 +495,7 @@ export const EVAL_TOY_HELP = `usage: dds-weights eval-toy [<model dir>] [--edits
 Measures a toy-shapes model (default: the embedded one of @ddsjs/toy-shapes): generation on the 12 held-out
 captions (2 seeds each unless --gen-seeds; 50 DDIM steps, guidance ${GENERATION_GUIDANCE_SCALE}: \`dds generate\`'s defaults with the
 embedded model), then DDS and SDS colour edits of N generator pictures (editImage defaults: the model's
-ddsjs_defaults.json — the embedded model's lr 0.01 — else the notebook's 200 steps, lr 0.1, guidance 7.5), and
+ddsjs_defaults.json — the embedded model's lr 0.015 — else the notebook's 200 steps, lr 0.1, guidance 7.5), and
 prints the tables of packages/toy-shapes/README.md.
   --edits N         pictures to edit (default 10)
   --seed N          seed of the pictures and target colours (default 1234)

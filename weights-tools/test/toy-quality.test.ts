@@ -3,7 +3,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
 import { type StableDiffusion, loadStableDiffusion } from '@ddsjs/sd';
-import { COLOUR_NAMES, parseCaption } from '@ddsjs/toy-shapes';
+import { BACKGROUNDS, COLOUR_NAMES, caption, nearestColour, parseCaption, scenes } from '@ddsjs/toy-shapes';
 import { TINY_SD15 } from '../../test-utils';
 import { BACKGROUND_CHANGE_LIMIT, ddsOracleAlignment, editTasks, evaluateEdits, evaluateGeneration, formatEditTable, formatGenerationLine } from '../src/toy-quality';
 import { TOY_TRANSLATOR_TASKS, captionScenes, translatorEditTasks } from '../src/toy-translator';
@@ -124,10 +124,34 @@ describe('custom editors and the translator tasks', () => {
     expect(r.successRate).toBe(0);
     for (const c of r.cases) {
       expect(c.got).toBe(parseCaption(c.source)!.colour);
+      expect(c.erased).toBe(false);
       expect(c.iou).toBeGreaterThan(0.95);
       expect(c.backgroundChange).toBeLessThan(0.003);
     }
     expect(formatEditTable([r])).toMatch(/^\| identity \| 0% \| 100% \|/m);
+  });
+
+  it('an editor that erases the shape is never a success, even where the background is nearest the target colour', async () => {
+    // Gray's nearest shape colour is purple (distance 103): before EditCase.erased, painting the shape over with the
+    // background counted as reaching "purple". Two gray pictures, target purple, the shape painted with the background.
+    expect(nearestColour(BACKGROUNDS.gray).name).toBe('purple');
+    const tasks = scenes(31, 40, { split: 'all' })
+      .filter((p) => p.spec.background === 'gray' && p.spec.colour !== 'purple')
+      .slice(0, 2)
+      .map((p) => ({ scene: p, want: 'purple' as const, source: p.caption, target: caption('purple', p.spec.shape, 'gray') }));
+    expect(tasks).toHaveLength(2);
+    const erase = (_x: tf.Tensor4D, t: (typeof tasks)[number]) => {
+      const { image, mask, width, height } = t.scene;
+      const out = new Float32Array(image.length);
+      for (let i = 0; i < image.length; i++) out[i] = (mask[Math.floor(i / 3)] ? BACKGROUNDS.gray[i % 3] : image[i]) / 255;
+      return tf.tensor4d(out, [1, height, width, 3]);
+    };
+    const before = tf.memory().numTensors;
+    const r = await evaluateEdits(sd, { tasks, method: { label: 'eraser', edit: erase } });
+    expect(tf.memory().numTensors).toBe(before);
+    for (const c of r.cases) expect([c.erased, c.got, c.success]).toEqual([true, null, false]);
+    expect([r.successRate, r.erasedRate]).toEqual([0, 1]);
+    expect(formatEditTable([r])).toMatch(/^\| eraser \| 0% \| 0% \| 100% \|/m);
   });
 });
 
