@@ -37,6 +37,8 @@ export {
   evaluateGeneration,
   evaluateEdits,
   editTasks,
+  summariseEdits,
+  reportsByBackground,
   formatEditTable,
   formatGenerationLine,
   runEvalToyCommand,

@@ -7,6 +7,8 @@ import { type BackendName, initBackend } from '@ddsjs/nn';
 import { type StableDiffusion, loadStableDiffusion } from '@ddsjs/sd';
 import { DEFAULT_GUIDANCE_SCALE, ddsGrad, editImage } from '@ddsjs/dds';
 import {
+  BACKGROUND_NAMES,
+  type BackgroundName,
   BACKGROUNDS,
   COLOUR_NAMES,
   type ColourName,
@@ -136,6 +138,8 @@ export interface EditCase {
   source: string;
   /** Target prompt (the same with another shape colour). */
   target: string;
+  /** The picture's background (see {@link reportsByBackground}). */
+  background: BackgroundName;
   /** The target colour. */
   want: ColourName;
   /**
@@ -160,6 +164,10 @@ export interface EditCase {
    * masks: what the edit itself changed, without the autoencoder's own reconstruction error.
    */
   editBackgroundChange: number;
+  /** Mean |Δ| / 255 between the generator picture and its VAE round trip, outside both masks (the edit's floor). */
+  roundTripBackgroundChange: number;
+  /** Wall-clock seconds of the edit (and reading its pixels). */
+  seconds: number;
 }
 
 /** Aggregates of a list of {@link EditCase}s. */
@@ -266,8 +274,6 @@ export async function evaluateEdits(sd: StableDiffusion, options: EditEvalOption
   const tasks = options.tasks ?? editTasks(options.n ?? 10, seed);
   if (tasks.length === 0) throw new Error('evaluateEdits: no pictures to edit');
   const cases: EditCase[] = [];
-  let roundTrip = 0;
-  let editMs = 0;
   for (const t of tasks) {
     const { width: w, height: h, image, mask } = t.scene;
     const x = sceneInput(t.scene);
@@ -275,7 +281,7 @@ export async function evaluateEdits(sd: StableDiffusion, options: EditEvalOption
     const rtBytes = toBytes((await rt.data()) as Float32Array);
     rt.dispose();
     const rtMask = segmentShape(rtBytes, w, h).mask;
-    roundTrip += backgroundChange(image, rtBytes, maskUnion(mask, rtMask));
+    const roundTripBackgroundChange = backgroundChange(image, rtBytes, maskUnion(mask, rtMask));
     const t1 = Date.now();
     let edited: tf.Tensor4D;
     if (typeof method === 'object') {
@@ -295,7 +301,7 @@ export async function evaluateEdits(sd: StableDiffusion, options: EditEvalOption
     }
     x.dispose();
     const bytes = toBytes((await edited.data()) as Float32Array);
-    editMs += Date.now() - t1;
+    const seconds = (Date.now() - t1) / 1000;
     edited.dispose();
     const seg = segmentShape(bytes, w, h);
     const inside = medianColour(bytes, mask);
@@ -305,6 +311,7 @@ export async function evaluateEdits(sd: StableDiffusion, options: EditEvalOption
     const c: EditCase = {
       source: t.source,
       target: t.target,
+      background: t.scene.spec.background,
       want: t.want,
       got,
       erased,
@@ -312,14 +319,22 @@ export async function evaluateEdits(sd: StableDiffusion, options: EditEvalOption
       iou: maskIoU(seg.mask, mask),
       backgroundChange: backgroundChange(image, bytes, maskUnion(mask, seg.mask)),
       editBackgroundChange: backgroundChange(rtBytes, bytes, maskUnion(maskUnion(mask, rtMask), seg.mask)),
+      roundTripBackgroundChange,
+      seconds,
     };
     cases.push(c);
     options.onCase?.(c, cases.length, tasks.length);
   }
+  return summariseEdits(typeof method === 'object' ? method.label : method.toUpperCase(), cases);
+}
+
+/** The {@link EditReport} of `cases` (at least one) under the row label `method`. */
+export function summariseEdits(method: string, cases: EditCase[]): EditReport {
   const n = cases.length;
+  if (n === 0) throw new Error('summariseEdits: no cases');
   const mean = (f: (c: EditCase) => number) => cases.reduce((a, c) => a + f(c), 0) / n;
   return {
-    method: typeof method === 'object' ? method.label : method.toUpperCase(),
+    method,
     cases,
     successRate: mean((c) => (c.success ? 1 : 0)),
     shapeKeptRate: mean((c) => (c.iou >= 0.7 ? 1 : 0)),
@@ -328,9 +343,20 @@ export async function evaluateEdits(sd: StableDiffusion, options: EditEvalOption
     meanBackgroundChange: mean((c) => c.backgroundChange),
     meanEditBackgroundChange: mean((c) => c.editBackgroundChange),
     backgroundKeptRate: mean((c) => (c.editBackgroundChange < BACKGROUND_CHANGE_LIMIT ? 1 : 0)),
-    secondsPerEdit: editMs / 1000 / n,
-    roundTripBackgroundChange: roundTrip / n,
+    secondsPerEdit: mean((c) => c.seconds),
+    roundTripBackgroundChange: mean((c) => c.roundTripBackgroundChange),
   };
+}
+
+/**
+ * `report` split by the pictures' background, in `BACKGROUND_NAMES` order (backgrounds without a picture are
+ * left out); row labels `"<method> on <background> (<n>)"`, e.g. `"DDS on gray (8)"`. Plain numbers.
+ */
+export function reportsByBackground(report: EditReport): EditReport[] {
+  return BACKGROUND_NAMES.flatMap((b) => {
+    const cases = report.cases.filter((c) => c.background === b);
+    return cases.length ? [summariseEdits(`${report.method} on ${b} (${cases.length})`, cases)] : [];
+  });
 }
 
 /** Options of {@link ddsOracleAlignment}. */
@@ -480,7 +506,10 @@ export function formatEditTable(reports: EditReport[]): string {
       `| ${r.method} | ${pct(r.successRate)} | ${pct(r.shapeKeptRate)} | ${pct(r.erasedRate)} | ${r.meanIoU.toFixed(2)} | ${r.meanBackgroundChange.toFixed(4)} | ${r.meanEditBackgroundChange.toFixed(4)} | ${pct(r.backgroundKeptRate)} | ${r.secondsPerEdit < 1 ? r.secondsPerEdit.toFixed(2) : r.secondsPerEdit.toFixed(1)} |`,
     );
   }
-  if (reports.length) lines.push('', `VAE round trip alone (encode → decode, no edit): background change ${reports[0].roundTripBackgroundChange.toFixed(4)}.`);
+  // One footnote when the rows measured the same pictures (DDS vs SDS); per row otherwise (reportsByBackground).
+  const trips = [...new Set(reports.map((r) => r.roundTripBackgroundChange.toFixed(4)))];
+  if (trips.length === 1) lines.push('', `VAE round trip alone (encode → decode, no edit): background change ${trips[0]}.`);
+  else if (trips.length > 1) lines.push('', `VAE round trip alone (encode → decode, no edit), background change: ${reports.map((r) => `${r.method} ${r.roundTripBackgroundChange.toFixed(4)}`).join('; ')}.`);
   return lines.join('\n');
 }
 
@@ -496,7 +525,7 @@ Measures a toy-shapes model (default: the embedded one of @ddsjs/toy-shapes): ge
 captions (2 seeds each unless --gen-seeds; 50 DDIM steps, guidance ${GENERATION_GUIDANCE_SCALE}: \`dds generate\`'s defaults with the
 embedded model), then DDS and SDS colour edits of N generator pictures (editImage defaults: the model's
 ddsjs_defaults.json — the embedded model's lr 0.015 — else the notebook's 200 steps, lr 0.1, guidance 7.5), and
-prints the tables of packages/toy-shapes/README.md.
+prints the tables of packages/toy-shapes/README.md (then the edit table split by background).
   --edits N         pictures to edit (default 10)
   --seed N          seed of the pictures and target colours (default 1234)
   --gen-seed N      first generation seed (default 0; 2 = the validation set the shipped weights were chosen on)
@@ -567,6 +596,9 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
     const reports = [await evaluateEdits(sd, { ...opts, method: 'dds', onCase: progress('dds edit') })];
     if (!v['no-sds']) reports.push(await evaluateEdits(sd, { ...opts, method: 'sds', onCase: progress('sds edit') }));
     out(formatEditTable(reports));
+    out('');
+    out('Per background:');
+    out(formatEditTable(reports.flatMap(reportsByBackground)));
   } finally {
     sd.dispose();
   }

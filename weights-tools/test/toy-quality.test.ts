@@ -5,7 +5,7 @@ import { initBackend } from '@ddsjs/nn';
 import { type StableDiffusion, loadStableDiffusion } from '@ddsjs/sd';
 import { BACKGROUNDS, COLOUR_NAMES, caption, nearestColour, parseCaption, scenes } from '@ddsjs/toy-shapes';
 import { TINY_SD15 } from '../../test-utils';
-import { BACKGROUND_CHANGE_LIMIT, ddsOracleAlignment, editTasks, evaluateEdits, evaluateGeneration, formatEditTable, formatGenerationLine } from '../src/toy-quality';
+import { BACKGROUND_CHANGE_LIMIT, ddsOracleAlignment, editTasks, evaluateEdits, evaluateGeneration, formatEditTable, formatGenerationLine, reportsByBackground, summariseEdits } from '../src/toy-quality';
 import { TOY_TRANSLATOR_TASKS, captionScenes, translatorEditTasks } from '../src/toy-translator';
 
 jest.setTimeout(300_000);
@@ -151,7 +151,27 @@ describe('custom editors and the translator tasks', () => {
     expect(tf.memory().numTensors).toBe(before);
     for (const c of r.cases) expect([c.erased, c.got, c.success]).toEqual([true, null, false]);
     expect([r.successRate, r.erasedRate]).toEqual([0, 1]);
-    expect(formatEditTable([r])).toMatch(/^\| eraser \| 0% \| 0% \| 100% \|/m);
+    expect(formatEditTable([r])).toMatch(/^\| eraser \| 0% \| 0% \| 100% \|/m);    const [gray, ...rest] = reportsByBackground(r);
+    expect(rest).toHaveLength(0);
+    expect(gray.method).toBe('eraser on gray (2)');
+    expect([gray.successRate, gray.erasedRate, gray.meanIoU]).toEqual([r.successRate, r.erasedRate, r.meanIoU]);
+  });
+
+  it('reportsByBackground splits a report by the pictures\' backgrounds and its rows add up to the whole', () => {
+    const mk = (background: 'white' | 'gray' | 'black', success: boolean, iou: number) => ({
+      source: 's', target: 't', background, want: 'red' as const, got: success ? ('red' as const) : null, erased: !success,
+      success, iou, backgroundChange: 0.01, editBackgroundChange: 0.02, roundTripBackgroundChange: 0.01, seconds: 2,
+    });
+    const all = summariseEdits('DDS', [mk('gray', false, 0.1), mk('white', true, 0.8), mk('gray', true, 0.5), mk('black', true, 0.9)]);
+    expect([all.successRate, all.erasedRate, all.meanIoU, all.shapeKeptRate, all.secondsPerEdit]).toEqual([0.75, 0.25, 0.575, 0.5, 2]);
+    const parts = reportsByBackground(all);
+    expect(parts.map((p) => p.method)).toEqual(['DDS on white (1)', 'DDS on black (1)', 'DDS on gray (2)']);
+    expect(parts[2].successRate).toBe(0.5);
+    expect(parts[2].meanIoU).toBeCloseTo(0.3, 12);
+    expect(parts.reduce((a, p) => a + p.cases.length * p.meanIoU, 0) / 4).toBeCloseTo(all.meanIoU, 12);
+    expect(formatEditTable(parts)).toMatch(/^\| DDS on gray \(2\) \| 50% \| 0% \| 50% \| 0\.30 \|/m);
+    expect(formatEditTable(parts)).toMatch(/no edit\): background change 0\.0100\.$/m);
+    expect(() => summariseEdits('x', [])).toThrow(/no cases/);
   });
 });
 
