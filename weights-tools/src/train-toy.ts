@@ -214,6 +214,16 @@ export interface TrainToyOptions {
    * cell's mean RGB (default 0 = off). Makes the encoder carry colour explicitly.
    */
   vaeLatentColourWeight?: number;
+  /**
+   * Weight of the latent foreground term (default 0 = off): MSE between latent channel 3 of the posterior mean and
+   * `vaeLatentMaskLevel · (2·coverage − 1)`, coverage = the fraction of each latent cell the shape covers. It gives the
+   * latent a foreground channel, so that every shape colour lies on the same side of every background there: without
+   * it, colours on opposite sides of a background in the colour channels (green and red around gray) make "the shape
+   * is elsewhere" a likelier reading of a recoloured latent than "the shape changed colour" (see the package README).
+   */
+  vaeLatentMaskWeight?: number;
+  /** The latent foreground term's level: channel 3 → +level on the shape, −level on the background (default 2). */
+  vaeLatentMaskLevel?: number;
   /** Train only the VAE decoder (and post_quant_conv): the latents stay as they are (default false). */
   vaeFreezeEncoder?: boolean;
   /**
@@ -548,6 +558,8 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
     vaeLowFreqWeight: options.vaeLowFreqWeight ?? 4,
     vaeFreezeEncoder: options.vaeFreezeEncoder ?? false,
     vaeLatentColourWeight: options.vaeLatentColourWeight ?? 0,
+    vaeLatentMaskWeight: options.vaeLatentMaskWeight ?? 0,
+    vaeLatentMaskLevel: options.vaeLatentMaskLevel ?? 2,
     captionDropout: options.captionDropout ?? 0.1,
     noiseOffset: options.noiseOffset ?? 0,
     gradClip: options.gradClip ?? 1,
@@ -573,6 +585,8 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
   checkPositive(o.gradClip, 'gradClip');
   checkPositive(o.shapeWeight, 'shapeWeight');
   if (!(o.klWeight >= 0)) throw new Error(`train-toy: klWeight must be ≥ 0, got ${o.klWeight}`);
+  if (!(o.vaeLatentMaskWeight >= 0 && Number.isFinite(o.vaeLatentMaskWeight))) throw new Error(`train-toy: vaeLatentMaskWeight must be a non-negative number, got ${o.vaeLatentMaskWeight}`);
+  if (!Number.isFinite(o.vaeLatentMaskLevel)) throw new Error(`train-toy: vaeLatentMaskLevel must be a finite number, got ${o.vaeLatentMaskLevel}`);
   if (!(o.noiseOffset >= 0 && Number.isFinite(o.noiseOffset))) throw new Error(`train-toy: noiseOffset must be a non-negative number, got ${o.noiseOffset}`);
   if (!(o.captionDropout >= 0 && o.captionDropout < 1)) throw new Error(`train-toy: captionDropout must be in [0, 1), got ${o.captionDropout}`);
   if (options.timeBudgetSeconds !== undefined) checkPositive(options.timeBudgetSeconds, 'timeBudgetSeconds');
@@ -766,6 +780,15 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
           const first3 = tf.slice(mean, [0, 0, 0, 0], [o.vaeBatch, mean.shape[1], mean.shape[2], 3]);
           loss = tf.add(loss, tf.mul(tf.mean(tf.squaredDifference(first3, tf.mul(cells, 2))), o.vaeLatentColourWeight));
         }
+        if (o.vaeLatentMaskWeight > 0) {
+          // Latent foreground term: channel 3 of the posterior mean holds the shape's coverage of each cell, ±level.
+          const [, lh, lw, lc] = mean.shape;
+          if (lc < 4) throw new Error(`train-toy: vaeLatentMaskWeight needs ≥ 4 latent channels, the VAE has ${lc}`);
+          const cov = blockMean(tf.tensor4d(b.masks, [o.vaeBatch, size, size, 1]), size / lh);
+          const ch3 = tf.slice(mean, [0, 0, 0, 3], [o.vaeBatch, lh, lw, 1]);
+          const want = tf.mul(tf.sub(tf.mul(cov, 2), 1), o.vaeLatentMaskLevel);
+          loss = tf.add(loss, tf.mul(tf.mean(tf.squaredDifference(ch3, want)), o.vaeLatentMaskWeight));
+        }
         if (o.vaeLowFreqWeight > 0) {
           // Colour term: MSE of 4×4-pixel block means. Flat colours
           // are what this world is made of, and per-pixel MSE learned them slowly (every shape brownish at 600 steps).
@@ -920,6 +943,8 @@ state, the Adam moments and loss.jsonl. Rerunning the same command resumes from 
   --shape-weight X     weight of shape pixels in the VAE loss (default 5)
   --vae-colour-weight X weight of the VAE's 4x4 block-mean colour term (default 4; 0 = off)
   --vae-latent-colour-weight X  weight of the term tying latent channels 0-2 to each cell's mean RGB (default 0)
+  --vae-latent-mask-weight X  weight of the term tying latent channel 3 to the shape's coverage of each cell (default 0)
+  --vae-latent-mask-level X   that channel's value on the shape (+X) and the background (-X) (default 2)
   --vae-freeze-encoder train only the VAE decoder (the latents, and a UNet trained on them, stay valid)
   --init DIR           start from the weights and configs of the diffusers folder DIR (fine-tuning; e.g. the
                        decoder of a finished model with --vae-freeze-encoder --unet-steps 0, keeping its scaling_factor)
@@ -965,7 +990,7 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
   const flags = {
     preset: { type: 'string' }, seed: { type: 'string' }, 'vae-steps': { type: 'string' }, 'unet-steps': { type: 'string' },
     'vae-batch': { type: 'string' }, 'unet-batch': { type: 'string' }, 'vae-lr': { type: 'string' }, 'unet-lr': { type: 'string' },
-    'pool-size': { type: 'string' }, 'shape-weight': { type: 'string' }, 'vae-logvar-init': { type: 'string' }, 'vae-colour-weight': { type: 'string' }, 'vae-freeze-encoder': { type: 'boolean' }, 'vae-latent-colour-weight': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'keep-checkpoints': { type: 'boolean' }, 'time-budget': { type: 'string' }, 'noise-offset': { type: 'string' },
+    'pool-size': { type: 'string' }, 'shape-weight': { type: 'string' }, 'vae-logvar-init': { type: 'string' }, 'vae-colour-weight': { type: 'string' }, 'vae-freeze-encoder': { type: 'boolean' }, 'vae-latent-colour-weight': { type: 'string' }, 'vae-latent-mask-weight': { type: 'string' }, 'vae-latent-mask-level': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'keep-checkpoints': { type: 'boolean' }, 'time-budget': { type: 'string' }, 'noise-offset': { type: 'string' },
     init: { type: 'string' }, 'pool-background-weights': { type: 'string' }, backend: { type: 'string' }, force: { type: 'boolean' }, 'no-fp16': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   } as const;
   let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
@@ -1013,6 +1038,8 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
       vaeLowFreqWeight: num('vae-colour-weight', false),
       vaeFreezeEncoder: v['vae-freeze-encoder'] === true,
       vaeLatentColourWeight: num('vae-latent-colour-weight', false),
+      vaeLatentMaskWeight: num('vae-latent-mask-weight', false),
+      vaeLatentMaskLevel: num('vae-latent-mask-level', false),
       checkpointEvery: num('checkpoint-every', true),
       keepCheckpoints: v['keep-checkpoints'] === true,
       timeBudgetSeconds: num('time-budget', false),

@@ -13,7 +13,7 @@ import {
   parseUNetConfig,
   parseVaeConfig,
 } from '@ddsjs/sd';
-import { Rng, sampleScene } from '@ddsjs/toy-shapes';
+import { Rng, renderScene, sampleScene } from '@ddsjs/toy-shapes';
 import { TRAIN_TOY_HELP, formatTrainProgress, parseTrainToyArgs, poolScene, runTrainToyCommand, toyConfigs, trainToy } from '../src/train-toy';
 
 let tmp: string;
@@ -198,6 +198,30 @@ describe('trainToy (micro preset, wasm)', () => {
     expect(read(a, 'unet').equals(read(whole, 'unet'))).toBe(false);
     expect(read(a, 'unet').equals(read(b, 'unet'))).toBe(true);
     await expect(trainToy({ ...opts, outdir: path.join(tmp, 'bad-offset'), noiseOffset: -0.1 })).rejects.toThrow(/noiseOffset must be a non-negative number/);
+  });
+
+  it('--vae-latent-mask-weight gives the latent a foreground channel: channel 3 ≈ +level on the shape, −level off it', async () => {
+    expect(parseTrainToyArgs(['out', '--vae-latent-mask-weight', '4', '--vae-latent-mask-level', '1.5']).options).toMatchObject({ vaeLatentMaskWeight: 4, vaeLatentMaskLevel: 1.5 });
+    await expect(trainToy({ outdir: path.join(tmp, 'bad-mask'), preset: 'micro', vaeLatentMaskWeight: -1 })).rejects.toThrow(/vaeLatentMaskWeight must be a non-negative number/);
+    await expect(trainToy({ outdir: path.join(tmp, 'bad-mask'), preset: 'micro', vaeLatentMaskLevel: NaN })).rejects.toThrow(/vaeLatentMaskLevel must be a finite number/);
+    // Channel 3 of the posterior mean at the shape's centre cell minus at a corner cell (background), for a square
+    // covering the middle of a 16×16 picture: the term should make it ≈ 2 × level; without it nothing ties it.
+    const contrast = async (dir: string) => {
+      const sd = await loadStableDiffusion(dir);
+      const sc = renderScene({ shape: 'square', colour: 'red', background: 'gray', cx: 8, cy: 8, radius: 5, width: 16, height: 16 });
+      const d = tf.tidy(() => sd.vae.encode(tf.sub(tf.div(tf.tensor4d(Float32Array.from(sc.image), [1, 16, 16, 3]), 127.5), 1) as tf.Tensor4D).mean.dataSync());
+      sd.dispose();
+      return d[(4 * 8 + 4) * 4 + 3] - d[3];
+    };
+    const opts = { preset: 'micro' as const, seed: 4, vaeSteps: 40, unetSteps: 0, vaeBatch: 4, vaeLr: 3e-3, checkpointEvery: 100, fp16: false };
+    const [off, on] = [path.join(tmp, 'mask-off'), path.join(tmp, 'mask-on')];
+    expect((await trainToy({ ...opts, outdir: off })).done).toBe(true);
+    const before = tf.memory().numTensors;
+    expect((await trainToy({ ...opts, outdir: on, vaeLatentMaskWeight: 20, vaeLatentMaskLevel: 1 })).done).toBe(true);
+    expect(tf.memory().numTensors).toBe(before);
+    const [cOff, cOn] = [await contrast(off), await contrast(on)];
+    expect(cOn).toBeGreaterThan(1);
+    expect(cOn).toBeGreaterThan(cOff + 0.5);
   });
 
   it('initFrom fine-tunes a finished folder: decoder only with the encoder frozen, its scaling factor kept', async () => {

@@ -28,7 +28,7 @@ export const EDIT: CommandSpec = {
     ...common,
     method: { type: 'string', arg: 'dds|sds', help: 'score to optimise', default: 'dds' },
     steps: { type: 'string', arg: 'N', help: "optimisation steps (default: the model's ddsjs_defaults.json, else 200)" },
-    lr: { type: 'string', arg: 'X', help: "SGD learning rate (default: the model's ddsjs_defaults.json, else 0.1; the embedded model's 0.015)" },
+    lr: { type: 'string', arg: 'X', help: "SGD learning rate (default: the model's ddsjs_defaults.json, else 0.1; the embedded model's 0.005)" },
     guidance: { type: 'string', arg: 'X', help: "classifier-free guidance scale (default: the model's ddsjs_defaults.json, else 7.5)" },
     seed: { type: 'string', arg: 'N', help: 'random seed (timesteps and noise)', default: '0' },
     size: { type: 'string', arg: 'PX', help: "centre-crop and resize the picture to PX×PX (multiple of 8; default: the model's native size, as diffusers)" },

@@ -133,7 +133,7 @@ test('dds edit without --model edits on the embedded toy model at its native 64Ã
   expect(r.stderr).not.toMatch(/at .*\.js:\d+/);
   expect(r.code).toBe(0);
   // The embedded model's own editing lr (its ddsjs_defaults.json); the notebook's guidance; --steps given.
-  expect(r.stderr).toMatch(/^dds: 4 steps, lr 0\.015, guidance 7\.5 \(lr from .*ddsjs_defaults\.json\)$/m);
+  expect(r.stderr).toMatch(/^dds: 4 steps, lr 0\.005, guidance 7\.5 \(lr from .*ddsjs_defaults\.json\)$/m);
   const meta = await sharp(path.join(tmp, 'toy.png')).metadata();
   expect([meta.width, meta.height]).toEqual([64, 64]);
   const strip = await sharp(path.join(tmp, 'toy-steps.png')).metadata();
