@@ -623,6 +623,9 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
   if (o.unetSteps > 0 && state.unetStep === 0 && state.vaeStep > o.vaeSteps) {
     log(`note: the VAE already has ${state.vaeStep} steps (more than vaeSteps ${o.vaeSteps})`);
   }
+  if (o.vaeLatentMaskWeight > 0 && vaeCfg.latentChannels < 4) {
+    throw new Error(`train-toy: vaeLatentMaskWeight needs ≥ 4 latent channels, the VAE has ${vaeCfg.latentChannels}`);
+  }
   if (state.unetStep > 0 && o.vaeSteps > state.vaeStep) {
     throw new Error(`train-toy: UNet training has started (step ${state.unetStep}); the VAE cannot be trained further (vaeSteps ${o.vaeSteps} > ${state.vaeStep})`);
   }
@@ -763,13 +766,14 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
     const vaeOk = await runPhase('vae', vae, o.vaeSteps, (step) => {
       const b = makeBatch(seed, 'vae', options.fixedBatch ? 0 : step, o.vaeBatch, size, table, 0, emptyIndex);
       const x = tf.tensor4d(b.pixels, [o.vaeBatch, size, size, 3]);
+      const masks = tf.tensor4d(b.masks, [o.vaeBatch, size, size, 1]);
       const r = tf.variableGrads(() => {
         const { mean, std, logvar } = vae.encode(x);
         const z = tf.add(mean, tf.mul(std, tf.randomNormal(mean.shape, 0, 1, 'float32', tfSeed(b.noiseSeed)))) as tf.Tensor4D;
         const y = vae.decode(z);
         // Shape pixels weigh `shapeWeight` times the background's (the shape is ~10% of the picture, and its
         // colour is what edits change); normalised so the weights average 1 over the batch.
-        const w = tf.add(1, tf.mul(tf.tensor4d(b.masks, [o.vaeBatch, size, size, 1]), o.shapeWeight - 1));
+        const w = tf.add(1, tf.mul(masks, o.shapeWeight - 1));
         const rec = tf.div(tf.mean(tf.mul(tf.squaredDifference(y, x), w)), tf.mean(w));
         const kl = tf.mul(0.5, tf.mean(tf.sub(tf.add(tf.square(mean), tf.exp(logvar)), tf.add(logvar, 1))));
         let loss = tf.add(rec, tf.mul(kl, o.klWeight));
@@ -782,9 +786,8 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
         }
         if (o.vaeLatentMaskWeight > 0) {
           // Latent foreground term: channel 3 of the posterior mean holds the shape's coverage of each cell, ±level.
-          const [, lh, lw, lc] = mean.shape;
-          if (lc < 4) throw new Error(`train-toy: vaeLatentMaskWeight needs ≥ 4 latent channels, the VAE has ${lc}`);
-          const cov = blockMean(tf.tensor4d(b.masks, [o.vaeBatch, size, size, 1]), size / lh);
+          const [, lh, lw] = mean.shape;
+          const cov = blockMean(masks, size / lh);
           const ch3 = tf.slice(mean, [0, 0, 0, 3], [o.vaeBatch, lh, lw, 1]);
           const want = tf.mul(tf.sub(tf.mul(cov, 2), 1), o.vaeLatentMaskLevel);
           loss = tf.add(loss, tf.mul(tf.mean(tf.squaredDifference(ch3, want)), o.vaeLatentMaskWeight));
@@ -796,7 +799,7 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
         }
         return loss as tf.Scalar;
       }, vae.trainableVariables());
-      x.dispose();
+      tf.dispose([x, masks]);
       return { loss: r.value, grads: r.grads };
     }, () => o.vaeLr);
     result.vaeSteps = state.vaeStep;

@@ -14,6 +14,7 @@ import {
   parseVaeConfig,
 } from '@ddsjs/sd';
 import { Rng, renderScene, sampleScene } from '@ddsjs/toy-shapes';
+import { sceneInput } from '../src/toy-quality';
 import { TRAIN_TOY_HELP, formatTrainProgress, parseTrainToyArgs, poolScene, runTrainToyCommand, toyConfigs, trainToy } from '../src/train-toy';
 
 let tmp: string;
@@ -209,9 +210,12 @@ describe('trainToy (micro preset, wasm)', () => {
     const contrast = async (dir: string) => {
       const sd = await loadStableDiffusion(dir);
       const sc = renderScene({ shape: 'square', colour: 'red', background: 'gray', cx: 8, cy: 8, radius: 5, width: 16, height: 16 });
-      const d = tf.tidy(() => sd.vae.encode(tf.sub(tf.div(tf.tensor4d(Float32Array.from(sc.image), [1, 16, 16, 3]), 127.5), 1) as tf.Tensor4D).mean.dataSync());
+      const mean = tf.tidy(() => sd.vae.encode(sceneInput(sc)).mean);
+      const [, , w, c] = mean.shape;
+      const d = mean.dataSync();
+      tf.dispose(mean);
       sd.dispose();
-      return d[(4 * 8 + 4) * 4 + 3] - d[3];
+      return d[(4 * w + 4) * c + 3] - d[3];
     };
     const opts = { preset: 'micro' as const, seed: 4, vaeSteps: 40, unetSteps: 0, vaeBatch: 4, vaeLr: 3e-3, checkpointEvery: 100, fp16: false };
     const [off, on] = [path.join(tmp, 'mask-off'), path.join(tmp, 'mask-on')];
