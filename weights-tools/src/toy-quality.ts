@@ -525,7 +525,7 @@ Measures a toy-shapes model (default: the embedded one of @ddsjs/toy-shapes): ge
 captions (2 seeds each unless --gen-seeds; 50 DDIM steps, guidance ${GENERATION_GUIDANCE_SCALE}: \`dds generate\`'s defaults with the
 embedded model), then DDS and SDS colour edits of N generator pictures (editImage defaults: the model's
 ddsjs_defaults.json — the embedded model's lr 0.005 — else the notebook's 200 steps, lr 0.1, guidance 7.5), and
-prints the tables of packages/toy-shapes/README.md (then the edit table split by background).
+prints the tables of docs/notes/2026-12-toy-model-log.md (then the edit table split by background).
   --edits N         pictures to edit (default 10)
   --seed N          seed of the pictures and target colours (default 1234)
   --gen-seed N      first generation seed (default 0; 2 = the validation set the shipped weights were chosen on)

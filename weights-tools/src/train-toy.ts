@@ -73,7 +73,7 @@ const PRESET_ARCH: Record<ToyPreset, PresetArch> = {
  *   attention at 16×16 on top of the toy UNet's levels (cross-attention at 8×8 and 4×4, plain at 2×2). Measured on
  *   wasm, batch 16, fwd+bwd: 2.6 s/step against the toy UNet's 2.1 s (putting the toy UNet itself at 16×16 costs
  *   6.9 s, most of it attention over 256 positions; without attention at 16×16, 3.7 s). Not shipped (yet): see
- *   packages/toy-shapes/README.md, "16×16 latents".
+ *   docs/notes/2026-12-toy-model-log.md, "16×16 latents".
  * - `'micro'` (tests): 16×16 pictures, VAE [32, 32] → 8×8×4, UNet [32, 32], text hidden 32 with 1 layer.
  */
 export function toyConfigs(preset: ToyPreset = 'toy'): RawComponentConfigs {

@@ -1,6 +1,6 @@
 // Issue 5's measured editing quality of the embedded toy model (@ddsjs/toy-shapes/model, fp16): DDS colour edits of
 // generator pictures against SDS on the same pictures (the paper's claim). The table is printed (it is the one in
-// packages/toy-shapes/README.md and the README). Bounds: THRESHOLDS in toy-model-sets.ts.
+// docs/notes/2026-12-toy-model-log.md and the README). Bounds: THRESHOLDS in toy-model-sets.ts.
 import * as tf from '@tensorflow/tfjs';
 import { type EditReport, evaluateEdits, formatEditTable } from '../src/toy-quality';
 import { EDIT_SET, THRESHOLDS, useShippedToyModel, log } from './toy-model-sets';
@@ -38,7 +38,7 @@ describe('the embedded toy model edits (issue 5)', () => {
     // The paper's claim, same pictures, steps, lr (the model's 0.005) and seed: SDS keeps the shape worse than DDS
     // (IoU 0.77 vs 0.82), erases it more often (3 of 30 vs 1) and reaches the target colour less often (57 % vs
     // 83 %). (On this flat-colour world SDS changes the background no more than DDS — 0.0181 vs 0.0176 — so that
-    // half is printed, not asserted; packages/toy-shapes/README.md says why.)
+    // half is printed, not asserted; docs/notes/2026-12-toy-model-log.md says why.)
     expect(sds.meanIoU).toBeLessThan(dds.meanIoU);
     expect(sds.successRate).toBeLessThan(dds.successRate);
     expect(sds.erasedRate).toBeGreaterThan(dds.erasedRate);

@@ -26,7 +26,7 @@ export const THRESHOLDS = {
 
 /**
  * The measurement sets. 10 edits and 2 seeds per caption (what `dds-weights eval-toy` does by default) proved too
- * few: one checkpoint to the next moved them by 10–20 points (packages/toy-shapes/README.md), so the test uses 30
+ * few: one checkpoint to the next moved them by 10–20 points (docs/notes/2026-12-toy-model-log.md), so the test uses 30
  * edits and 8 seeds per held-out caption, disjoint from the validation set the shipped weights were chosen on
  * (generation seeds 2–3, edit seed 999). `dds-weights eval-toy --gen-seed 4 --gen-seeds 8 --seed 2024 --edits 30`
  * prints the same tables.
@@ -53,7 +53,7 @@ export function useShippedToyModel(): () => StableDiffusion {
   };
 }
 
-/** Prints a line to the test output (the tables of packages/toy-shapes/README.md). */
+/** Prints a line to the test output (the tables of docs/notes/2026-12-toy-model-log.md). */
 export const log = (s: string): void => {
   process.stdout.write(`${s}\n`);
 };

@@ -1,9 +1,9 @@
 // Issue 5's measured quality of the embedded toy model (@ddsjs/toy-shapes/model, fp16) — generation on held-out
 // captions — and issue 6's shipped toy translator (one-pass translation). DDS vs SDS edits, the paper's claim, are
-// in toy-model-edits.test.ts. The tables are printed (they are the ones in packages/toy-shapes/README.md and docs/).
+// in toy-model-edits.test.ts. The tables are printed (they are the ones in docs/notes/2026-12-toy-model-log.md and docs/).
 // The thresholds are the issue's targets where the model meets them; where it does not, the tests assert what the
 // model does reach (see THRESHOLDS in toy-model-sets.ts) so that a regression fails, and
-// packages/toy-shapes/README.md says which targets are unmet.
+// docs/notes/2026-12-toy-model-log.md says which targets are unmet.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -30,7 +30,7 @@ describe('the embedded toy model (issue 5)', () => {
   it('round-trips pictures of every background through the VAE: shapes kept, no stripe inside the picture', async () => {
     // 240 pictures of scenes(77): per background, the mean IoU of the decoded shape with the true mask, and per
     // column the mean RGB distance from the background outside the shape. The decoder before its last fine-tune
-    // ("The decoder fine-tune" in packages/toy-shapes/README.md) drew a magenta stripe near the right edge of gray
+    // ("The decoder fine-tune" in docs/notes/2026-12-toy-model-log.md) drew a magenta stripe near the right edge of gray
     // pictures (columns 59–60: 42) and kept gray shapes worse (IoU 0.785); now 0.835 and ≤ 10 there.
     const sd = shipped();
     const before = tf.memory().numTensors;
@@ -72,7 +72,7 @@ describe('the embedded toy model (issue 5)', () => {
 
   it('points DDS at the true edit from the source, and its gradient shrinks at the true edit', () => {
     // The true edit Δ = encode(the scene in the target colour) − encode(the scene) is known in this world; see
-    // "Why the shape grows" in packages/toy-shapes/README.md for the full table.
+    // "Why the shape grows" in docs/notes/2026-12-toy-model-log.md for the full table.
     const opts = { n: 3, timesteps: [150, 300], noises: 2 };
     const before = tf.memory().numTensors;
     const atSource = ddsOracleAlignment(shipped(), opts);
