@@ -533,6 +533,7 @@ async function runTrainTranslator(argv: string[], io: CliIO): Promise<void> {
   };
   process.once('SIGINT', onSigint);
   try {
+    warnTruncated(sd, [['--source', source], ...targets.map((t): [string, string] => ['--target', t])], io);
     if (resumeFrom) io.err(`resuming ${out} from step ${readTranslatorMeta(out).training?.step ?? 0}`);
     let dataBar: Progress | null = null;
     let trainBar: Progress | null = null;
