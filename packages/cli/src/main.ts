@@ -16,7 +16,7 @@ import {
   StableDiffusion,
   writeImage,
 } from '@ddsjs/sd';
-import { editImage, DEFAULT_EDIT_LR, DEFAULT_EDIT_STEPS, DEFAULT_GUIDANCE_SCALE, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TranslatorDivergedError, TRANSLATOR_FILES } from '@ddsjs/dds';
+import { editImage, DEFAULT_EDIT_LR, DEFAULT_EDIT_STEPS, DEFAULT_GUIDANCE_SCALE, listTranslatorImages, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TranslatorDivergedError, TRANSLATOR_FILES } from '@ddsjs/dds';
 import { defaultModel, defaultTranslatorDir } from '@ddsjs/toy-shapes';
 import { CliError, CommandSpec, commandHelp, parseCommand, num, str, MAX_SEED } from './args';
 import { Progress } from './progress';
@@ -524,6 +524,10 @@ async function runTrainTranslator(argv: string[], io: CliIO): Promise<void> {
 
   const model = resolveModel(values);
   await startBackend(values, io);
+  // Every training picture is decoded (and checked for size) before the model loads.
+  if (images !== undefined) {
+    for (const f of listTranslatorImages(images)) (await prepareImage(path.join(images, f), { size: size ?? 64 }, null)).dispose();
+  }
   const sd = await loadModel(model, io);
   let translator: Translator | null = null;
   const ctrl = new AbortController();

@@ -90,6 +90,17 @@ test('an undecodable image is reported before the model loads (item 3)', () => {
   expect(r.stderr.trim().split('\n').pop()).toMatch(/^dds: error: cannot decode 'bad\.png' as an image/);
 });
 
+test('train-translator decodes every training picture before the model loads (item 3)', async () => {
+  const dir = path.join(tmp, 'pictures');
+  fs.mkdirSync(dir);
+  fs.copyFileSync(photo, path.join(dir, 'a.png'));
+  fs.writeFileSync(path.join(dir, 'b.png'), 'not a picture');
+  const r = dds('train-translator', '--model', TINY_SD15, '--source', 'a red circle', '--target', 'a green circle', '--images', 'pictures', '--out', 'tr-bad');
+  expect(r.code).toBe(2);
+  expect(r.stderr).not.toMatch(/loaded|loading/);
+  expect(r.stderr.trim().split('\n').pop()).toMatch(/^dds: error: cannot decode '.*pictures[\\/]b\.png' as an image/);
+});
+
 test('a non-square picture: the crop box is reported; --width/--height and --fit pad keep it whole; a long prompt is warned about; a .webp output gets a .webp strip (items 5, 6, 12)', async () => {
   const words = Array.from({ length: 100 }, (_, i) => ['red', 'green', 'blue', 'cat', 'dog'][i % 5]).join(' '); // with 'a green circle': 103 tokens
   const crop = dds(...EDIT, '--size', '64', '--target', `a green circle ${words}`, '--save-every', '1', '-o', 'c.webp');
