@@ -6,10 +6,10 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
 import { writeImage } from '@ddsjs/sd';
 import { editImage } from '@ddsjs/dds';
-import { exampleArgs, exampleInput, exampleModel } from './common';
+import { exampleArgs, exampleInput, exampleModel, runExample } from './common';
 
 async function main() {
-  const args = exampleArgs({ steps: 200, out: 'edit-image.png' });
+  const args = exampleArgs({ steps: 200, out: 'edit-image.png' }, 'edit-image.ts');
   await initBackend();
   const sd = await exampleModel(args);
   const input = await exampleInput(args);
@@ -27,4 +27,4 @@ async function main() {
   tf.dispose([input, image, latent]);
   sd.dispose();
 }
-main();
+runExample(main);

@@ -5,10 +5,10 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
 import { writeImage, imageStrip } from '@ddsjs/sd';
 import { editImage } from '@ddsjs/dds';
-import { exampleArgs, exampleInput, exampleModel } from './common';
+import { exampleArgs, exampleInput, exampleModel, runExample } from './common';
 
 async function main() {
-  const args = exampleArgs({ steps: 200, out: 'sds-vs-dds.png' });
+  const args = exampleArgs({ steps: 200, out: 'sds-vs-dds.png' }, 'sds-vs-dds.ts');
   await initBackend();
   const sd = await exampleModel(args);
   const input = await exampleInput(args);
@@ -27,4 +27,4 @@ async function main() {
   tf.dispose([input, before, strip, ...results]);
   sd.dispose();
 }
-main();
+runExample(main);

@@ -1,7 +1,7 @@
 // `dds-weights average`: the element-wise mean of several checkpoints of one model (checkpoint averaging, as in
 // stochastic weight averaging), streamed one tensor at a time.
-import * as fs from 'node:fs';
 import { SafetensorsFile, SupportedDtype, isSupportedDtype } from '@ddsjs/safetensors';
+import { checkOutputPath } from '@ddsjs/sd';
 import { SafetensorsStreamWriter } from './writer';
 
 /** Options of {@link averageCheckpoints}. */
@@ -32,12 +32,14 @@ const FLOAT_DTYPES = new Set(['F64', 'F32', 'F16', 'BF16']);
  * time (memory: one tensor per input). The output keeps the first input's metadata.
  *
  * @throws Error naming the file and tensor when the inputs do not match (a missing or extra tensor, another shape,
- * an integer dtype), when fewer than two inputs are given, or when `output` exists without `force`.
+ * an integer dtype), when fewer than two inputs are given; an `OutputPathError` (before anything is read) when
+ * `output` exists without `force`, is one of the inputs (by real path, symbolic or hard link), is not a
+ * `.safetensors` name or is in a folder that cannot be written.
  */
 export async function averageCheckpoints(output: string, inputs: string[], options: AverageOptions = {}): Promise<AverageResult> {
   if (inputs.length < 2) throw new Error(`average: give at least two checkpoints to average, got ${inputs.length}`);
-  if (inputs.includes(output)) throw new Error(`average: the output ${output} is also an input`);
-  if (fs.existsSync(output) && !options.force) throw new Error(`average: ${output} exists (pass --force to overwrite it)`);
+  // Before any reading: a writable .safetensors path, not an input by real path or hard link, not replaced unasked.
+  checkOutputPath(output, { force: options.force, inputs, extensions: ['.safetensors'] });
   const files: SafetensorsFile[] = [];
   try {
     for (const p of inputs) files.push(await SafetensorsFile.open(p));

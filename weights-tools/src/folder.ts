@@ -5,6 +5,8 @@ import * as path from 'node:path';
 import { torchShape } from '@ddsjs/nn';
 import {
   AutoencoderKL,
+  checkOutputPath,
+  OutputPathError,
   BUNDLED_TOKENIZER_DIR,
   CLIPTextModel,
   UNet2DConditionModel,
@@ -51,8 +53,9 @@ export function componentParams(raw: RawComponentConfigs): Record<ComponentName,
 }
 
 /**
- * Makes sure `outdir` can be written: creates it when missing; an existing non-empty folder (or a file) is an
- * error unless `force` (then files are overwritten, nothing is deleted).
+ * Makes sure `outdir` can be written: creates it when missing and checks that files can be created in it (an
+ * `OutputPathError` otherwise); an existing non-empty folder (or a file) is an error unless `force` (then files are
+ * overwritten, nothing is deleted).
  */
 export function prepareOutdir(outdir: string, force = false): void {
   if (fs.existsSync(outdir)) {
@@ -61,7 +64,12 @@ export function prepareOutdir(outdir: string, force = false): void {
       throw new Error(`${outdir} exists and is not empty (pass --force to write into it)`);
     }
   }
-  fs.mkdirSync(outdir, { recursive: true });
+  try {
+    fs.mkdirSync(outdir, { recursive: true });
+  } catch (e) {
+    throw new OutputPathError(`cannot create output folder ${outdir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  checkOutputPath(outdir, { kind: 'folder' }); // writable: found before any weight is computed
 }
 
 function writeJson(file: string, value: unknown): void {

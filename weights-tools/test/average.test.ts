@@ -1,4 +1,5 @@
 // `dds-weights average`: checkpoint averaging, and train-toy --keep-checkpoints which feeds it.
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -35,7 +36,7 @@ describe('averageCheckpoints', () => {
     expect(Array.from(await f.readFloat32('w'))).toEqual([2, 3, 4, 1.5]);
     expect(Array.from(await f.readFloat32('b'))).toEqual([1]);
     await f.close();
-    await expect(averageCheckpoints(out, [a, b])).rejects.toThrow(/exists \(pass --force/);
+    await expect(averageCheckpoints(out, [a, b])).rejects.toThrow(/exists; pass --force/);
     await averageCheckpoints(out, [a, b], { force: true });
   });
 
@@ -63,6 +64,30 @@ describe('averageCheckpoints', () => {
     const lines: string[] = [];
     expect(await main(['average', path.join(tmp, 'cmean.safetensors'), a, b], (s) => lines.push(s))).toBe(0);
     expect(lines[0]).toMatch(/^averaged 2 checkpoints \(1 tensors\) → /);
+  });
+});
+
+describe('dds-weights average (the built bin): the output is never one of the inputs (issue 25, item 2)', () => {
+  const BIN = path.resolve(__dirname, '..', 'dist', 'bin.js');
+  const run = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, encoding: 'utf8' });
+
+  it('refuses ./a.safetensors given with a.safetensors, a symbolic or hard link to an input, and leaves the input intact', async () => {
+    if (!fs.existsSync(BIN)) throw new Error(`${BIN} is missing: run npm run build`);
+    const a = await file('self-a.safetensors', { w: { dtype: 'F32', shape: [2], data: Float32Array.from([1, 2]) } });
+    await file('self-b.safetensors', { w: { dtype: 'F32', shape: [2], data: Float32Array.from([3, 4]) } });
+    fs.symlinkSync(a, path.join(tmp, 'self-sym.safetensors'));
+    fs.linkSync(a, path.join(tmp, 'self-hard.safetensors'));
+    const before = fs.readFileSync(a);
+    for (const out of ['./self-a.safetensors', 'self-sym.safetensors', 'self-hard.safetensors']) {
+      const r = run('average', out, 'self-a.safetensors', 'self-b.safetensors', '--force');
+      expect(r.status).toBe(1);
+      expect(r.stderr.trim()).toBe(`dds-weights: output ${out} is also an input (self-a.safetensors); choose another output`);
+    }
+    expect(fs.readFileSync(a).equals(before)).toBe(true);
+    const ok = run('average', 'self-mean.safetensors', 'self-a.safetensors', 'self-b.safetensors');
+    expect(ok.status).toBe(0);
+    const bad = run('average', '/sys/mean.safetensors', 'self-a.safetensors', 'self-b.safetensors');
+    expect(bad.stderr).toMatch(/^dds-weights: cannot write to output folder \/sys: /);
   });
 });
 

@@ -58,7 +58,7 @@ export function parseCommand(
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (e) {
-    throw new CliError(`${spec.name}: ${(e as Error).message.replace(/\. To specify a positional.*$/s, '')}`);
+    throw new CliError(`${spec.name}: ${parseErrorText(e as Error & { code?: string })} (see dds ${spec.name} --help)`);
   }
   if (!spec.positionals && parsed.positionals.length > 0 && !parsed.values.help) {
     throw new CliError(`${spec.name}: unexpected argument '${parsed.positionals[0]}' (see dds ${spec.name} --help)`);
@@ -80,18 +80,73 @@ export function str(values: Record<string, unknown>, name: string, required = fa
   return v;
 }
 
-/** Reads a numeric option within bounds; `integer` requires an integer. */
-export function num(
-  values: Record<string, unknown>,
-  name: string,
-  opts: { min?: number; max?: number; integer?: boolean } = {},
-): number | undefined {
-  const s = str(values, name);
-  if (s === undefined) return undefined;
-  const v = Number(s);
-  if (s.trim() === '' || !Number.isFinite(v)) throw new CliError(`--${name} expects a number, got '${s}'`);
-  if (opts.integer && !Number.isInteger(v)) throw new CliError(`--${name} expects an integer, got '${s}'`);
-  if (opts.min !== undefined && v < opts.min) throw new CliError(`--${name} must be ≥ ${opts.min}, got ${v}`);
-  if (opts.max !== undefined && v > opts.max) throw new CliError(`--${name} must be ≤ ${opts.max}, got ${v}`);
-  return v;
+/** node:util parseArgs' errors in the CLI's words (its own name the option, not the "did you forget" advice). */
+function parseErrorText(e: Error & { code?: string }): string {
+  const opt = /'(-[-\w]+)/.exec(e.message)?.[1] ?? '';
+  switch (e.code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return `unknown option '${opt}'`;
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      return /ambiguous/.test(e.message)
+        ? `${opt} needs a value (for a value starting with '-', write ${opt}=VALUE)`
+        : /does not take an argument/.test(e.message)
+          ? `${opt} takes no value`
+          : `${opt} needs a value`;
+    default:
+      return e.message.split('\n')[0];
+  }
 }
+
+const DECIMAL_INTEGER = /^[+-]?\d+$/;
+const DECIMAL_NUMBER = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+
+/** Bounds of a numeric option (see {@link num}). */
+export interface NumberBounds {
+  /** Smallest value allowed (inclusive). */
+  min?: number;
+  /** Largest value allowed (inclusive). */
+  max?: number;
+  /** The value must be greater than this (exclusive). */
+  above?: number;
+  /** Only integers, written in decimal digits (no `0x10`, `1e2`, `1.0`), and at most `Number.MAX_SAFE_INTEGER`. */
+  integer?: boolean;
+}
+
+/** What a numeric option takes, in words: "an integer ≥ 1", "a number > 0", "an integer in [0, 4294967295]". */
+export function describeBounds(b: NumberBounds): string {
+  const what = b.integer ? 'an integer' : 'a number';
+  if (b.min !== undefined && b.max !== undefined) return `${what} in [${b.min}, ${b.max}]`;
+  if (b.above !== undefined) return `${what} > ${b.above}${b.max !== undefined ? ` and ≤ ${b.max}` : ''}`;
+  if (b.min !== undefined) return `${what} ≥ ${b.min}`;
+  if (b.max !== undefined) return `${what} ≤ ${b.max}`;
+  return what;
+}
+
+/**
+ * Parses the text of a numeric option — the CLI's one number parser: decimal only (`0x10`, `0b1`, `Infinity`,
+ * empty text are refused), finite, integers in decimal digits and exactly representable when `integer`, and within
+ * the bounds. Throws a {@link CliError} `--NAME must be <what it takes>, got 'TEXT'` otherwise.
+ */
+export function parseNumber(name: string, text: string, bounds: NumberBounds = {}): number {
+  const fail = (): never => {
+    throw new CliError(`--${name} must be ${describeBounds(bounds)}, got '${text}'`);
+  };
+  const t = text.trim();
+  if (!(bounds.integer ? DECIMAL_INTEGER : DECIMAL_NUMBER).test(t)) fail();
+  const v = Number(t);
+  if (!Number.isFinite(v)) fail();
+  if (bounds.integer && !Number.isSafeInteger(v)) fail();
+  if (bounds.min !== undefined && v < bounds.min) fail();
+  if (bounds.max !== undefined && v > bounds.max) fail();
+  if (bounds.above !== undefined && !(v > bounds.above)) fail();
+  return Object.is(v, -0) ? 0 : v;
+}
+
+/** Reads a numeric option with {@link parseNumber}; undefined when absent. */
+export function num(values: Record<string, unknown>, name: string, bounds: NumberBounds = {}): number | undefined {
+  const s = str(values, name);
+  return s === undefined ? undefined : parseNumber(name, s, bounds);
+}
+
+/** The largest seed: seeds are taken modulo 2³², so larger ones would silently repeat smaller ones. */
+export const MAX_SEED = 2 ** 32 - 1;

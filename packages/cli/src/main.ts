@@ -2,13 +2,29 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, BackendName } from '@ddsjs/nn';
-import { loadStableDiffusion, StableDiffusion, loadImageForEdit, writeImage, imageStrip, inspectModel } from '@ddsjs/sd';
-import { editImage, DEFAULT_EDIT_LR, DEFAULT_EDIT_STEPS, DEFAULT_GUIDANCE_SCALE, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TranslatorDivergedError, TRANSLATOR_FILES } from '@ddsjs/dds';
+import {
+  checkOutputPath,
+  IMAGE_EXTENSIONS,
+  ImageFit,
+  ImageFitMode,
+  imageStrip,
+  inspect,
+  loadImageForEdit,
+  LoadImageForEditOptions,
+  loadStableDiffusion,
+  OutputPathError,
+  StableDiffusion,
+  writeImage,
+} from '@ddsjs/sd';
+import { editImage, DEFAULT_EDIT_LR, DEFAULT_EDIT_STEPS, DEFAULT_GUIDANCE_SCALE, listTranslatorImages, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TranslatorDivergedError, TRANSLATOR_FILES } from '@ddsjs/dds';
 import { defaultModel, defaultTranslatorDir } from '@ddsjs/toy-shapes';
-import { CliError, CommandSpec, commandHelp, parseCommand, num, str } from './args';
+import { CliError, CommandSpec, commandHelp, parseCommand, num, str, MAX_SEED } from './args';
 import { Progress } from './progress';
 
 const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
+
+/** The version of @ddsjs/cli (its package.json, one folder above dist/ and src/). */
+const VERSION: string = (JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
 
 const common: CommandSpec['options'] = {
   model: { type: 'string', arg: 'DIR|FILE', help: 'diffusers folder or single-file checkpoint (default: the embedded toy model)' },
@@ -31,9 +47,13 @@ export const EDIT: CommandSpec = {
     lr: { type: 'string', arg: 'X', help: "SGD learning rate (default: the model's ddsjs_defaults.json, else 0.1; the embedded model's 0.005)" },
     guidance: { type: 'string', arg: 'X', help: "classifier-free guidance scale (default: the model's ddsjs_defaults.json, else 7.5)" },
     seed: { type: 'string', arg: 'N', help: 'random seed (timesteps and noise)', default: '0' },
-    size: { type: 'string', arg: 'PX', help: "centre-crop and resize the picture to PX×PX (multiple of 8; default: the model's native size, as diffusers)" },
-    out: { type: 'string', short: 'o', arg: 'FILE', help: 'output PNG (default: <image>-edited.png)' },
-    'save-every': { type: 'string', arg: 'N', help: 'also write a strip: the input, then the edit every N steps (<out>-steps.png)' },
+    size: { type: 'string', arg: 'PX', help: "edit at PX×PX (multiple of 8; default: the model's native size, as diffusers)" },
+    width: { type: 'string', arg: 'PX', help: 'edit at this width (multiple of 8; with --height)' },
+    height: { type: 'string', arg: 'PX', help: 'edit at this height (multiple of 8; with --width)' },
+    fit: { type: 'string', arg: 'crop|pad|stretch', help: 'how the picture meets that size: centre crop, pad with white, or stretch', default: 'crop' },
+    out: { type: 'string', short: 'o', arg: 'FILE', help: 'output picture, .png/.jpg/.webp (default: <image>-edited.png)' },
+    'save-every': { type: 'string', arg: 'N', help: 'also write a strip: the input, then the edit every N steps (<out>-steps.<ext>), updated as it goes' },
+    'save-on-interrupt': { type: 'boolean', help: 'on Ctrl-C, write the edit reached so far to --out' },
     force: { type: 'boolean', short: 'f', help: 'overwrite existing output files' },
   },
 };
@@ -49,11 +69,12 @@ export const GENERATE: CommandSpec = {
     negative: { type: 'string', arg: 'TEXT', help: 'negative prompt', default: '' },
     steps: { type: 'string', arg: 'N', help: "DDIM steps (default: the model's ddsjs_defaults.json, else 50)" },
     guidance: { type: 'string', arg: 'X', help: "classifier-free guidance scale (default: the model's ddsjs_defaults.json, else 7.5; the embedded model's 3)" },
-    seed: { type: 'string', arg: 'N', help: 'random seed', default: '0' },
+    seed: { type: 'string', arg: 'N', help: 'random seed (picture i of --num-images uses seed + i)', default: '0' },
+    'num-images': { type: 'string', arg: 'N', help: 'pictures to generate (written as <out>-1, <out>-2, …)', default: '1' },
     height: { type: 'string', arg: 'PX', help: 'height in pixels (default: the model sample size)' },
     width: { type: 'string', arg: 'PX', help: 'width in pixels (default: the model sample size)' },
-    out: { type: 'string', short: 'o', arg: 'FILE', help: 'output PNG', default: 'generated.png' },
-    force: { type: 'boolean', short: 'f', help: 'overwrite an existing output file' },
+    out: { type: 'string', short: 'o', arg: 'FILE', help: 'output picture, .png/.jpg/.webp', default: 'generated.png' },
+    force: { type: 'boolean', short: 'f', help: 'overwrite existing output files' },
   },
 };
 
@@ -61,8 +82,8 @@ export const GENERATE: CommandSpec = {
 export const INSPECT: CommandSpec = {
   name: 'inspect',
   summary: 'Describe a Stable Diffusion model folder or checkpoint: components, architecture, parameter counts.',
-  usage: 'dds inspect [--model DIR|FILE]',
-  options: { model: common.model, variant: common.variant },
+  usage: 'dds inspect [--model DIR|FILE] [--all]',
+  options: { model: common.model, variant: common.variant, all: { type: 'boolean', help: 'list every tensor of a .safetensors file' } },
 };
 
 /** `dds train-translator`. */
@@ -113,8 +134,11 @@ export const TRANSLATE: CommandSpec = {
     },
     variant: common.variant,
     backend: common.backend,
-    size: { type: 'string', arg: 'PX', help: 'centre-crop and resize the picture to PX×PX (default: the training size)' },
-    out: { type: 'string', short: 'o', arg: 'FILE', help: 'output PNG (default: <image>-translated.png)' },
+    size: { type: 'string', arg: 'PX', help: 'translate at PX×PX (multiple of 8; default: the training size)' },
+    width: { type: 'string', arg: 'PX', help: 'translate at this width (multiple of 8; with --height)' },
+    height: { type: 'string', arg: 'PX', help: 'translate at this height (multiple of 8; with --width)' },
+    fit: EDIT.options.fit,
+    out: { type: 'string', short: 'o', arg: 'FILE', help: 'output picture, .png/.jpg/.webp (default: <image>-translated.png)' },
     force: { type: 'boolean', short: 'f', help: 'overwrite an existing output file' },
   },
 };
@@ -130,7 +154,7 @@ function mainHelp(): string {
     'Commands:',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(Math.max(...COMMANDS.map((k) => k.name.length)) + 2)}${c.summary}`),
     '',
-    'Run `dds <command> --help` for the options of a command.',
+    'Run `dds <command> --help` for the options of a command; `dds --version` prints the version.',
   ].join('\n');
 }
 
@@ -159,30 +183,41 @@ function resolveModel(values: Record<string, unknown>): { path: string; variant:
   return { path: d.dir, variant: d.variant };
 }
 
-function checkWritable(file: string, force: boolean): void {
-  if (fs.existsSync(file) && !force) throw new CliError(`${file} exists; pass --force to overwrite it`);
-  const dir = path.dirname(path.resolve(file));
-  if (!fs.existsSync(dir)) throw new CliError(`output folder does not exist: ${dir}`);
+/**
+ * Checks an output before any heavy work (see `checkOutputPath`): a picture with a known extension (or a folder,
+ * for `kind: 'folder'`) in a writable folder, none of `inputs`, not replacing a file without --force.
+ */
+function checkOutput(file: string, force: boolean, inputs: string[] = [], kind: 'file' | 'folder' = 'file'): void {
+  checkOutputPath(file, { kind, force, inputs, extensions: kind === 'file' ? IMAGE_EXTENSIONS : undefined });
 }
 
-async function setup(values: Record<string, unknown>, io: CliIO): Promise<StableDiffusion> {
+/** `--backend`: validated, then the backend started (before anything that makes tensors). */
+async function startBackend(values: Record<string, unknown>, io: CliIO): Promise<void> {
   const backend = str(values, 'backend') ?? 'auto';
   if (!BACKENDS.includes(backend)) throw new CliError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`);
-  const { path: modelPath, variant } = resolveModel(values);
   const used = await initBackend(backend as BackendName);
   io.err(`backend: ${used}`);
+}
+
+async function loadModel(model: { path: string; variant: 'fp16' | undefined }, io: CliIO): Promise<StableDiffusion> {
   const t0 = Date.now();
   let bar: Progress | null = null;
-  const sd = await loadStableDiffusion(modelPath, {
-    variant,
+  const sd = await loadStableDiffusion(model.path, {
+    variant: model.variant,
     onProgress: (done, total) => {
       bar ??= new Progress('loading', total);
       bar.update(done);
     },
   });
   (bar as Progress | null)?.stop();
-  io.err(`loaded ${modelPath} in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+  io.err(`loaded ${model.path} in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
   return sd;
+}
+
+/** `<base><suffix><ext>` of a file name, keeping its folder: `a/x.webp` + `-steps` → `a/x-steps.webp`. */
+function withSuffix(file: string, suffix: string): string {
+  const ext = path.extname(file);
+  return file.slice(0, file.length - ext.length) + suffix + ext;
 }
 
 function defaultEditOut(image: string): string {
@@ -190,9 +225,79 @@ function defaultEditOut(image: string): string {
   return `${path.basename(image, ext)}-edited.png`;
 }
 
-async function runEdit(argv: string[], io: CliIO): Promise<void> {
+/** The picture-size options of edit and translate: --size, or --width with --height, and --fit. */
+function imageSizeArgs(values: Record<string, unknown>): { size?: number; width?: number; height?: number; fit: ImageFitMode; given: boolean } {
+  const side = (name: string): number | undefined => {
+    const v = num(values, name, { min: 8, integer: true });
+    if (v !== undefined && v % 8 !== 0) throw new CliError(`--${name} must be a multiple of 8, got ${v}`);
+    return v;
+  };
+  const size = side('size');
+  const width = side('width');
+  const height = side('height');
+  if (size !== undefined && (width !== undefined || height !== undefined)) throw new CliError('give --size, or --width and --height, not both');
+  if ((width === undefined) !== (height === undefined)) throw new CliError('give --width and --height together');
+  const fit = str(values, 'fit') ?? 'crop';
+  if (!['crop', 'pad', 'stretch'].includes(fit)) throw new CliError(`--fit must be crop, pad or stretch, got '${fit}'`);
+  return { size, width, height, fit: fit as ImageFitMode, given: size !== undefined || width !== undefined };
+}
+
+/** One line saying what was done to the picture: its size, the part kept, the resize and padding. */
+function describeFit(file: string, f: ImageFit): string {
+  const from = `${path.basename(file)} ${f.sourceWidth}×${f.sourceHeight}`;
+  if (f.fit === 'pad') {
+    const padded = f.resizedWidth !== f.width || f.resizedHeight !== f.height;
+    return `${from} → resized to ${f.resizedWidth}×${f.resizedHeight}${padded ? `, padded with white to ${f.width}×${f.height}` : ''}`;
+  }
+  if (f.fit === 'stretch') return `${from} → stretched to ${f.width}×${f.height}`;
+  const c = f.crop;
+  const cropped = c.width !== f.sourceWidth || c.height !== f.sourceHeight;
+  if (cropped) {
+    return `${from} → centre crop ${c.width}×${c.height} at (${c.left}, ${c.top}), resized to ${f.width}×${f.height} (--fit pad or stretch keeps the whole picture)`;
+  }
+  return f.width === f.sourceWidth && f.height === f.sourceHeight ? `${from}, used as is` : `${from} → resized to ${f.width}×${f.height}`;
+}
+
+/** Library function names that prefix their messages; the CLI shows the cause without them. */
+const LIBRARY_PREFIX = /^(trainTranslator|loadTranslator|createTranslator|Translator[.\w]*|loadImageForEdit|readImage|writeImage): /;
+
+/** `loadImageForEdit` for the CLI: its user-input errors become one-line CLI errors, and the fit is reported. */
+async function prepareImage(image: string, opts: LoadImageForEditOptions, io: CliIO | null): Promise<tf.Tensor4D> {
+  try {
+    return await loadImageForEdit(image, { ...opts, onFit: io ? (f) => io.err(`image: ${describeFit(image, f)}`) : undefined });
+  } catch (e) {
+    const m = (e as Error)?.message ?? '';
+    throw LIBRARY_PREFIX.test(m) ? new CliError(m.replace(LIBRARY_PREFIX, '')) : e;
+  }
+}
+
+/**
+ * Decodes and checks the input picture before the model loads (a slow load must not precede "not a picture" or
+ * "too small"): with a size given, the prepared picture itself; else a probe at 64 px, the smallest size the
+ * short side must have whatever the model (the caller prepares it again at the model's size).
+ */
+async function preparePictureEarly(image: string, sizes: ReturnType<typeof imageSizeArgs>, io: CliIO): Promise<tf.Tensor4D | null> {
+  const { size, width, height, fit, given } = sizes;
+  if (given) return prepareImage(image, width !== undefined ? { width, height: height!, fit } : { size, fit }, io);
+  (await prepareImage(image, { size: 64, fit }, null)).dispose();
+  return null;
+}
+
+/** Warns once per prompt the text encoder cannot read whole: how many tokens are dropped, and where the cut falls. */
+function warnTruncated(sd: StableDiffusion, prompts: [string, string][], io: CliIO): void {
+  const room = sd.tokenizer.maxLength - 2;
+  for (const [what, text] of prompts) {
+    const toks = sd.tokenizer.tokenize(text);
+    if (toks.length <= room) continue;
+    const dropped = sd.tokenizer.decode(toks.slice(room));
+    const shown = dropped.length > 60 ? `${dropped.slice(0, 60)}…` : dropped;
+    io.err(`warning: ${what} is ${toks.length} tokens; the text encoder reads ${room}: the last ${toks.length - room} are dropped, from "${shown}"`);
+  }
+}
+
+async function runEdit(argv: string[], io: CliIO): Promise<number> {
   const { values, help } = parseCommand(EDIT, argv);
-  if (help) return io.out(commandHelp(EDIT));
+  if (help) return io.out(commandHelp(EDIT)), 0;
   const image = str(values, 'image', true)!;
   if (!fs.existsSync(image)) throw new CliError(`image not found: ${image}`);
   const source = str(values, 'source') ?? '';
@@ -200,20 +305,34 @@ async function runEdit(argv: string[], io: CliIO): Promise<void> {
   const method = str(values, 'method') ?? 'dds';
   if (method !== 'dds' && method !== 'sds') throw new CliError(`--method must be dds or sds, got '${method}'`);
   const stepsArg = num(values, 'steps', { min: 1, integer: true });
-  const lrArg = num(values, 'lr', { min: 0 });
-  if (lrArg === 0) throw new CliError('--lr must be > 0');
+  const lrArg = num(values, 'lr', { above: 0 });
   const guidanceArg = num(values, 'guidance', { min: 0 });
-  const seed = num(values, 'seed', { integer: true, min: 0 })!;
-  const sizeArg = num(values, 'size', { min: 8, integer: true });
-  if (sizeArg !== undefined && sizeArg % 8 !== 0) throw new CliError(`--size must be a multiple of 8, got ${sizeArg}`);
+  const seed = num(values, 'seed', { integer: true, min: 0, max: MAX_SEED })!;
+  const sizes = imageSizeArgs(values);
   const saveEvery = num(values, 'save-every', { min: 1, integer: true });
+  const saveOnInterrupt = Boolean(values['save-on-interrupt']);
   const force = Boolean(values.force);
   const out = str(values, 'out') ?? defaultEditOut(image);
-  const stripOut = out.replace(/(\.png)?$/i, '-steps.png');
-  checkWritable(out, force);
-  if (saveEvery) checkWritable(stripOut, force);
+  checkOutput(out, force, [image]);
+  const stripOut = withSuffix(out, '-steps');
+  if (saveEvery) checkOutput(stripOut, force, [image]);
+  const model = resolveModel(values);
 
-  const sd = await setup(values, io);
+  await startBackend(values, io);
+  let input = await preparePictureEarly(image, sizes, io);
+  let sd: StableDiffusion;
+  try {
+    sd = await loadModel(model, io);
+  } catch (e) {
+    input?.dispose();
+    throw e;
+  }
+  const ctrl = new AbortController();
+  let stoppedAt = 0;
+  const onSigint = () => ctrl.abort();
+  process.once('SIGINT', onSigint);
+  const frames: tf.Tensor4D[] = [];
+  let stripWritten = false;
   try {
     // Options not given: the model's own defaults (its ddsjs_defaults.json), else the DDS notebook's.
     const own = sd.defaults.edit ?? {};
@@ -224,12 +343,20 @@ async function runEdit(argv: string[], io: CliIO): Promise<void> {
       .filter(([, arg, m]) => arg === undefined && m !== undefined)
       .map(([n]) => n);
     io.err(`${method}: ${steps} steps, lr ${lr}, guidance ${guidance}${fromModel.length ? ` (${fromModel.join(', ')} from ${sd.defaults.file})` : ''}`);
-    const size = sizeArg ?? nativeSize(sd);
-    const input = await loadImageForEdit(image, { size }).catch((e: Error) => {
-      throw new CliError(e.message);
-    });
-    // The strip starts with the input (before), then every saveEvery-th step, the last being the result (after).
-    const frames: tf.Tensor4D[] = saveEvery ? [tf.tidy(() => tf.add(tf.mul(input, 0.5), 0.5) as tf.Tensor4D)] : [];
+    warnTruncated(sd, [['--source', source], ['--target', target]], io);
+    input ??= await prepareImage(image, { model: sd, fit: sizes.fit }, io);
+    // The strip starts with the input (before), then every saveEvery-th step, the last being the result (after);
+    // it is rewritten at every frame, so that an interrupted run keeps the frames so far.
+    if (saveEvery) frames.push(tf.tidy(() => tf.add(tf.mul(input!, 0.5), 0.5) as tf.Tensor4D));
+    const writeStrip = async () => {
+      const strip = imageStrip(frames);
+      try {
+        await writeImage(strip, stripOut, { overwrite: force || stripWritten });
+        stripWritten = true;
+      } finally {
+        strip.dispose();
+      }
+    };
     const bar = new Progress(method, steps, (f) => `t ${f.t} | loss ${f.loss}`);
     const t0 = Date.now();
     let result;
@@ -242,38 +369,44 @@ async function runEdit(argv: string[], io: CliIO): Promise<void> {
         lr,
         guidanceScale: guidance,
         seed,
-        onStep: ({ step, timestep, loss, latent }) => {
+        signal: ctrl.signal,
+        onStep: async ({ step, timestep, loss, latent }) => {
+          stoppedAt = step + 1;
           bar.update(step + 1, { t: timestep, loss: Number.isFinite(loss) ? loss.toExponential(3) : String(loss) });
-          if (saveEvery && ((step + 1) % saveEvery === 0 || step + 1 === steps)) frames.push(sd.decodeLatents(latent));
+          if (saveEvery && ((step + 1) % saveEvery === 0 || step + 1 === steps)) {
+            frames.push(sd.decodeLatents(latent));
+            await writeStrip();
+          }
         },
       });
     } finally {
       bar.stop();
       input.dispose();
+      input = null;
     }
     try {
+      if (ctrl.signal.aborted) {
+        const kept = saveEvery && stripWritten ? `; kept ${stripOut} (${frames.length} frames)` : '';
+        if (saveOnInterrupt) await writeImage(result.image, out, { overwrite: force });
+        const res = saveOnInterrupt ? `; wrote the edit so far to ${out}` : `; ${out} not written (--save-on-interrupt writes the edit so far)`;
+        io.err(`dds: interrupted: ${method} edit stopped after step ${stoppedAt} of ${steps}${kept}${res}`);
+        return 130;
+      }
       await writeImage(result.image, out, { overwrite: force });
       io.err(`${method} edit: ${steps} steps in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
       io.out(`wrote ${out}`);
-      if (saveEvery) {
-        const strip = imageStrip(frames);
-        await writeImage(strip, stripOut, { overwrite: force });
-        strip.dispose();
-        io.out(`wrote ${stripOut} (${frames.length} frames, every ${saveEvery} steps)`);
-      }
+      if (saveEvery) io.out(`wrote ${stripOut} (${frames.length} frames, every ${saveEvery} steps)`);
+      return 0;
     } finally {
       result.image.dispose();
       result.latent.dispose();
-      frames.forEach((f) => f.dispose());
     }
   } finally {
+    process.removeListener('SIGINT', onSigint);
+    input?.dispose();
+    frames.forEach((f) => f.dispose());
     sd.dispose();
   }
-}
-
-/** The model's native picture size (UNet `sample_size` × the VAE's downscale factor), diffusers' default. */
-function nativeSize(sd: StableDiffusion): number {
-  return (sd.configs.unet.sampleSize ?? 64) * sd.vaeScaleFactor;
 }
 
 async function runGenerate(argv: string[], io: CliIO): Promise<void> {
@@ -283,7 +416,9 @@ async function runGenerate(argv: string[], io: CliIO): Promise<void> {
   const prompt = positionals[0];
   const stepsArg = num(values, 'steps', { min: 1, max: 1000, integer: true });
   const guidanceArg = num(values, 'guidance', { min: 0 });
-  const seed = num(values, 'seed', { integer: true, min: 0 })!;
+  const seed = num(values, 'seed', { integer: true, min: 0, max: MAX_SEED })!;
+  const count = num(values, 'num-images', { integer: true, min: 1, max: 1000 })!;
+  if (seed + count - 1 > MAX_SEED) throw new CliError(`--seed + --num-images − 1 must be ≤ ${MAX_SEED}, got ${seed + count - 1}`);
   const height = num(values, 'height', { min: 8, integer: true });
   const width = num(values, 'width', { min: 8, integer: true });
   for (const [n, v] of [['height', height], ['width', width]] as const) {
@@ -291,39 +426,47 @@ async function runGenerate(argv: string[], io: CliIO): Promise<void> {
   }
   const out = str(values, 'out')!;
   const force = Boolean(values.force);
-  checkWritable(out, force);
-  const sd = await setup(values, io);
+  const outs = count === 1 ? [out] : Array.from({ length: count }, (_, i) => withSuffix(out, `-${i + 1}`));
+  for (const o of outs) checkOutput(o, force);
+  const model = resolveModel(values);
+  await startBackend(values, io);
+  const sd = await loadModel(model, io);
   try {
     // Without --steps / --guidance: the model's own defaults (its ddsjs_defaults.json: the embedded toy model's
     // guidance 3 was chosen on a validation set, 7.5 overshoots its colours), else diffusers' 50 and 7.5.
     const steps = stepsArg ?? sd.defaults.generate?.steps ?? 50;
     const guidance = guidanceArg ?? sd.defaults.generate?.guidanceScale ?? 7.5;
+    const negative = str(values, 'negative') ?? '';
     io.err(`guidance: ${guidance}`);
-    const bar = new Progress('ddim', steps, (f) => `t ${f.t}`);
-    const t0 = Date.now();
-    let image: tf.Tensor4D;
-    try {
-      const r = await sd.generate(prompt, {
-        steps,
-        guidanceScale: guidance,
-        negativePrompt: str(values, 'negative') ?? '',
-        seed,
-        height,
-        width,
-        onStep: ({ step, timestep }) => bar.update(step + 1, { t: timestep }),
-      });
-      r.latents.dispose();
-      image = r.image;
-    } finally {
-      bar.stop();
+    io.err(`seed: ${count === 1 ? seed : `${seed}…${seed + count - 1}`}`);
+    warnTruncated(sd, [['the prompt', prompt], ['--negative', negative]], io);
+    for (let i = 0; i < count; i++) {
+      const bar = new Progress(count === 1 ? 'ddim' : `ddim #${i + 1}`, steps, (f) => `t ${f.t}`);
+      const t0 = Date.now();
+      let image: tf.Tensor4D;
+      try {
+        const r = await sd.generate(prompt, {
+          steps,
+          guidanceScale: guidance,
+          negativePrompt: negative,
+          seed: seed + i,
+          height,
+          width,
+          onStep: ({ step, timestep }) => bar.update(step + 1, { t: timestep }),
+        });
+        r.latents.dispose();
+        image = r.image;
+      } finally {
+        bar.stop();
+      }
+      try {
+        await writeImage(image, outs[i], { overwrite: force });
+      } finally {
+        image.dispose();
+      }
+      io.err(`generated in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+      io.out(`wrote ${outs[i]} (seed ${seed + i})`);
     }
-    try {
-      await writeImage(image, out, { overwrite: force });
-    } finally {
-      image.dispose();
-    }
-    io.err(`generated in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
-    io.out(`wrote ${out}`);
   } finally {
     sd.dispose();
   }
@@ -333,15 +476,15 @@ async function runInspect(argv: string[], io: CliIO): Promise<void> {
   const { values, help } = parseCommand(INSPECT, argv);
   if (help) return io.out(commandHelp(INSPECT));
   const { path: modelPath, variant } = resolveModel(values);
-  const text = await inspectModel(modelPath, { variant });
+  const text = await inspect(modelPath, { variant, all: Boolean(values.all) });
   io.out(text);
 }
 
-/** Library errors that are the user's input (bad options, data, folders) become one-line usage errors. */
+/** Library errors that are the user's input (bad options, data, folders) become one-line usage errors, without the function prefix. */
 function asCliError(e: unknown): unknown {
   if (e instanceof TranslatorDivergedError || e instanceof CliError) return e;
   const m = (e as Error)?.message ?? '';
-  return /^(trainTranslator|loadTranslator|createTranslator|Translator[.\w]*|loadImageForEdit): /.test(m) ? new CliError(m) : e;
+  return LIBRARY_PREFIX.test(m) ? new CliError(m.replace(LIBRARY_PREFIX, '')) : e;
 }
 
 async function runTrainTranslator(argv: string[], io: CliIO): Promise<void> {
@@ -357,10 +500,9 @@ async function runTrainTranslator(argv: string[], io: CliIO): Promise<void> {
   if (images !== undefined && (!fs.existsSync(images) || !fs.statSync(images).isDirectory())) throw new CliError(`image folder not found: ${images}`);
   const steps = num(values, 'steps', { min: 0, integer: true })!;
   const batchSize = num(values, 'batch', { min: 1, integer: true })!;
-  const lr = num(values, 'lr', { min: 0 })!;
-  if (lr === 0) throw new CliError('--lr must be > 0');
+  const lr = num(values, 'lr', { above: 0 })!;
   const guidanceScale = num(values, 'guidance', { min: 0 })!;
-  const seed = num(values, 'seed', { integer: true, min: 0 })!;
+  const seed = num(values, 'seed', { integer: true, min: 0, max: MAX_SEED })!;
   const size = num(values, 'size', { min: 8, integer: true });
   if (size !== undefined && size % 8 !== 0) throw new CliError(`--size must be a multiple of 8, got ${size}`);
   const cycleWeight = num(values, 'cycle', { min: 0 })!;
@@ -370,7 +512,8 @@ async function runTrainTranslator(argv: string[], io: CliIO): Promise<void> {
   const out = str(values, 'out')!;
   const force = Boolean(values.force);
   const cacheDir = str(values, 'cache') ?? path.join(out, 'data-cache');
-  if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new CliError(`--out ${out} exists and is not a folder`);
+  checkOutput(out, force, images !== undefined ? [images] : [], 'folder');
+  if (str(values, 'cache') !== undefined) checkOutput(cacheDir, force, images !== undefined ? [images] : [], 'folder');
   let resumeFrom: string | undefined;
   if (fs.existsSync(path.join(out, TRANSLATOR_FILES.meta)) && !force) {
     if (!fs.existsSync(path.join(out, TRANSLATOR_FILES.optimizer))) {
@@ -379,7 +522,13 @@ async function runTrainTranslator(argv: string[], io: CliIO): Promise<void> {
     resumeFrom = out;
   }
 
-  const sd = await setup(values, io);
+  const model = resolveModel(values);
+  await startBackend(values, io);
+  // Every training picture is decoded (and checked for size) before the model loads.
+  if (images !== undefined) {
+    for (const f of listTranslatorImages(images)) (await prepareImage(path.join(images, f), { size: size ?? 64 }, null)).dispose();
+  }
+  const sd = await loadModel(model, io);
   let translator: Translator | null = null;
   const ctrl = new AbortController();
   const onSigint = () => {
@@ -388,6 +537,7 @@ async function runTrainTranslator(argv: string[], io: CliIO): Promise<void> {
   };
   process.once('SIGINT', onSigint);
   try {
+    warnTruncated(sd, [['--source', source], ...targets.map((t): [string, string] => ['--target', t])], io);
     if (resumeFrom) io.err(`resuming ${out} from step ${readTranslatorMeta(out).training?.step ?? 0}`);
     let dataBar: Progress | null = null;
     let trainBar: Progress | null = null;
@@ -452,11 +602,10 @@ async function runTranslate(argv: string[], io: CliIO): Promise<void> {
   const task = str(values, 'task', true)!;
   if (!fs.existsSync(path.join(dir, TRANSLATOR_FILES.meta))) throw new CliError(`not a translator folder (no ${TRANSLATOR_FILES.meta}): ${dir}`);
   if (!fs.existsSync(image)) throw new CliError(`image not found: ${image}`);
-  let size = num(values, 'size', { min: 8, integer: true });
-  if (size !== undefined && size % 8 !== 0) throw new CliError(`--size must be a multiple of 8, got ${size}`);
+  const sizes = imageSizeArgs(values);
   const force = Boolean(values.force);
   const out = str(values, 'out') ?? defaultTranslateOut(image);
-  checkWritable(out, force);
+  checkOutput(out, force, [image]);
   let meta;
   try {
     meta = readTranslatorMeta(dir);
@@ -466,9 +615,11 @@ async function runTranslate(argv: string[], io: CliIO): Promise<void> {
   if (!meta.prompts.includes(task)) {
     throw new CliError(`unknown task ${JSON.stringify(task)}; ${dir} was trained for ${meta.tasks.map((t) => JSON.stringify(t.target)).join(', ')}`);
   }
-  if (size === undefined) {
+  if (!sizes.given) {
+    // The training size (latent shape × 8), else 512.
     const shape = meta.training?.data.shape;
-    size = shape && shape[0] === shape[1] ? shape[0] * 8 : 512;
+    sizes.size = shape && shape[0] === shape[1] ? shape[0] * 8 : 512;
+    sizes.given = true;
   }
   // The teacher's VAE encodes and decodes: --model, else the model the translator was trained with, else the default.
   const modelValues = { ...values };
@@ -476,17 +627,27 @@ async function runTranslate(argv: string[], io: CliIO): Promise<void> {
   if (str(values, 'model') === undefined && recorded && fs.existsSync(recorded) && path.resolve(recorded) !== path.resolve(defaultModel()?.dir ?? '')) {
     modelValues.model = recorded;
   }
-  const sd = await setup(modelValues, io);
+  const model = resolveModel(modelValues);
+  await startBackend(values, io);
+  let input = await preparePictureEarly(image, sizes, io);
+  let sd: StableDiffusion;
+  try {
+    sd = await loadModel(model, io);
+  } catch (e) {
+    input?.dispose();
+    throw e;
+  }
   let translator: Translator | null = null;
   try {
     translator = await loadTranslator(dir, sd);
-    const input = await loadImageForEdit(image, { size });
+    input ??= await prepareImage(image, { model: sd, fit: sizes.fit }, io);
     const t0 = Date.now();
     let result;
     try {
       result = translator.translateImage(input, task);
     } finally {
       input.dispose();
+      input = null;
     }
     try {
       await writeImage(result.image, out, { overwrite: force });
@@ -499,6 +660,7 @@ async function runTranslate(argv: string[], io: CliIO): Promise<void> {
   } catch (e) {
     throw asCliError(e);
   } finally {
+    input?.dispose();
     translator?.dispose();
     sd.dispose();
   }
@@ -515,7 +677,11 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
       io.out(mainHelp());
       return cmd ? 0 : 2;
     }
-    if (cmd === 'edit') await runEdit(rest, io);
+    if (cmd === '--version' || cmd === '-V' || cmd === 'version') {
+      io.out(`dds ${VERSION}`);
+      return 0;
+    }
+    if (cmd === 'edit') return await runEdit(rest, io);
     else if (cmd === 'generate') await runGenerate(rest, io);
     else if (cmd === 'inspect') await runInspect(rest, io);
     else if (cmd === 'train-translator') await runTrainTranslator(rest, io);
@@ -526,6 +692,6 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
     const err = e as Error;
     if (process.env.DDSJS_DEBUG) io.err(err.stack ?? String(err));
     io.err(`dds: error: ${(err?.message ?? String(e)).split('\n').join(' ')}`);
-    return e instanceof CliError ? 2 : 1;
+    return e instanceof CliError || e instanceof OutputPathError ? 2 : 1;
   }
 }

@@ -51,7 +51,7 @@ test('dds edit writes a PNG of the requested size, refuses to overwrite without 
   expect([strip.width, strip.height]).toEqual([64 * 3, 64]); // the input (before), step 2, the last step (3)
   const again = dds(...args, '--out', 'out.png');
   expect(again.code).toBe(2);
-  expect(again.stderr.trim()).toBe('dds: error: out.png exists; pass --force to overwrite it');
+  expect(again.stderr.trim()).toBe('dds: error: output out.png exists; pass --force to overwrite it');
   const forced = dds(...args, '--out', 'out.png', '--force', '--method', 'sds');
   expect(forced.code).toBe(0);
 });
@@ -90,9 +90,9 @@ test.each([
   [['edit', '--model', '/nope', '--image', 'photo.png', '--target', 'x'], 'dds: error: model not found: /nope'],
   [['edit', '--model', TINY_SD15, '--image', 'missing.png', '--target', 'x'], 'dds: error: image not found: missing.png'],
   [['edit', '--model', TINY_SD15, '--image', 'photo.png', '--target', '  '], 'dds: error: --target must not be empty'],
-  [['edit', '--model', TINY_SD15, '--image', 'photo.png', '--target', 'x', '--steps', 'many'], "dds: error: --steps expects a number, got 'many'"],
+  [['edit', '--model', TINY_SD15, '--image', 'photo.png', '--target', 'x', '--steps', 'many'], "dds: error: --steps must be an integer ≥ 1, got 'many'"],
   [['edit', '--model', TINY_SD15, '--image', 'photo.png', '--target', 'x', '--size', '60'], 'dds: error: --size must be a multiple of 8, got 60'],
-  [['edit', '--bogus'], /dds: error: edit: Unknown option '--bogus'/],
+  [['edit', '--bogus'], "dds: error: edit: unknown option '--bogus' (see dds edit --help)"],
   [['frobnicate'], /dds: error: unknown command 'frobnicate'/],
 ])('clean one-line error: dds %j', (args, message) => {
   const r = dds(...args);

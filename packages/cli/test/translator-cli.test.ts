@@ -68,7 +68,7 @@ test('train-translator trains, checkpoints and resumes; translate writes the edi
   // … but not with other training options.
   const other = dds(...TRAIN, '--steps', '4', '--lr', '1e-4');
   expect(other.code).toBe(2);
-  expect(other.stderr.trim().split('\n').pop()).toMatch(/^dds: error: trainTranslator: resumeFrom tr was trained with other options \(lr: 0\.001 in the checkpoint, 0\.0001 now\)/);
+  expect(other.stderr.trim().split('\n').pop()).toMatch(/^dds: error: resumeFrom tr was trained with other options \(lr: 0\.001 in the checkpoint, 0\.0001 now\)/);
 
   // translate: no --model needed (the translator's teacher is found from translator.json).
   const t = dds('translate', '--translator', 'tr', '--image', 'photo.png', '--task', 'a blue square', '--out', 'out.png');
@@ -79,7 +79,7 @@ test('train-translator trains, checkpoints and resumes; translate writes the edi
   expect([png.format, png.width, png.height]).toEqual(['png', 64, 64]); // the training size
   const again = dds('translate', '--translator', 'tr', '--image', 'photo.png', '--task', 'a blue square', '--out', 'out.png');
   expect(again.code).toBe(2);
-  expect(again.stderr.trim()).toBe('dds: error: out.png exists; pass --force to overwrite it');
+  expect(again.stderr.trim()).toBe('dds: error: output out.png exists; pass --force to overwrite it');
   const unknown = dds('translate', '--translator', 'tr', '--image', 'photo.png', '--task', 'a cat', '--model', TINY_SD15);
   expect(unknown.code).toBe(2);
   expect(unknown.stderr.trim()).toBe('dds: error: unknown task "a cat"; tr was trained for "a green circle", "a blue square"');
@@ -90,7 +90,7 @@ test.each([
   [['train-translator', '--source', 'a', '--target', 'b', '--generate', '2', '--images', '.'], 'dds: error: give exactly one of --images DIR or --generate N'],
   [['train-translator', '--source', 'a', '--generate', '2'], 'dds: error: missing --target (give one per task)'],
   [['train-translator', '--source', 'a', '--target', 'b', '--images', 'nowhere'], 'dds: error: image folder not found: nowhere'],
-  [['train-translator', '--source', 'a', '--target', 'b', '--generate', '0'], 'dds: error: --generate must be ≥ 1, got 0'],
+  [['train-translator', '--source', 'a', '--target', 'b', '--generate', '0'], "dds: error: --generate must be an integer ≥ 1, got '0'"],
   [['translate', '--translator', 'nowhere', '--image', 'photo.png', '--task', 'x'], 'dds: error: not a translator folder (no translator.json): nowhere'],
   [['translate', '--translator', 'tr', '--image', 'photo.png'], 'dds: error: missing --task'],
   [['translate', '--translator', 'nowhere', '--task', 'x'], 'dds: error: missing --image'],

@@ -46,7 +46,7 @@ export type {
   TranslatorTaskRef,
   TranslatorTrainingRecord,
 } from './translator';
-export { prepareTranslatorData } from './translator-data';
+export { prepareTranslatorData, listTranslatorImages } from './translator-data';
 export type {
   PrepareTranslatorDataOptions,
   TranslatorData,

@@ -93,6 +93,11 @@ export interface PrepareTranslatorDataOptions {
 
 const IMAGE_EXT = /\.(jpe?g|png|webp|gif|tiff?|avif)$/i;
 
+/** The picture files of `dir` that `{ images: dir }` training data reads: JPEG/PNG/WebP/GIF/TIFF/AVIF names, sorted. */
+export function listTranslatorImages(dir: string): string[] {
+  return fs.readdirSync(dir).filter((f) => IMAGE_EXT.test(f)).sort();
+}
+
 function fail(msg: string): never {
   throw new Error(`trainTranslator: ${msg}`);
 }
@@ -149,7 +154,7 @@ async function fromImages(sd: StableDiffusion, src: TranslatorImageData, i: numb
   if (typeof src.prompt !== 'string') fail(`data[${i}].prompt must be a string (the pictures' source prompt)`);
   const dir = src.images;
   if (typeof dir !== 'string' || !fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) fail(`data[${i}].images: no such folder: ${String(dir)}`);
-  const files = fs.readdirSync(dir).filter((f) => IMAGE_EXT.test(f)).sort();
+  const files = listTranslatorImages(dir);
   if (files.length === 0) fail(`data[${i}].images: ${dir} holds no pictures (JPEG, PNG, WebP, GIF, TIFF, AVIF)`);
   const size = checkSize(`data[${i}].size`, src.size ?? defaultSize(sd));
   for (const [k, f] of files.entries()) {

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Module, toTorchLayout } from '@ddsjs/nn';
-import { safetensorsSource, parseUNetConfig, UNet2DConditionConfig, UNet2DConditionModel } from '@ddsjs/sd';
+import { f32ToF16, safetensorsSource, parseUNetConfig, UNet2DConditionConfig, UNet2DConditionModel } from '@ddsjs/sd';
 import type { StableDiffusion } from '@ddsjs/sd';
 import { SafetensorsFile, writeSafetensors, TensorData } from '@ddsjs/sd';
 import type { EditVae } from './types';
@@ -143,6 +143,11 @@ export interface TranslatorInitReport {
 export interface SaveTranslatorOptions {
   /** Replace the files of an existing translator folder. Default false (an error). */
   overwrite?: boolean;
+  /**
+   * Store the student's weights as float16 (half the bytes; loaded back as float32, like a diffusers fp16 variant).
+   * Default false (float32). A weight beyond the float16 range is an error.
+   */
+  fp16?: boolean;
 }
 
 /** Options of {@link loadTranslator}. */
@@ -586,6 +591,7 @@ export async function writeTranslatorFolder(
   translator: Translator,
   dir: string,
   extra: { name: string; tensors: Record<string, TensorData>; metadata?: Record<string, string> }[] = [],
+  options: { fp16?: boolean } = {},
 ): Promise<TranslatorMeta> {
   fs.mkdirSync(dir, { recursive: true });
   const meta = translatorMeta(translator);
@@ -599,7 +605,16 @@ export async function writeTranslatorFolder(
     return tmp;
   };
   try {
-    await writeSafetensors(target(TRANSLATOR_FILES.weights), await moduleTensors(translator.unet), { format: 'pt', ...stamp });
+    const weights = await moduleTensors(translator.unet);
+    if (options.fp16) {
+      for (const [key, t] of Object.entries(weights)) {
+        const data = t.data as Float32Array;
+        const at = data.findIndex((v) => Number.isFinite(v) && Math.abs(v) > 65504);
+        if (at >= 0) throw new Error(`saveTranslator: weight ${key}[${at}] = ${data[at]} is beyond the float16 range; save in float32`);
+        weights[key] = { dtype: 'F16', shape: t.shape, data: f32ToF16(data) };
+      }
+    }
+    await writeSafetensors(target(TRANSLATOR_FILES.weights), weights, { format: 'pt', ...stamp });
     const emb = translator.embeddings;
     await writeSafetensors(
       target(TRANSLATOR_FILES.embeddings),
@@ -619,7 +634,7 @@ export async function writeTranslatorFolder(
 
 /**
  * Saves a translator as a diffusers-style folder: `config.json` (the student's diffusers UNet config),
- * `diffusion_pytorch_model.safetensors` (its weights, float32, PyTorch layout — diffusers' `UNet2DConditionModel.
+ * `diffusion_pytorch_model.safetensors` (its weights, float32 — float16 with `fp16: true` — PyTorch layout — diffusers' `UNet2DConditionModel.
  * from_pretrained(dir)` loads the pair), `task_embeddings.safetensors` (the prompts' text embeddings, so translating
  * needs no text encoder) and `translator.json` (tasks, prompts, teacher, student timestep, training steps; see
  * {@link TranslatorMeta}). Creates `dir` when missing; an existing translator folder is replaced only with
@@ -633,7 +648,7 @@ export async function saveTranslator(translator: Translator, dir: string, option
   if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) fail(fn, `${dir} exists and is not a folder`);
   const existing = Object.values(TRANSLATOR_FILES).filter((f) => fs.existsSync(path.join(dir, f)));
   if (existing.length && !options.overwrite) fail(fn, `${dir} already holds a translator (${existing.join(', ')}); pass overwrite: true to replace it`);
-  await writeTranslatorFolder(translator, dir);
+  await writeTranslatorFolder(translator, dir, [], { fp16: options.fp16 });
   // A plain save holds no optimiser state: remove a stale one so the folder is not mistaken for a checkpoint.
   const opt = path.join(dir, TRANSLATOR_FILES.optimizer);
   if (fs.existsSync(opt)) fs.rmSync(opt);

@@ -3,19 +3,57 @@ import { promises as fs } from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
+import { assertOutputExtension, IMAGE_EXTENSIONS, writeFileAtomic } from './output';
+import type { OutputPathError } from './output';
+import type { StableDiffusion } from './loader';
 
 /** Resampling kernels {@link loadImageForEdit} can use (sharp's names). */
 export type ResizeKernel = 'nearest' | 'linear' | 'cubic' | 'mitchell' | 'lanczos2' | 'lanczos3';
 
-/** Options of {@link loadImageForEdit}: a square `size`, or an explicit `width` × `height`. */
+/** How {@link loadImageForEdit} fits a picture to the target size. */
+export type ImageFitMode = 'crop' | 'pad' | 'stretch';
+
+/** What {@link loadImageForEdit} did to a picture (see `onFit`): all sizes in pixels. */
+export interface ImageFit {
+  /** The mode used. */
+  fit: ImageFitMode;
+  /** The decoded picture's size (EXIF orientation applied). */
+  sourceWidth: number;
+  sourceHeight: number;
+  /** The part of the picture kept: the centre crop (`crop`), else the whole picture. */
+  crop: { left: number; top: number; width: number; height: number };
+  /** The size the kept part was resized to (smaller than the target with `pad`). */
+  resizedWidth: number;
+  resizedHeight: number;
+  /** White borders added around the resized part (`pad`; zeros otherwise). */
+  pad: { left: number; top: number; right: number; bottom: number };
+  /** The result's size. */
+  width: number;
+  height: number;
+}
+
+/**
+ * Options of {@link loadImageForEdit}: a square `size`, or an explicit `width` × `height`, or neither: then the
+ * `model`'s native size ({@link StableDiffusion.nativeSize}), else 512 (SD 1.5's).
+ */
 export type LoadImageForEditOptions = ({ size?: number; width?: undefined; height?: undefined } | { width: number; height: number; size?: undefined }) & {
+  /** The model the picture is for: without `size`/`width`/`height`, the picture gets its native size. */
+  model?: { readonly nativeSize: number };
+  /**
+   * How the picture meets the target aspect ratio: `'crop'` (default; the notebook's centre crop), `'pad'` (the
+   * whole picture, resized to fit inside and padded with white) or `'stretch'` (the whole picture, resized to the
+   * target, distorting it).
+   */
+  fit?: ImageFitMode;
   /**
    * Resampling kernel. Default `'cubic'` (Catmull-Rom, a = −0.5: the filter of PIL's `Image.resize` default
    * `BICUBIC`, which the DDS notebook's `load_512` uses), antialiased when shrinking as PIL does.
    */
   kernel?: ResizeKernel;
-  /** The centre crop must be at least this many pixels on its short side, else an error. Default 64. */
+  /** The kept part must be at least this many pixels on its short side, else an error. Default 64. */
   minSize?: number;
+  /** Told what was done (crop box, resize, padding) — for a caller that reports it. */
+  onFit?: (fit: ImageFit) => void;
 };
 
 /** Options of {@link writeImage}. */
@@ -35,6 +73,7 @@ export interface ImageStripOptions {
 const DEFAULT_EDIT_SIZE = 512;
 const DEFAULT_MIN_SIZE = 64;
 const KERNELS: readonly ResizeKernel[] = ['nearest', 'linear', 'cubic', 'mitchell', 'lanczos2', 'lanczos3'];
+const FITS: readonly ImageFitMode[] = ['crop', 'pad', 'stretch'];
 
 interface RawRgb {
   data: Uint8Array;
@@ -114,13 +153,15 @@ export function centreCrop(w: number, h: number, tw: number, th: number): { left
 
 /**
  * Prepares a picture for editing, like the DDS notebook's `load_512`: centre-crops it to the target aspect ratio
- * (a square by default), resizes it to `size × size` (default 512) or `width × height`, and maps it to [−1, 1]
- * (`v/127.5 − 1` of the 8-bit values, as the notebook does). Returns `[1, H, W, 3]` float32; the caller owns it.
+ * (or, with `fit`, pads or stretches it), resizes it to `size × size` or `width × height` — by default the native
+ * size of `opts.model` (`sd.nativeSize`: 64 px for the embedded toy model, 512 for SD 1.5), else 512 — and maps it
+ * to [−1, 1] (`v/127.5 − 1` of the 8-bit values, as the notebook does). Returns `[1, H, W, 3]` float32; the caller
+ * owns it. `opts.onFit` is told the crop box, the resize and the padding.
  *
  * `source` is a file path (decoded as {@link readImage} does) or a tensor `[1, H, W, 3]` / `[H, W, 3]` in [0, 1]
  * (quantised to 8 bits first, so a tensor and the same picture saved as PNG give the same result).
  * Resizing uses sharp with `opts.kernel` (default `'cubic'` = PIL's BICUBIC). Sides must be multiples of 8 (the
- * VAE's downscale factor); the centre crop must be at least `opts.minSize` (default 64) pixels on its short side.
+ * VAE's downscale factor); the kept part must be at least `opts.minSize` (default 64) pixels on its short side.
  */
 export async function loadImageForEdit(source: string | tf.Tensor, opts: LoadImageForEditOptions = {}): Promise<tf.Tensor4D> {
   const fn = 'loadImageForEdit';
@@ -132,7 +173,7 @@ export async function loadImageForEdit(source: string | tf.Tensor, opts: LoadIma
     if (o.width === undefined || o.height === undefined) throw new Error(`${fn}: width and height must be given together`);
     [tw, th] = [o.width, o.height];
   } else {
-    tw = th = o.size ?? DEFAULT_EDIT_SIZE;
+    tw = th = o.size ?? o.model?.nativeSize ?? DEFAULT_EDIT_SIZE;
   }
   for (const [name, v] of [['width', tw], ['height', th]] as const) {
     if (!Number.isInteger(v) || v <= 0 || v % 8 !== 0) {
@@ -141,27 +182,47 @@ export async function loadImageForEdit(source: string | tf.Tensor, opts: LoadIma
   }
   const kernel = o.kernel ?? 'cubic';
   if (!KERNELS.includes(kernel)) throw new Error(`${fn}: kernel must be one of ${KERNELS.join(', ')}, got '${String(kernel)}'`);
+  const fit = o.fit ?? 'crop';
+  if (!FITS.includes(fit)) throw new Error(`${fn}: fit must be one of ${FITS.join(', ')}, got '${String(fit)}'`);
   const minSize = o.minSize ?? DEFAULT_MIN_SIZE;
 
   const what = typeof source === 'string' ? `'${source}'` : 'the image tensor';
   const rgb = typeof source === 'string' ? await decodeFile(fn, source) : await tensorToRgb8(fn, 'source', source);
-  const crop = centreCrop(rgb.width, rgb.height, tw, th);
+  const crop = fit === 'crop' ? centreCrop(rgb.width, rgb.height, tw, th) : { left: 0, top: 0, width: rgb.width, height: rgb.height };
   if (Math.min(crop.width, crop.height) < minSize) {
     throw new Error(
-      `${fn}: ${what} is too small: ${rgb.width}×${rgb.height} pixels, its centre crop to ${tw}:${th} is ` +
-        `${crop.width}×${crop.height}; at least ${minSize} pixels on the short side are needed (minSize)`,
+      fit === 'crop'
+        ? `${fn}: ${what} is too small: ${rgb.width}×${rgb.height} pixels, its centre crop to ${tw}:${th} is ` +
+            `${crop.width}×${crop.height}; at least ${minSize} pixels on the short side are needed (minSize)`
+        : `${fn}: ${what} is too small: ${rgb.width}×${rgb.height} pixels; at least ${minSize} pixels on the short side are needed (minSize)`,
     );
   }
-  const out = await sharp(Buffer.from(rgb.data.buffer, rgb.data.byteOffset, rgb.data.length), {
+  // pad: the largest size inside tw × th with the picture's aspect ratio, centred on white.
+  let rw = tw;
+  let rh = th;
+  if (fit === 'pad') {
+    const scale = Math.min(tw / rgb.width, th / rgb.height);
+    rw = Math.min(tw, Math.max(1, Math.round(rgb.width * scale)));
+    rh = Math.min(th, Math.max(1, Math.round(rgb.height * scale)));
+  }
+  const pad = { left: Math.floor((tw - rw) / 2), top: Math.floor((th - rh) / 2), right: 0, bottom: 0 };
+  pad.right = tw - rw - pad.left;
+  pad.bottom = th - rh - pad.top;
+  let pipeline = sharp(Buffer.from(rgb.data.buffer, rgb.data.byteOffset, rgb.data.length), {
     raw: { width: rgb.width, height: rgb.height, channels: 3 },
   })
     .extract(crop)
-    .resize(tw, th, { kernel, fit: 'fill' })
-    .raw()
-    .toBuffer({ resolveWithObject: true });
+    .resize(rw, rh, { kernel, fit: 'fill' });
+  if (fit === 'pad' && (rw !== tw || rh !== th)) {
+    // A second pipeline, so that the padding is added after the resize whatever order sharp applies operations in.
+    const resized = await pipeline.raw().toBuffer();
+    pipeline = sharp(resized, { raw: { width: rw, height: rh, channels: 3 } }).extend({ ...pad, background: { r: 255, g: 255, b: 255 } });
+  }
+  const out = await pipeline.raw().toBuffer({ resolveWithObject: true });
   if (out.info.width !== tw || out.info.height !== th || out.info.channels !== 3) {
     throw new Error(`${fn}: resize of ${what} produced ${out.info.width}×${out.info.height}×${out.info.channels}, expected ${tw}×${th}×3`);
   }
+  o.onFit?.({ fit, sourceWidth: rgb.width, sourceHeight: rgb.height, crop, resizedWidth: rw, resizedHeight: rh, pad, width: tw, height: th });
   const data = new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length);
   return tf.tidy(() => tf.sub(tf.div(tf.tensor4d(data, [1, th, tw, 3], 'int32'), 127.5), 1) as tf.Tensor4D);
 }
@@ -171,28 +232,21 @@ const FORMATS: Record<string, 'png' | 'jpeg' | 'webp'> = { '.png': 'png', '.jpg'
 /**
  * Writes an image tensor `[1, H, W, 3]` or `[H, W, 3]` with values in [0, 1] (clamped, rounded to 8 bits) to
  * `file`. The format follows the extension: `.png` (lossless), `.jpg`/`.jpeg` (quality 95) or `.webp` (lossless);
- * any other extension is an error. An existing file is never replaced unless `{ overwrite: true }`; a missing
- * directory is an error (nothing is created). Does not dispose the tensor.
+ * any other extension is an {@link OutputPathError}. The file is written atomically (a temporary file renamed
+ * over it). An existing file is never replaced unless `{ overwrite: true }`; a missing directory is an
+ * OutputPathError (nothing is created). Does not dispose the tensor.
  */
 export async function writeImage(image: tf.Tensor, file: string, opts: WriteImageOptions = {}): Promise<void> {
   const fn = 'writeImage';
-  const ext = path.extname(file).toLowerCase();
-  const format = FORMATS[ext];
-  if (!format) throw new Error(`${fn}: cannot tell the format of '${file}': use a .png, .jpg, .jpeg or .webp name`);
+  assertOutputExtension(file, IMAGE_EXTENSIONS);
+  const format = FORMATS[path.extname(file).toLowerCase()];
   const rgb = await tensorToRgb8(fn, 'image', image);
   let s = sharp(Buffer.from(rgb.data.buffer, rgb.data.byteOffset, rgb.data.length), {
     raw: { width: rgb.width, height: rgb.height, channels: 3 },
   });
   s = format === 'png' ? s.png() : format === 'jpeg' ? s.jpeg({ quality: 95 }) : s.webp({ lossless: true });
   const bytes = await s.toBuffer();
-  try {
-    await fs.writeFile(file, bytes, { flag: opts.overwrite ? 'w' : 'wx' });
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') throw new Error(`${fn}: '${file}' already exists; pass { overwrite: true } to replace it`);
-    if (code === 'ENOENT') throw new Error(`${fn}: the directory of '${file}' does not exist`);
-    throw new Error(`${fn}: cannot write '${file}' (${(e as Error).message})`);
-  }
+  await writeFileAtomic(file, bytes, { overwrite: opts.overwrite, forceHint: 'pass { overwrite: true } to replace it' });
 }
 
 /**

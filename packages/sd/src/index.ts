@@ -17,11 +17,12 @@ export * from './schedule';
 export * from './sources';
 export * from './single-file';
 export * from './image';
+export * from './output';
 export * from './inspect';
 export { formatBytes, formatCount } from './format';
 /**
  * The safetensors reader/writer, re-exported so that higher layers (@ddsjs/dds) store tensors without importing
  * @ddsjs/safetensors directly (DESIGN.md: each layer imports only the one below it).
  */
-export { SafetensorsFile, writeSafetensors } from '@ddsjs/safetensors';
+export { SafetensorsFile, writeSafetensors, f32ToF16 } from '@ddsjs/safetensors';
 export type { TensorData } from '@ddsjs/safetensors';

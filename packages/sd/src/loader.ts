@@ -117,6 +117,14 @@ export class StableDiffusion {
     return this.vae.downscaleFactor;
   }
 
+  /**
+   * The model's native picture size in pixels: the UNet's `sample_size` (64 when unset) × {@link vaeScaleFactor}
+   * — 512 for SD 1.5, 768 for SD 2.1, 64 for the embedded toy model. diffusers generates and edits at this size.
+   */
+  get nativeSize(): number {
+    return (this.configs.unet.sampleSize ?? 64) * this.vaeScaleFactor;
+  }
+
   /** Text embeddings `[B,77,D]` of `prompt` (one string or several): tokenizer + text encoder. Caller owns the result. */
   encodePrompt(prompt: string | string[]): tf.Tensor3D {
     return tf.tidy(() => {
@@ -162,7 +170,7 @@ export class StableDiffusion {
     const scale = options.guidanceScale ?? this.defaults.generate?.guidanceScale ?? 7.5;
     if (!Number.isFinite(scale)) throw new RangeError(`generate: guidanceScale must be finite, got ${scale}`);
     const f = this.vaeScaleFactor;
-    const defaultPx = (this.configs.unet.sampleSize ?? 64) * f;
+    const defaultPx = this.nativeSize;
     const height = options.height ?? defaultPx;
     const width = options.width ?? defaultPx;
     for (const [n, v] of [['height', height], ['width', width]] as const) {
@@ -353,7 +361,17 @@ async function loadDiffusersFolder(dir: string, options: LoadStableDiffusionOpti
   const { textEncoder, unet, vae, offload } = buildModules(configs, dir, options.offloadUnet);
   const files: SafetensorsFile[] = [];
   const open = async (sub: string, base: string) => {
-    const file = await findSafetensors(path.join(dir, sub), base, options.variant);
+    let file: string;
+    try {
+      file = await findSafetensors(path.join(dir, sub), base, options.variant);
+    } catch (e) {
+      // No float32 weights: a folder that holds only the fp16 variant (e.g. a copy of the embedded toy model) is
+      // loaded from it, as if `variant: 'fp16'` had been given.
+      if (options.variant !== undefined) throw e;
+      file = await findSafetensors(path.join(dir, sub), base, 'fp16').catch(() => {
+        throw e;
+      });
+    }
     const f = await SafetensorsFile.open(file);
     files.push(f);
     return safetensorsSource(f, { name: file });
@@ -406,8 +424,8 @@ export interface SingleFileConfigs {
 
 /**
  * Picks the configs of a single-file checkpoint as `loadStableDiffusion` and `dds-weights convert-single-file` do:
- * those of `configFrom` when given, else of the file's own folder when it holds diffusers configs, else the built-in
- * configs of the detected model type; applies `predictionType`; and throws, listing every disagreement, when the
+ * those of `configFrom` when given, else of the file's own folder when it holds diffusers configs (then only the
+ * text-encoder layout is inferred from the keys), else the built-in configs of the detected model type; applies `predictionType`; and throws, listing every disagreement, when the
  * checkpoint's shapes do not fit those configs (`hint` ends that message, naming how to pass other configs).
  */
 export function resolveSingleFileConfigs(
@@ -417,9 +435,10 @@ export function resolveSingleFileConfigs(
   options: { configFrom?: string; predictionType?: 'epsilon' | 'v_prediction' },
   hint = 'pass configFrom: a diffusers folder with matching configs',
 ): SingleFileConfigs {
-  const detected = detectSingleFileModel(keys, shape, { predictionType: options.predictionType });
   const ownDir = path.dirname(file);
   const configDir = options.configFrom ?? (hasDiffusersConfigs(ownDir) ? ownDir : undefined);
+  // With configs, as diffusers: no model-type inference beyond the text-encoder layout.
+  const detected = detectSingleFileModel(keys, shape, { predictionType: options.predictionType, configsGiven: configDir !== undefined });
   const { unet, vae, textEncoder, scheduler } = detected.configs;
   const raw: RawConfigs = configDir ? readRawConfigs(configDir) : structuredClone({ unet, vae, textEncoder, scheduler });
   if (options.predictionType) raw.scheduler = { ...raw.scheduler, prediction_type: options.predictionType };
@@ -478,7 +497,8 @@ async function loadSingleFile(file: string, options: LoadStableDiffusionOptions)
  * Loads a Stable Diffusion 1.x/2.x model:
  * - a **diffusers folder** (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`), from
  *   its fp32 safetensors or, with `variant: 'fp16'`, its `*.fp16.safetensors` (sharded `*.index.json` too),
- *   converted to float32 one tensor at a time;
+ *   converted to float32 one tensor at a time; a component with only the fp16 variant is loaded from it without
+ *   `variant` too;
  * - a **single-file LDM/CompVis checkpoint** (`.safetensors`): the architecture comes from `configFrom` when given,
  *   else from the file's own folder when it holds diffusers configs, else it is recognised from the keys and shapes
  *   as SD 1.x or 2.x (built-in configs; the bundled CLIP vocabulary).

@@ -241,6 +241,14 @@ export interface DetectOptions {
    * trained with, so SD 2.x-base (512 px, epsilon) checkpoints need `'epsilon'` here.
    */
   predictionType?: 'epsilon' | 'v_prediction';
+  /**
+   * The architecture comes from diffusers configs the caller has (as diffusers' `from_single_file` with `config`):
+   * infer only what configs cannot say — the text-encoder key layout — and skip the model-family refusals
+   * (inpainting, upscaler, … are recognised by keys that a custom architecture can have too, e.g. a last down
+   * block that changes the channel count has `input_blocks.10.0.skip_connection`). `modelType` then follows the
+   * text-encoder layout (OpenCLIP → `'sd21'`).
+   */
+  configsGiven?: boolean;
 }
 
 /** What {@link detectSingleFileModel} found. */
@@ -264,7 +272,8 @@ export interface DetectedSingleFile {
  * `model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight` has 1024 input
  * features, else SD 1.x. Throws an error naming the model type for checkpoints diffusers recognises
  * but this library does not support (inpainting, SDXL, upscaler, ControlNet, SD3, Playground), and for
- * files with no UNet or no text encoder in LDM layout.
+ * files with no UNet or no text encoder in LDM layout — unless `options.configsGiven` (then only the
+ * text-encoder layout is inferred).
  *
  * `shape(key)` returns the stored shape of a key (e.g. `(k) => file.info(k).shape`).
  */
@@ -274,7 +283,9 @@ export function detectSingleFileModel(
   options: DetectOptions = {},
 ): DetectedSingleFile {
   const has = new Set(keys);
-  const unsupported = (what: string, key: string): never => {
+  const given = options.configsGiven ?? false;
+  const unsupported = (what: string, key: string): void => {
+    if (given) return;
     throw new Error(`single-file checkpoint: this is ${what} (key '${key}'), which is not supported; supported: SD 1.x and SD 2.x text-to-image`);
   };
   if (has.has(KEY.inpainting) && shape(KEY.inpainting)[1] === 9) unsupported('an inpainting model (9 input channels)', KEY.inpainting);
@@ -290,7 +301,6 @@ export function detectSingleFileModel(
   if (!keys.some((k) => k.startsWith(LDM_VAE_PREFIX))) {
     throw new Error(`single-file checkpoint: no VAE keys ('${LDM_VAE_PREFIX}…')`);
   }
-  const isV2 = has.has(KEY.v2) && shape(KEY.v2).at(-1) === 1024;
   let textEncoder: LdmTextEncoderKind;
   if (has.has(KEY.clip)) textEncoder = 'clip';
   else if (has.has(KEY.openClip)) textEncoder = 'open_clip';
@@ -299,6 +309,7 @@ export function detectSingleFileModel(
       `single-file checkpoint: no text encoder in LDM layout (expected '${KEY.clip}' (SD 1.x) or '${KEY.openClip}' (SD 2.x))`,
     );
   }
+  const isV2 = given ? textEncoder === 'open_clip' : has.has(KEY.v2) && shape(KEY.v2).at(-1) === 1024;
   const modelType: SingleFileModelType = isV2 ? 'sd21' : 'sd15';
   const base = BUILTIN_CONFIGS[modelType];
   const predictionType = options.predictionType ?? (isV2 ? 'v_prediction' : 'epsilon');

@@ -4,7 +4,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { initBackend } from '@ddsjs/nn';
-import { centreCrop, imageStrip, loadImageForEdit, readImage, writeImage } from '../src/image';
+import { centreCrop, ImageFit, imageStrip, loadImageForEdit, readImage, writeImage } from '../src/image';
 
 let dir: string;
 
@@ -153,6 +153,44 @@ describe('loadImageForEdit', () => {
     tf.dispose([img, a, b, c, mn, mx]);
   });
 
+  it("defaults to the model's native size, and reports the crop box and the resize", async () => {
+    const fits: ImageFit[] = [];
+    const t = await loadImageForEdit(stripes, { model: { nativeSize: 16 }, minSize: 16, onFit: (f) => fits.push(f) });
+    expect(t.shape).toEqual([1, 16, 16, 3]);
+    expect(fits).toEqual([
+      {
+        fit: 'crop',
+        sourceWidth: 100,
+        sourceHeight: 60,
+        crop: { left: 20, top: 0, width: 60, height: 60 },
+        resizedWidth: 16,
+        resizedHeight: 16,
+        pad: { left: 0, top: 0, right: 0, bottom: 0 },
+        width: 16,
+        height: 16,
+      },
+    ]);
+    t.dispose();
+    const sized = await loadImageForEdit(stripes, { model: { nativeSize: 16 }, size: 24, minSize: 16 }); // size wins
+    expect(sized.shape).toEqual([1, 24, 24, 3]);
+    sized.dispose();
+  });
+
+  it("fit 'pad' keeps the whole picture on white; 'stretch' keeps it all, distorted", async () => {
+    let fit: ImageFit | undefined;
+    const padded = await loadImageForEdit(stripes, { size: 40, fit: 'pad', minSize: 16, kernel: 'nearest', onFit: (f) => (fit = f) });
+    // 100×60 into 40×40: resized to 40×24, 8 rows of white above and below.
+    expect([fit?.resizedWidth, fit?.resizedHeight, fit?.pad]).toEqual([40, 24, { left: 0, top: 8, right: 0, bottom: 8 }]);
+    expect(await pixelAt(padded, 20, 2)).toEqual([1, 1, 1]);
+    expect(await pixelAt(padded, 2, 20)).toEqual([1, -1, -1]); // the red columns are kept
+    expect(await pixelAt(padded, 38, 20)).toEqual([-1, -1, 1]); // and the blue ones
+    const stretched = await loadImageForEdit(stripes, { size: 40, fit: 'stretch', minSize: 16, kernel: 'nearest' });
+    expect(await pixelAt(stretched, 2, 2)).toEqual([1, -1, -1]);
+    expect(await pixelAt(stretched, 38, 38)).toEqual([-1, -1, 1]);
+    tf.dispose([padded, stretched]);
+    await expect(loadImageForEdit(stripes, { size: 40, fit: 'squash' as never })).rejects.toThrow(/fit must be one of crop, pad, stretch/);
+  });
+
   it('rejects sides that are not multiples of 8, too-small pictures, and bad arguments, naming them', async () => {
     await expect(loadImageForEdit(stripes, { size: 500 })).rejects.toThrow(/size must be a positive multiple of 8.*got 500/);
     await expect(loadImageForEdit(stripes, { width: 64, height: 36 })).rejects.toThrow(/height must be a positive multiple of 8.*got 36/);
@@ -175,7 +213,7 @@ describe('writeImage', () => {
     const back = await readImage(file);
     const expected = tf.tidy(() => tf.div(tf.round(tf.mul(tf.clipByValue(img, 0, 1), 255)), 255));
     expect(Array.from(await back.data())).toEqual(Array.from(await expected.data()));
-    await expect(writeImage(img, file)).rejects.toThrow(`writeImage: '${file}' already exists; pass { overwrite: true } to replace it`);
+    await expect(writeImage(img, file)).rejects.toThrow(`output ${file} exists; pass { overwrite: true } to replace it`);
     const white = tf.ones([4, 6, 3]);
     await writeImage(white, file, { overwrite: true });
     const back2 = await readImage(file);
@@ -189,8 +227,10 @@ describe('writeImage', () => {
     await writeImage(img, path.join(dir, 'a.webp'));
     expect((await sharp(path.join(dir, 'a.jpg')).metadata()).format).toBe('jpeg');
     expect((await sharp(path.join(dir, 'a.webp')).metadata()).format).toBe('webp');
-    await expect(writeImage(img, path.join(dir, 'a.bmp'))).rejects.toThrow(/cannot tell the format of .*a\.bmp/);
-    await expect(writeImage(img, path.join(dir, 'no', 'such', 'dir.png'))).rejects.toThrow(/the directory of .* does not exist/);
+    await expect(writeImage(img, path.join(dir, 'a.bmp'))).rejects.toThrow(/a\.bmp: unknown format '\.bmp'; use \.png, \.jpg, \.jpeg, \.webp$/);
+    await expect(writeImage(img, path.join(dir, 'no', 'such', 'dir.png'))).rejects.toThrow(/^output folder .*no[\/]such does not exist$/);
+    // Atomic: no temporary file is left beside the outputs.
+    expect((await fs.readdir(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
     const bad = tf.zeros([1, 8, 8, 4]);
     await expect(writeImage(bad, path.join(dir, 'b.png'))).rejects.toThrow(/image must be \[1, H, W, 3\] or \[H, W, 3\], got \[1,8,8,4\]/);
     tf.dispose([img, bad]);

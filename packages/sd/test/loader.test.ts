@@ -105,6 +105,33 @@ describe('loadStableDiffusion variants and errors', () => {
     }
   });
 
+  test('a folder with only fp16 weights (a copy of the embedded model) loads without variant, as with it', async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ddsjs-fp16only-'));
+    try {
+      const copy = path.join(tmp, 'copy');
+      fs.cpSync(TINY_SD15, copy, {
+        recursive: true,
+        filter: (s) => !s.includes('golden') && !(s.endsWith('.safetensors') && !s.endsWith('.fp16.safetensors')),
+      });
+      const sd16 = await loadStableDiffusion(copy);
+      const ref = await loadStableDiffusion(TINY_SD15, { variant: 'fp16' });
+      try {
+        const a = sd16.encodePrompt('a photo of a cat');
+        const b = ref.encodePrompt('a photo of a cat');
+        expect(Array.from(await a.data())).toEqual(Array.from(await b.data()));
+        tf.dispose([a, b]);
+        expect(sd16.nativeSize).toBe(64); // sample_size 8 × the VAE's 8
+      } finally {
+        sd16.dispose();
+        ref.dispose();
+      }
+      fs.rmSync(path.join(copy, 'vae', 'diffusion_pytorch_model.fp16.safetensors'));
+      await expect(loadStableDiffusion(copy)).rejects.toThrow(/no safetensors weights for diffusion_pytorch_model in .*vae/);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
   test('the single-file checkpoint loads with the configs of its own folder', async () => {
     let done = 0;
     let total = 0;
