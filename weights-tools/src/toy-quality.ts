@@ -15,7 +15,6 @@ import {
   Rng,
   backgroundChange,
   defaultModel,
-  GENERATION_GUIDANCE_SCALE,
   caption,
   captions,
   colourDistance,
@@ -71,7 +70,7 @@ export interface GenerationEvalOptions {
   firstSeed?: number;
   /** DDIM steps (default 50, `dds generate`'s). */
   steps?: number;
-  /** Guidance scale (default `GENERATION_GUIDANCE_SCALE` of @ddsjs/toy-shapes, 3: what `dds generate` uses with the embedded model). */
+  /** Guidance scale (default: `generate`'s — the model folder's `ddsjs_defaults.json`, 3 for the embedded model, else 7.5). */
   guidanceScale?: number;
   /** Called after each picture. */
   onCase?: (c: GenerationCase, done: number, total: number) => void;
@@ -93,7 +92,7 @@ export async function evaluateGeneration(sd: StableDiffusion, options: Generatio
     const want = parseCaption(p);
     if (!want) throw new Error(`evaluateGeneration: '${p}' is not a caption of the toy world`);
     for (let s = first; s < first + seeds; s++) {
-      const r = await sd.generate(p, { steps: options.steps ?? 50, guidanceScale: options.guidanceScale ?? GENERATION_GUIDANCE_SCALE, seed: s });
+      const r = await sd.generate(p, { steps: options.steps ?? 50, guidanceScale: options.guidanceScale, seed: s });
       const [, h, w] = r.image.shape;
       const bytes = toBytes((await r.image.data()) as Float32Array);
       tf.dispose([r.image, r.latents]);
@@ -522,15 +521,15 @@ export function formatGenerationLine(g: GenerationReport): string {
 export const EVAL_TOY_HELP = `usage: dds-weights eval-toy [<model dir>] [--edits N] [--seed N] [--gen-seed N] [--gen-seeds N] [--gen-guidance X] [--gen-steps N] [--steps N] [--lr X] [--no-sds] [--no-generation] [--alignment] [--variant fp16] [--backend B]
 
 Measures a toy-shapes model (default: the embedded one of @ddsjs/toy-shapes): generation on the 12 held-out
-captions (2 seeds each unless --gen-seeds; 50 DDIM steps, guidance ${GENERATION_GUIDANCE_SCALE}: \`dds generate\`'s defaults with the
-embedded model), then DDS and SDS colour edits of N generator pictures (editImage defaults: the model's
-ddsjs_defaults.json — the embedded model's lr 0.005 — else the notebook's 200 steps, lr 0.1, guidance 7.5), and
+captions (2 seeds each unless --gen-seeds; 50 DDIM steps and the model's generation guidance from its
+ddsjs_defaults.json: \`dds generate\`'s defaults), then DDS and SDS colour edits of N generator pictures (editImage
+defaults: the model's ddsjs_defaults.json, else the notebook's 200 steps, lr 0.1, guidance 7.5), and
 prints the tables of packages/toy-shapes/README.md (then the edit table split by background).
   --edits N         pictures to edit (default 10)
   --seed N          seed of the pictures and target colours (default 1234)
   --gen-seed N      first generation seed (default 0; 2 = the validation set the shipped weights were chosen on)
   --gen-seeds N     generation seeds per caption (default 2)
-  --gen-guidance X  generation guidance scale (default ${GENERATION_GUIDANCE_SCALE})      --gen-steps N   generation DDIM steps (default 50)
+  --gen-guidance X  generation guidance scale (default: the model's ddsjs_defaults.json, else 7.5)      --gen-steps N   generation DDIM steps (default 50)
   --steps N         edit steps (default: editImage's)      --lr X   edit learning rate (default: editImage's)
   --no-sds          DDS only        --no-generation   edits only
   --alignment       instead of all that, the DDS gradient against the true edit on the N pictures (ddsOracleAlignment):
@@ -567,8 +566,8 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
   const genSeeds = int('gen-seeds', v['gen-seeds'] as string | undefined, 2);
   const genSteps = int('gen-steps', v['gen-steps'] as string | undefined, 50);
   const gg = v['gen-guidance'] as string | undefined;
-  const genGuidance = gg === undefined ? GENERATION_GUIDANCE_SCALE : Number(gg);
-  if (gg !== undefined && (gg.trim() === '' || !Number.isFinite(genGuidance) || genGuidance < 0)) throw new Error(`eval-toy: --gen-guidance must be a non-negative number, got '${gg}'`);
+  const genGuidance = gg === undefined ? undefined : Number(gg);
+  if (gg !== undefined && (gg.trim() === '' || !Number.isFinite(genGuidance) || genGuidance! < 0)) throw new Error(`eval-toy: --gen-guidance must be a non-negative number, got '${gg}'`);
   const lrArg = v.lr as string | undefined;
   const lr = lrArg === undefined ? undefined : Number(lrArg);
   if (lrArg !== undefined && (lrArg.trim() === '' || !Number.isFinite(lr) || lr! <= 0)) throw new Error(`eval-toy: --lr must be a positive number, got '${lrArg}'`);

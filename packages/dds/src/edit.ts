@@ -1,4 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
+import { imageToLatents, latentsToImage, resolveDefaults } from '@ddsjs/sd';
+import type { ResolvedSetting } from '@ddsjs/sd';
 import { SeededRandom } from './rng';
 import { DEFAULT_GUIDANCE_SCALE, ddsGrad, scoreLoss, sdsGrad } from './score';
 import type { EditModel, ScoreModel, ScoreOptions, TextEmbeddings, Weighting } from './types';
@@ -7,6 +9,32 @@ import type { EditModel, ScoreModel, ScoreOptions, TextEmbeddings, Weighting } f
 export const DEFAULT_EDIT_STEPS = 200;
 /** Default SGD learning rate of the editing loop (the DDS notebook). */
 export const DEFAULT_EDIT_LR = 0.1;
+/** The library's editing defaults (the DDS notebook): 200 steps, SGD lr 0.1, guidance 7.5. */
+export const LIBRARY_EDIT_DEFAULTS: Readonly<{ steps: number; lr: number; guidanceScale: number }> = {
+  steps: DEFAULT_EDIT_STEPS,
+  lr: DEFAULT_EDIT_LR,
+  guidanceScale: DEFAULT_GUIDANCE_SCALE,
+};
+
+/** The editing loop's resolved settings, each with where it came from (see `resolveDefaults` of @ddsjs/sd). */
+export interface EditSettings {
+  steps: ResolvedSetting;
+  lr: ResolvedSetting;
+  guidanceScale: ResolvedSetting;
+}
+
+/**
+ * The steps, learning rate and guidance scale the editing loop uses, each with its source: the option when given,
+ * else the model's `defaults.edit` (its folder's `ddsjs_defaults.json`), else {@link LIBRARY_EDIT_DEFAULTS}.
+ * {@link editLatent} / {@link editImage} resolve their settings with it, and the CLI prints them from it.
+ */
+export function resolveEditDefaults(
+  model: Pick<ScoreModel, 'defaults'> | undefined,
+  opts: { steps?: number; lr?: number; guidanceScale?: number } = {},
+): EditSettings {
+  return resolveDefaults(opts ?? {}, model?.defaults?.edit, LIBRARY_EDIT_DEFAULTS);
+}
+
 /** The notebook's loss scale: it minimises `2000 · scoreLoss(z, grad)` on 64×64 latents (512×512 pictures). */
 export const DEFAULT_LOSS_SCALE = 2000;
 /** Latent pixels (h·w) of the notebook's 512×512 pictures, at which {@link DEFAULT_LOSS_SCALE} was tuned. */
@@ -157,10 +185,10 @@ export async function editLatent(
   const fn = 'editLatent';
   const method = opts.method ?? 'dds';
   if (method !== 'dds' && method !== 'sds') throw new Error(`${fn}: method must be 'dds' or 'sds', got '${String(method)}'`);
-  const modelDefaults = sd?.defaults?.edit ?? {};
-  const steps = nonNegativeInt(fn, 'steps', opts.steps ?? modelDefaults.steps ?? DEFAULT_EDIT_STEPS);
-  const lr = opts.lr ?? modelDefaults.lr ?? DEFAULT_EDIT_LR;
-  const guidanceScale = opts.guidanceScale ?? modelDefaults.guidanceScale ?? DEFAULT_GUIDANCE_SCALE;
+  const settings = resolveEditDefaults(sd, opts);
+  const steps = nonNegativeInt(fn, 'steps', settings.steps.value);
+  const lr = settings.lr.value;
+  const guidanceScale = settings.guidanceScale.value;
   if (!Number.isFinite(lr) || lr <= 0) throw new Error(`${fn}: lr must be a positive number, got ${lr}`);
   if (opts.seed !== undefined && !Number.isFinite(opts.seed)) throw new Error(`${fn}: seed must be a finite number, got ${opts.seed}`);
   const zSource = inputs?.zSource;
@@ -262,17 +290,14 @@ export async function editImage(sd: EditModel, image: tf.Tensor4D, opts: EditIma
   if (!opts || typeof opts.target !== 'string' || typeof opts.source !== 'string') {
     throw new Error(`${fn}: options must give the prompts { source: string, target: string }`);
   }
-  const scaling = sd.schedule.scalingFactor;
+  const scaling = sd.schedule?.scalingFactor;
   if (!Number.isFinite(scaling) || scaling <= 0) throw new Error(`${fn}: schedule.scalingFactor must be positive, got ${scaling}`);
 
   const text = tf.tidy(() => {
     const uncond = sd.encodePrompt(opts.negativePrompt ?? '');
     return { uncond, cond: sd.encodePrompt(opts.target), condSource: sd.encodePrompt(opts.source) };
   });
-  const zSource = tf.tidy(() => {
-    const post = sd.vae.encode(image);
-    return tf.mul(post.mean, scaling) as tf.Tensor4D;
-  });
+  const zSource = imageToLatents(sd, image);
   try {
     const res = await editLatent(
       sd,
@@ -285,10 +310,7 @@ export async function editImage(sd: EditModel, image: tf.Tensor4D, opts: EditIma
     );
     let decoded: tf.Tensor4D;
     try {
-      decoded = tf.tidy(() => {
-        const x = sd.vae.decode(tf.div(res.latent, scaling) as tf.Tensor4D);
-        return tf.clipByValue(tf.add(tf.div(x, 2), 0.5), 0, 1) as tf.Tensor4D;
-      });
+      decoded = latentsToImage(sd, res.latent);
     } catch (e) {
       res.latent.dispose();
       throw e;

@@ -10,8 +10,6 @@ export { SeededRandom } from './rng';
 export {
   DEFAULT_GUIDANCE_SCALE,
   DEFAULT_T_RANGE,
-  addNoise,
-  alphaSigma,
   ddsGrad,
   scoreLoss,
   sdsGrad,

@@ -1,12 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
 import { SeededRandom, randomInt } from './rng';
 import { tfSeed } from '@ddsjs/nn';
+import { addNoise, guide, modelOutputToEps } from '@ddsjs/sd';
 import type {
   ScoreIntermediates,
   ScoreModel,
   ScoreOptions,
   ScoreResult,
-  ScoreSchedule,
   TextEmbeddings,
   Weighting,
 } from './types';
@@ -15,42 +15,6 @@ import type {
 export const DEFAULT_GUIDANCE_SCALE = 7.5;
 /** Default timestep range `[tMin, tMax]` (the DDS notebook's `t_min = 50, t_max = 950`: t ∈ {50, …, 948}). */
 export const DEFAULT_T_RANGE: readonly [number, number] = [50, 950];
-
-/**
- * α_t = √ᾱ_t and σ_t = √(1 − ᾱ_t) of `schedule` for each timestep, rounded to float32 exactly as diffusers'
- * fp32 `add_noise` computes them. Throws when a timestep is not an integer in [0, T).
- */
-export function alphaSigma(schedule: ScoreSchedule, timesteps: readonly number[]): { alpha: Float32Array; sigma: Float32Array } {
-  const ac = schedule.alphasCumprod;
-  const alpha = new Float32Array(timesteps.length);
-  const sigma = new Float32Array(timesteps.length);
-  timesteps.forEach((t, i) => {
-    checkTimestep(t, ac.length, 'alphaSigma: timestep');
-    const a = ac[t];
-    alpha[i] = Math.sqrt(a);
-    sigma[i] = Math.sqrt(Math.fround(1 - a));
-  });
-  return { alpha, sigma };
-}
-
-/**
- * The forward-diffusion noising z_t = α_t·z + σ_t·ε (diffusers `add_noise`), with one timestep per image of the
- * batch (`timesteps.length` = B) or one for all. The caller owns the result.
- */
-export function addNoise(schedule: ScoreSchedule, z: tf.Tensor4D, noise: tf.Tensor4D, timesteps: number | readonly number[]): tf.Tensor4D {
-  const b = z.shape[0];
-  const ts = typeof timesteps === 'number' ? new Array<number>(b).fill(timesteps) : [...timesteps];
-  if (ts.length !== b) throw new Error(`addNoise: ${ts.length} timesteps for a batch of ${b}`);
-  if (!shapesEqual(z.shape, noise.shape)) {
-    throw new Error(`addNoise: noise shape [${noise.shape}] differs from the latents' [${z.shape}]`);
-  }
-  const { alpha, sigma } = alphaSigma(schedule, ts);
-  return tf.tidy(() => {
-    const a = tf.tensor4d(alpha, [b, 1, 1, 1]);
-    const s = tf.tensor4d(sigma, [b, 1, 1, 1]);
-    return tf.add(tf.mul(a, z), tf.mul(s, noise));
-  });
-}
 
 /**
  * Score Distillation Sampling (DreamFusion; the DDS notebook's `get_sds_loss`): draws one timestep t per image and
@@ -271,15 +235,12 @@ function scoreCore(fn: string, sd: ScoreModel, branches: Branch[], opts: ScoreOp
   const weighting = opts.weighting ?? 'uniform';
   const weights = timesteps.map((t) => weightOf(fn, weighting, t, ac[t]));
   const uniformWeights = weights.every((w) => w === 1);
-  const { alpha, sigma } = alphaSigma(sd.schedule, timesteps);
   const wantIntermediates = opts.intermediates === true;
   const k = branches.length;
 
   const flat = tf.tidy(() => {
     const noise = opts.noise ? tf.clone(opts.noise) : (tf.randomNormal(shape, 0, 1, 'float32', noiseSeed === undefined ? undefined : tfSeed(noiseSeed)) as tf.Tensor4D);
-    const a = tf.tensor4d(alpha, [b, 1, 1, 1]);
-    const sg = tf.tensor4d(sigma, [b, 1, 1, 1]);
-    const zt = branches.map((br) => tf.add(tf.mul(a, br.z), tf.mul(sg, noise)) as tf.Tensor4D);
+    const zt = branches.map((br) => addNoise(sd.schedule, br.z, noise, timesteps));
 
     // One UNet batch: [uncond rows of every branch, cond rows of every branch].
     const expand = (e: tf.Tensor3D) => (e.shape[0] === b ? e : tf.broadcastTo(e, [b, L, D]));
@@ -305,17 +266,11 @@ function scoreCore(fn: string, sd: ScoreModel, branches: Branch[], opts: ScoreOp
     }
     const unetRaw = (parts.length === 1 ? parts[0] : tf.concat(parts, 0)) as tf.Tensor4D;
 
-    let eps: tf.Tensor4D = unetRaw;
-    if (predictionType === 'v_prediction') {
-      // ε = α_t·v + σ_t·z_t, per row.
-      const aRows = tf.concat(new Array(2 * k).fill(a), 0);
-      const sRows = tf.concat(new Array(2 * k).fill(sg), 0);
-      eps = tf.add(tf.mul(aRows, unetRaw), tf.mul(sRows, sample)) as tf.Tensor4D;
-    }
+    const eps = modelOutputToEps(sd.schedule, unetRaw, sample, rowT);
     const half = k * b;
     const uncond = tf.slice(eps, [0, 0, 0, 0], [half, -1, -1, -1]);
     const cond = tf.slice(eps, [half, 0, 0, 0], [half, -1, -1, -1]);
-    const guided = tf.add(uncond, tf.mul(s, tf.sub(cond, uncond))) as tf.Tensor4D;
+    const guided = guide(uncond, cond, s);
     const epsPred =
       k === 1 ? [guided] : (tf.split(guided, k, 0) as tf.Tensor4D[]);
 

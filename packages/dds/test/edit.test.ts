@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
 import { readGoldens, relErr } from '../../../test-utils';
-import { ddsGrad, defaultLossScale, editImage, editLatent, EditModel, EditStepInfo, SeededRandom, TextEmbeddings } from '../src';
+import { ddsGrad, defaultLossScale, editImage, editLatent, EditModel, EditStepInfo, LIBRARY_EDIT_DEFAULTS, resolveEditDefaults, SeededRandom, TextEmbeddings } from '../src';
 import type { UNet2DConditionModel } from '../../sd/src/unet';
 import type { AutoencoderKL } from '../../sd/src/vae';
 import { loadStableDiffusion, StableDiffusion } from '@ddsjs/sd';
@@ -91,6 +91,19 @@ describe('editLatent (fake UNet)', () => {
     expect(adam.iterations).toBe(2);
     tf.dispose([viaAdam.latent, viaSgd.latent, zSource, text.cond, text.uncond, other.cond]);
     adam.dispose();
+  });
+
+  it('resolveEditDefaults: each setting with its source (option, model folder, library)', () => {
+    expect(resolveEditDefaults({ defaults: { edit: { lr: 0.02 } } }, { steps: 5 })).toEqual({
+      steps: { value: 5, source: 'option' },
+      lr: { value: 0.02, source: 'model' },
+      guidanceScale: { value: LIBRARY_EDIT_DEFAULTS.guidanceScale, source: 'library' },
+    });
+    expect(resolveEditDefaults({}, {})).toEqual({
+      steps: { value: 200, source: 'library' },
+      lr: { value: 0.1, source: 'library' },
+      guidanceScale: { value: 7.5, source: 'library' },
+    });
   });
 
   it("takes steps, lr and guidance from the model's defaults (ddsjs_defaults.json) when not given; options win", async () => {
