@@ -2,8 +2,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, BackendName } from '@ddsjs/nn';
-import { loadStableDiffusion, StableDiffusion, loadImageForEdit, writeImage, imageStrip, inspectModel } from '@ddsjs/sd';
-import { editImage, DEFAULT_EDIT_LR, DEFAULT_EDIT_STEPS, DEFAULT_GUIDANCE_SCALE, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TranslatorDivergedError, TRANSLATOR_FILES } from '@ddsjs/dds';
+import { loadStableDiffusion, StableDiffusion, loadImageForEdit, writeImage, imageStrip, inspectModel, resolveGenerateDefaults } from '@ddsjs/sd';
+import { editImage, resolveEditDefaults, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TranslatorDivergedError, TRANSLATOR_FILES } from '@ddsjs/dds';
 import { defaultModel, defaultTranslatorDir } from '@ddsjs/toy-shapes';
 import { CliError, CommandSpec, commandHelp, parseCommand, num, str } from './args';
 import { Progress } from './progress';
@@ -27,9 +27,9 @@ export const EDIT: CommandSpec = {
     target: { type: 'string', arg: 'TEXT', help: 'prompt describing the edited picture' },
     ...common,
     method: { type: 'string', arg: 'dds|sds', help: 'score to optimise', default: 'dds' },
-    steps: { type: 'string', arg: 'N', help: "optimisation steps (default: the model's ddsjs_defaults.json, else 200)" },
-    lr: { type: 'string', arg: 'X', help: "SGD learning rate (default: the model's ddsjs_defaults.json, else 0.1; the embedded model's 0.005)" },
-    guidance: { type: 'string', arg: 'X', help: "classifier-free guidance scale (default: the model's ddsjs_defaults.json, else 7.5)" },
+    steps: { type: 'string', arg: 'N', help: "optimisation steps (default: the model's ddsjs_defaults.json, else the method's; printed at the start)" },
+    lr: { type: 'string', arg: 'X', help: "SGD learning rate (default: the model's ddsjs_defaults.json, else the method's; printed at the start)" },
+    guidance: { type: 'string', arg: 'X', help: "classifier-free guidance scale (default: the model's ddsjs_defaults.json, else the method's; printed at the start)" },
     seed: { type: 'string', arg: 'N', help: 'random seed (timesteps and noise)', default: '0' },
     size: { type: 'string', arg: 'PX', help: "centre-crop and resize the picture to PX×PX (multiple of 8; default: the model's native size, as diffusers)" },
     out: { type: 'string', short: 'o', arg: 'FILE', help: 'output PNG (default: <image>-edited.png)' },
@@ -47,8 +47,8 @@ export const GENERATE: CommandSpec = {
   options: {
     ...common,
     negative: { type: 'string', arg: 'TEXT', help: 'negative prompt', default: '' },
-    steps: { type: 'string', arg: 'N', help: "DDIM steps (default: the model's ddsjs_defaults.json, else 50)" },
-    guidance: { type: 'string', arg: 'X', help: "classifier-free guidance scale (default: the model's ddsjs_defaults.json, else 7.5; the embedded model's 3)" },
+    steps: { type: 'string', arg: 'N', help: "DDIM steps (default: the model's ddsjs_defaults.json, else diffusers'; printed at the start)" },
+    guidance: { type: 'string', arg: 'X', help: "classifier-free guidance scale (default: the model's ddsjs_defaults.json, else diffusers'; printed at the start)" },
     seed: { type: 'string', arg: 'N', help: 'random seed', default: '0' },
     height: { type: 'string', arg: 'PX', help: 'height in pixels (default: the model sample size)' },
     width: { type: 'string', arg: 'PX', help: 'width in pixels (default: the model sample size)' },
@@ -215,16 +215,14 @@ async function runEdit(argv: string[], io: CliIO): Promise<void> {
 
   const sd = await setup(values, io);
   try {
-    // Options not given: the model's own defaults (its ddsjs_defaults.json), else the DDS notebook's.
-    const own = sd.defaults.edit ?? {};
-    const steps = stepsArg ?? own.steps ?? DEFAULT_EDIT_STEPS;
-    const lr = lrArg ?? own.lr ?? DEFAULT_EDIT_LR;
-    const guidance = guidanceArg ?? own.guidanceScale ?? DEFAULT_GUIDANCE_SCALE;
-    const fromModel = ([['steps', stepsArg, own.steps], ['lr', lrArg, own.lr], ['guidance', guidanceArg, own.guidanceScale]] as const)
-      .filter(([, arg, m]) => arg === undefined && m !== undefined)
+    // Options not given: the model's own defaults (its ddsjs_defaults.json), else the library's.
+    const settings = resolveEditDefaults(sd, { steps: stepsArg, lr: lrArg, guidanceScale: guidanceArg });
+    const [steps, lr, guidance] = [settings.steps.value, settings.lr.value, settings.guidanceScale.value];
+    const fromModel = ([['steps', settings.steps], ['lr', settings.lr], ['guidance', settings.guidanceScale]] as const)
+      .filter(([, r]) => r.source === 'model')
       .map(([n]) => n);
     io.err(`${method}: ${steps} steps, lr ${lr}, guidance ${guidance}${fromModel.length ? ` (${fromModel.join(', ')} from ${sd.defaults.file})` : ''}`);
-    const size = sizeArg ?? nativeSize(sd);
+    const size = sizeArg ?? sd.nativeSize;
     const input = await loadImageForEdit(image, { size }).catch((e: Error) => {
       throw new CliError(e.message);
     });
@@ -271,11 +269,6 @@ async function runEdit(argv: string[], io: CliIO): Promise<void> {
   }
 }
 
-/** The model's native picture size (UNet `sample_size` × the VAE's downscale factor), diffusers' default. */
-function nativeSize(sd: StableDiffusion): number {
-  return (sd.configs.unet.sampleSize ?? 64) * sd.vaeScaleFactor;
-}
-
 async function runGenerate(argv: string[], io: CliIO): Promise<void> {
   const { values, positionals, help } = parseCommand(GENERATE, argv);
   if (help) return io.out(commandHelp(GENERATE));
@@ -296,8 +289,8 @@ async function runGenerate(argv: string[], io: CliIO): Promise<void> {
   try {
     // Without --steps / --guidance: the model's own defaults (its ddsjs_defaults.json: the embedded toy model's
     // guidance 3 was chosen on a validation set, 7.5 overshoots its colours), else diffusers' 50 and 7.5.
-    const steps = stepsArg ?? sd.defaults.generate?.steps ?? 50;
-    const guidance = guidanceArg ?? sd.defaults.generate?.guidanceScale ?? 7.5;
+    const resolved = resolveGenerateDefaults(sd.defaults, { steps: stepsArg, guidanceScale: guidanceArg });
+    const [steps, guidance] = [resolved.steps.value, resolved.guidanceScale.value];
     io.err(`guidance: ${guidance}`);
     const bar = new Progress('ddim', steps, (f) => `t ${f.t}`);
     const t0 = Date.now();
