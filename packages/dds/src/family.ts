@@ -64,7 +64,7 @@ export function nfsdGrad(
         { latent: 'z', cond: negative, coef: (t) => (t < NFSD_T_SWITCH ? 0 : -1) },
       ],
     },
-    { weighting: 'sds', ...opts },
+    { ...opts, weighting: opts?.weighting ?? 'sds' },
   );
 }
 
@@ -141,7 +141,7 @@ export function bridgeGrad(
         { latent: 'z', cond: tensor3(fn, 'source', inputs.source, b), coef: -scale },
       ],
     },
-    { weighting: 'sds', ...rest },
+    { ...rest, weighting: rest.weighting ?? 'sds' },
   );
 }
 

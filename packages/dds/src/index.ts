@@ -33,6 +33,7 @@ export {
 } from './family';
 export type { CsdScales, PdsCoefficients } from './family';
 export * from './edit';
+export * from './flowedit';
 // The zero-shot image-to-image translation network (DDS paper, Section 5); see docs/translator.md.
 export {
   DEFAULT_STUDENT_TIMESTEP,
