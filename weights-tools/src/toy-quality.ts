@@ -5,7 +5,8 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendName, initBackend } from '@ddsjs/nn';
 import { type StableDiffusion, loadStableDiffusion } from '@ddsjs/sd';
-import { DEFAULT_GUIDANCE_SCALE, ddsGrad, editImage } from '@ddsjs/dds';
+import { DEFAULT_GUIDANCE_SCALE, EDIT_METHODS, ddsGrad, editImage } from '@ddsjs/dds';
+import type { EditMethod } from '@ddsjs/dds';
 import {
   BACKGROUND_NAMES,
   type BackgroundName,
@@ -229,8 +230,8 @@ export interface EditTask {
 
 /** Options of {@link evaluateEdits}. */
 export interface EditEvalOptions {
-  /** `'dds'` (default) or `'sds'` with `editImage`, or a {@link CustomEditor}. */
-  method?: 'dds' | 'sds' | CustomEditor;
+  /** An `editImage` method (`'dds'` default, `'sds'`, `'nfsd'`, `'csd'`, `'pds'`, `'flowedit'`), or a {@link CustomEditor}. */
+  method?: EditMethod | CustomEditor;
   /** The pictures and targets (default: `editTasks(n, seed)`). */
   tasks?: EditTask[];
   /** Number of generator pictures (default 10). */
@@ -518,7 +519,7 @@ export function formatGenerationLine(g: GenerationReport): string {
 }
 
 /** Help of `dds-weights eval-toy`. */
-export const EVAL_TOY_HELP = `usage: dds-weights eval-toy [<model dir>] [--edits N] [--seed N] [--gen-seed N] [--gen-seeds N] [--gen-guidance X] [--gen-steps N] [--steps N] [--lr X] [--no-sds] [--no-generation] [--alignment] [--variant fp16] [--backend B]
+export const EVAL_TOY_HELP = `usage: dds-weights eval-toy [<model dir>] [--edits N] [--seed N] [--gen-seed N] [--gen-seeds N] [--gen-guidance X] [--gen-steps N] [--steps N] [--lr X] [--methods LIST] [--guidance X] [--no-sds] [--no-generation] [--alignment] [--variant fp16] [--backend B]
 
 Measures a toy-shapes model (default: the embedded one of @ddsjs/toy-shapes): generation on the 12 held-out
 captions (2 seeds each unless --gen-seeds; 50 DDIM steps and the model's generation guidance from its
@@ -532,6 +533,8 @@ prints the tables of packages/toy-shapes/README.md (then the edit table split by
   --gen-guidance X  generation guidance scale (default: the model's ddsjs_defaults.json, else 7.5)      --gen-steps N   generation DDIM steps (default 50)
   --steps N         edit steps (default: editImage's)      --lr X   edit learning rate (default: editImage's)
   --no-sds          DDS only        --no-generation   edits only
+  --methods LIST    edit methods to measure, comma-separated (default dds,sds; also nfsd, csd, pds, flowedit)
+  --guidance X      edit guidance scale (default: editImage's for the method)
   --alignment       instead of all that, the DDS gradient against the true edit on the N pictures (ddsOracleAlignment):
                     per timestep, at z = the source and at z = the true edit; seconds, not minutes
   --variant fp16    load <model dir>'s *.fp16.safetensors (the embedded model always is)
@@ -547,7 +550,7 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
       strict: true,
       options: {
         edits: { type: 'string' }, seed: { type: 'string' }, 'gen-seed': { type: 'string' }, 'gen-seeds': { type: 'string' }, 'gen-guidance': { type: 'string' }, 'gen-steps': { type: 'string' }, variant: { type: 'string' }, steps: { type: 'string' }, lr: { type: 'string' }, backend: { type: 'string' },
-        'no-sds': { type: 'boolean' }, 'no-generation': { type: 'boolean' }, alignment: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        'no-sds': { type: 'boolean' }, methods: { type: 'string' }, guidance: { type: 'string' }, 'no-generation': { type: 'boolean' }, alignment: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     });
   } catch (e) {
@@ -578,6 +581,12 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
     ...(lr !== undefined ? { lr } : {}),
   };
   if (v.variant !== undefined && v.variant !== 'fp16') throw new Error(`eval-toy: --variant must be fp16, got '${v.variant}'`);
+  const methods = ((v.methods as string | undefined) ?? (v['no-sds'] ? 'dds' : 'dds,sds')).split(',').map((m) => m.trim()) as EditMethod[];
+  const bad = methods.find((m) => !EDIT_METHODS.includes(m));
+  if (bad !== undefined) throw new Error(`eval-toy: --methods takes ${EDIT_METHODS.join(', ')}, got '${bad}'`);
+  const ga = v.guidance as string | undefined;
+  const guidanceScale = ga === undefined ? undefined : Number(ga);
+  if (ga !== undefined && !(Number.isFinite(guidanceScale) && guidanceScale! >= 0)) throw new Error(`eval-toy: --guidance must be a non-negative number, got '${ga}'`);
   const sd = await loadToyModel('eval-toy', parsed.positionals[0], v.backend, v.variant as 'fp16' | undefined);
   const progress = (what: string) => (_c: unknown, done: number, total: number) => process.stderr.write(`  ${what} ${done}/${total}\n`);
   try {
@@ -592,8 +601,8 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
       const g = await evaluateGeneration(sd, { firstSeed: genSeed, seedsPerPrompt: genSeeds, steps: genSteps, guidanceScale: genGuidance, onCase: progress('generation') });
       out(formatGenerationLine(g));
     }
-    const reports = [await evaluateEdits(sd, { ...opts, method: 'dds', onCase: progress('dds edit') })];
-    if (!v['no-sds']) reports.push(await evaluateEdits(sd, { ...opts, method: 'sds', onCase: progress('sds edit') }));
+    const reports: EditReport[] = [];
+    for (const method of methods) reports.push(await evaluateEdits(sd, { ...opts, method, guidanceScale, onCase: progress(`${method} edit`) }));
     out(formatEditTable(reports));
     out('');
     out('Per background:');
