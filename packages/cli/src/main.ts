@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, BackendName } from '@ddsjs/nn';
 import { loadStableDiffusion, StableDiffusion, loadImageForEdit, writeImage, imageStrip, inspectModel, resolveGenerateDefaults } from '@ddsjs/sd';
-import { editImage, resolveEditDefaults, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TranslatorDivergedError, TRANSLATOR_FILES } from '@ddsjs/dds';
+import { editImage, EDIT_METHODS, EditMethod, resolveEditDefaults, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TranslatorDivergedError, TRANSLATOR_FILES } from '@ddsjs/dds';
 import { defaultModel, defaultTranslatorDir } from '@ddsjs/toy-shapes';
 import { CliError, CommandSpec, commandHelp, parseCommand, num, str } from './args';
 import { Progress } from './progress';
@@ -26,7 +26,8 @@ export const EDIT: CommandSpec = {
     source: { type: 'string', arg: 'TEXT', help: 'prompt describing the input picture' },
     target: { type: 'string', arg: 'TEXT', help: 'prompt describing the edited picture' },
     ...common,
-    method: { type: 'string', arg: 'dds|sds', help: 'score to optimise', default: 'dds' },
+    method: { type: 'string', arg: EDIT_METHODS.join('|'), help: 'score to optimise, or flowedit (defaults per method: docs/scores.md)', default: 'dds' },
+    mask: { type: 'string', arg: 'FILE', help: 'edit only where this picture is white (black = keep; cropped and resized as the image)' },
     steps: { type: 'string', arg: 'N', help: "optimisation steps (default: the model's ddsjs_defaults.json, else the method's; printed at the start)" },
     lr: { type: 'string', arg: 'X', help: "SGD learning rate (default: the model's ddsjs_defaults.json, else the method's; printed at the start)" },
     guidance: { type: 'string', arg: 'X', help: "classifier-free guidance scale (default: the model's ddsjs_defaults.json, else the method's; printed at the start)" },
@@ -198,7 +199,9 @@ async function runEdit(argv: string[], io: CliIO): Promise<void> {
   const source = str(values, 'source') ?? '';
   const target = str(values, 'target', true)!;
   const method = str(values, 'method') ?? 'dds';
-  if (method !== 'dds' && method !== 'sds') throw new CliError(`--method must be dds or sds, got '${method}'`);
+  if (!EDIT_METHODS.includes(method as EditMethod)) throw new CliError(`--method must be one of ${EDIT_METHODS.join(', ')}, got '${method}'`);
+  const maskFile = str(values, 'mask');
+  if (maskFile !== undefined && !fs.existsSync(maskFile)) throw new CliError(`mask not found: ${maskFile}`);
   const stepsArg = num(values, 'steps', { min: 1, integer: true });
   const lrArg = num(values, 'lr', { min: 0 });
   if (lrArg === 0) throw new CliError('--lr must be > 0');
@@ -216,7 +219,7 @@ async function runEdit(argv: string[], io: CliIO): Promise<void> {
   const sd = await setup(values, io);
   try {
     // Options not given: the model's own defaults (its ddsjs_defaults.json), else the library's.
-    const settings = resolveEditDefaults(sd, { steps: stepsArg, lr: lrArg, guidanceScale: guidanceArg });
+    const settings = resolveEditDefaults(sd, { method: method as EditMethod, steps: stepsArg, lr: lrArg, guidanceScale: guidanceArg });
     const [steps, lr, guidance] = [settings.steps.value, settings.lr.value, settings.guidanceScale.value];
     const fromModel = ([['steps', settings.steps], ['lr', settings.lr], ['guidance', settings.guidanceScale]] as const)
       .filter(([, r]) => r.source === 'model')
@@ -226,6 +229,13 @@ async function runEdit(argv: string[], io: CliIO): Promise<void> {
     const input = await loadImageForEdit(image, { size }).catch((e: Error) => {
       throw new CliError(e.message);
     });
+    // White = edit: the mask picture in [0, 1], channel mean, at image resolution (the scores average it to latents).
+    const mask = maskFile
+      ? await loadImageForEdit(maskFile, { size, minSize: 1 }).then(
+          (m) => tf.tidy(() => { const r = tf.mean(tf.add(tf.mul(m, 0.5), 0.5), 3, true) as tf.Tensor4D; m.dispose(); return r; }),
+          (e: Error) => { input.dispose(); throw new CliError(e.message); },
+        )
+      : undefined;
     // The strip starts with the input (before), then every saveEvery-th step, the last being the result (after).
     const frames: tf.Tensor4D[] = saveEvery ? [tf.tidy(() => tf.add(tf.mul(input, 0.5), 0.5) as tf.Tensor4D)] : [];
     const bar = new Progress(method, steps, (f) => `t ${f.t} | loss ${f.loss}`);
@@ -235,19 +245,21 @@ async function runEdit(argv: string[], io: CliIO): Promise<void> {
       result = await editImage(sd, input, {
         source,
         target,
-        method,
+        method: method as EditMethod,
         steps,
         lr,
         guidanceScale: guidance,
         seed,
-        onStep: ({ step, timestep, loss, latent }) => {
+        mask,
+        onStep: ({ step, steps: total, timestep, loss, latent }) => {
           bar.update(step + 1, { t: timestep, loss: Number.isFinite(loss) ? loss.toExponential(3) : String(loss) });
-          if (saveEvery && ((step + 1) % saveEvery === 0 || step + 1 === steps)) frames.push(sd.decodeLatents(latent));
+          if (saveEvery && ((step + 1) % saveEvery === 0 || step + 1 === total)) frames.push(sd.decodeLatents(latent));
         },
       });
     } finally {
       bar.stop();
       input.dispose();
+      mask?.dispose();
     }
     try {
       await writeImage(result.image, out, { overwrite: force });
