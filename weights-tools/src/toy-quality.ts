@@ -5,7 +5,8 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendName, initBackend } from '@ddsjs/nn';
 import { type StableDiffusion, loadStableDiffusion } from '@ddsjs/sd';
-import { DEFAULT_GUIDANCE_SCALE, ddsGrad, editImage } from '@ddsjs/dds';
+import { DEFAULT_GUIDANCE_SCALE, EDIT_METHODS, ddsGrad, editImage } from '@ddsjs/dds';
+import type { EditMethod } from '@ddsjs/dds';
 import {
   BACKGROUND_NAMES,
   type BackgroundName,
@@ -15,7 +16,6 @@ import {
   Rng,
   backgroundChange,
   defaultModel,
-  GENERATION_GUIDANCE_SCALE,
   caption,
   captions,
   colourDistance,
@@ -71,7 +71,7 @@ export interface GenerationEvalOptions {
   firstSeed?: number;
   /** DDIM steps (default 50, `dds generate`'s). */
   steps?: number;
-  /** Guidance scale (default `GENERATION_GUIDANCE_SCALE` of @ddsjs/toy-shapes, 3: what `dds generate` uses with the embedded model). */
+  /** Guidance scale (default: `generate`'s — the model folder's `ddsjs_defaults.json`, 3 for the embedded model, else 7.5). */
   guidanceScale?: number;
   /** Called after each picture. */
   onCase?: (c: GenerationCase, done: number, total: number) => void;
@@ -93,7 +93,7 @@ export async function evaluateGeneration(sd: StableDiffusion, options: Generatio
     const want = parseCaption(p);
     if (!want) throw new Error(`evaluateGeneration: '${p}' is not a caption of the toy world`);
     for (let s = first; s < first + seeds; s++) {
-      const r = await sd.generate(p, { steps: options.steps ?? 50, guidanceScale: options.guidanceScale ?? GENERATION_GUIDANCE_SCALE, seed: s });
+      const r = await sd.generate(p, { steps: options.steps ?? 50, guidanceScale: options.guidanceScale, seed: s });
       const [, h, w] = r.image.shape;
       const bytes = toBytes((await r.image.data()) as Float32Array);
       tf.dispose([r.image, r.latents]);
@@ -230,8 +230,8 @@ export interface EditTask {
 
 /** Options of {@link evaluateEdits}. */
 export interface EditEvalOptions {
-  /** `'dds'` (default) or `'sds'` with `editImage`, or a {@link CustomEditor}. */
-  method?: 'dds' | 'sds' | CustomEditor;
+  /** An `editImage` method (`'dds'` default, `'sds'`, `'nfsd'`, `'csd'`, `'pds'`, `'flowedit'`), or a {@link CustomEditor}. */
+  method?: EditMethod | CustomEditor;
   /** The pictures and targets (default: `editTasks(n, seed)`). */
   tasks?: EditTask[];
   /** Number of generator pictures (default 10). */
@@ -519,20 +519,22 @@ export function formatGenerationLine(g: GenerationReport): string {
 }
 
 /** Help of `dds-weights eval-toy`. */
-export const EVAL_TOY_HELP = `usage: dds-weights eval-toy [<model dir>] [--edits N] [--seed N] [--gen-seed N] [--gen-seeds N] [--gen-guidance X] [--gen-steps N] [--steps N] [--lr X] [--no-sds] [--no-generation] [--alignment] [--variant fp16] [--backend B]
+export const EVAL_TOY_HELP = `usage: dds-weights eval-toy [<model dir>] [--edits N] [--seed N] [--gen-seed N] [--gen-seeds N] [--gen-guidance X] [--gen-steps N] [--steps N] [--lr X] [--methods LIST] [--guidance X] [--no-sds] [--no-generation] [--alignment] [--variant fp16] [--backend B]
 
 Measures a toy-shapes model (default: the embedded one of @ddsjs/toy-shapes): generation on the 12 held-out
-captions (2 seeds each unless --gen-seeds; 50 DDIM steps, guidance ${GENERATION_GUIDANCE_SCALE}: \`dds generate\`'s defaults with the
-embedded model), then DDS and SDS colour edits of N generator pictures (editImage defaults: the model's
-ddsjs_defaults.json — the embedded model's lr 0.005 — else the notebook's 200 steps, lr 0.1, guidance 7.5), and
+captions (2 seeds each unless --gen-seeds; 50 DDIM steps and the model's generation guidance from its
+ddsjs_defaults.json: \`dds generate\`'s defaults), then DDS and SDS colour edits of N generator pictures (editImage
+defaults: the model's ddsjs_defaults.json, else the notebook's 200 steps, lr 0.1, guidance 7.5), and
 prints the tables of docs/notes/2026-12-toy-model-log.md (then the edit table split by background).
   --edits N         pictures to edit (default 10)
   --seed N          seed of the pictures and target colours (default 1234)
   --gen-seed N      first generation seed (default 0; 2 = the validation set the shipped weights were chosen on)
   --gen-seeds N     generation seeds per caption (default 2)
-  --gen-guidance X  generation guidance scale (default ${GENERATION_GUIDANCE_SCALE})      --gen-steps N   generation DDIM steps (default 50)
+  --gen-guidance X  generation guidance scale (default: the model's ddsjs_defaults.json, else 7.5)      --gen-steps N   generation DDIM steps (default 50)
   --steps N         edit steps (default: editImage's)      --lr X   edit learning rate (default: editImage's)
   --no-sds          DDS only        --no-generation   edits only
+  --methods LIST    edit methods to measure, comma-separated (default dds,sds; also nfsd, csd, pds, flowedit)
+  --guidance X      edit guidance scale (default: editImage's for the method)
   --alignment       instead of all that, the DDS gradient against the true edit on the N pictures (ddsOracleAlignment):
                     per timestep, at z = the source and at z = the true edit; seconds, not minutes
   --variant fp16    load <model dir>'s *.fp16.safetensors (the embedded model always is)
@@ -548,7 +550,7 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
       strict: true,
       options: {
         edits: { type: 'string' }, seed: { type: 'string' }, 'gen-seed': { type: 'string' }, 'gen-seeds': { type: 'string' }, 'gen-guidance': { type: 'string' }, 'gen-steps': { type: 'string' }, variant: { type: 'string' }, steps: { type: 'string' }, lr: { type: 'string' }, backend: { type: 'string' },
-        'no-sds': { type: 'boolean' }, 'no-generation': { type: 'boolean' }, alignment: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        'no-sds': { type: 'boolean' }, methods: { type: 'string' }, guidance: { type: 'string' }, 'no-generation': { type: 'boolean' }, alignment: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     });
   } catch (e) {
@@ -567,8 +569,8 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
   const genSeeds = int('gen-seeds', v['gen-seeds'] as string | undefined, 2);
   const genSteps = int('gen-steps', v['gen-steps'] as string | undefined, 50);
   const gg = v['gen-guidance'] as string | undefined;
-  const genGuidance = gg === undefined ? GENERATION_GUIDANCE_SCALE : Number(gg);
-  if (gg !== undefined && (gg.trim() === '' || !Number.isFinite(genGuidance) || genGuidance < 0)) throw new Error(`eval-toy: --gen-guidance must be a non-negative number, got '${gg}'`);
+  const genGuidance = gg === undefined ? undefined : Number(gg);
+  if (gg !== undefined && (gg.trim() === '' || !Number.isFinite(genGuidance) || genGuidance! < 0)) throw new Error(`eval-toy: --gen-guidance must be a non-negative number, got '${gg}'`);
   const lrArg = v.lr as string | undefined;
   const lr = lrArg === undefined ? undefined : Number(lrArg);
   if (lrArg !== undefined && (lrArg.trim() === '' || !Number.isFinite(lr) || lr! <= 0)) throw new Error(`eval-toy: --lr must be a positive number, got '${lrArg}'`);
@@ -579,6 +581,12 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
     ...(lr !== undefined ? { lr } : {}),
   };
   if (v.variant !== undefined && v.variant !== 'fp16') throw new Error(`eval-toy: --variant must be fp16, got '${v.variant}'`);
+  const methods = ((v.methods as string | undefined) ?? (v['no-sds'] ? 'dds' : 'dds,sds')).split(',').map((m) => m.trim()) as EditMethod[];
+  const bad = methods.find((m) => !EDIT_METHODS.includes(m));
+  if (bad !== undefined) throw new Error(`eval-toy: --methods takes ${EDIT_METHODS.join(', ')}, got '${bad}'`);
+  const ga = v.guidance as string | undefined;
+  const guidanceScale = ga === undefined ? undefined : Number(ga);
+  if (ga !== undefined && !(Number.isFinite(guidanceScale) && guidanceScale! >= 0)) throw new Error(`eval-toy: --guidance must be a non-negative number, got '${ga}'`);
   const sd = await loadToyModel('eval-toy', parsed.positionals[0], v.backend, v.variant as 'fp16' | undefined);
   const progress = (what: string) => (_c: unknown, done: number, total: number) => process.stderr.write(`  ${what} ${done}/${total}\n`);
   try {
@@ -593,8 +601,8 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
       const g = await evaluateGeneration(sd, { firstSeed: genSeed, seedsPerPrompt: genSeeds, steps: genSteps, guidanceScale: genGuidance, onCase: progress('generation') });
       out(formatGenerationLine(g));
     }
-    const reports = [await evaluateEdits(sd, { ...opts, method: 'dds', onCase: progress('dds edit') })];
-    if (!v['no-sds']) reports.push(await evaluateEdits(sd, { ...opts, method: 'sds', onCase: progress('sds edit') }));
+    const reports: EditReport[] = [];
+    for (const method of methods) reports.push(await evaluateEdits(sd, { ...opts, method, guidanceScale, onCase: progress(`${method} edit`) }));
     out(formatEditTable(reports));
     out('');
     out('Per background:');

@@ -19,6 +19,7 @@ import {
   CLIPTextModel,
   CLIPTokenizer,
   UNet2DConditionModel,
+  addNoise,
   makeNoiseSchedule,
   parseCLIPTextConfig,
   parseSchedulerConfig,
@@ -672,7 +673,6 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
   const ctxTable = tf.tidy(() => text.forward(tokenizer.encode(texts)));
 
   const schedule = makeNoiseSchedule(schedCfg, vaeCfg.scalingFactor);
-  const abar = tf.tensor1d(Float32Array.from(schedule.alphasCumprod));
   const lossLog = fs.openSync(path.join(trainDir, 'loss.jsonl'), 'a');
   const deadline = options.timeBudgetSeconds !== undefined ? t0 + options.timeBudgetSeconds * 1000 : Infinity;
   const result: TrainToyResult = {
@@ -883,8 +883,7 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
             const [B, , , C] = z0.shape;
             eps = tf.add(eps, tf.mul(tf.randomNormal([B, 1, 1, C], 0, 1, 'float32', tfSeed(noiseSeed + 2)), o.noiseOffset));
           }
-          const a = tf.reshape(tf.gather(abar, tf.tensor1d(timesteps, 'int32')), [-1, 1, 1, 1]);
-          const zt = tf.add(tf.mul(tf.sqrt(a), z0), tf.mul(tf.sqrt(tf.sub(1, a)), eps)) as tf.Tensor4D;
+          const zt = addNoise(schedule, z0 as tf.Tensor4D, eps as tf.Tensor4D, timesteps);
           const ctx = tf.gather(ctxTable, tf.tensor1d(ctxIdx, 'int32')) as tf.Tensor3D;
           return { zt, eps, ctx };
         });
@@ -904,7 +903,7 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
     return finish(true);
   } finally {
     fs.closeSync(lossLog);
-    tf.dispose([ctxTable, abar]);
+    tf.dispose(ctxTable);
     vae.dispose();
     unet.dispose();
     text.dispose();

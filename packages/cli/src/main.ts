@@ -13,10 +13,11 @@ import {
   LoadImageForEditOptions,
   loadStableDiffusion,
   OutputPathError,
+  resolveGenerateDefaults,
   StableDiffusion,
   writeImage,
 } from '@ddsjs/sd';
-import { editImage, DEFAULT_EDIT_LR, DEFAULT_EDIT_STEPS, DEFAULT_GUIDANCE_SCALE, listTranslatorImages, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TranslatorDivergedError, TRANSLATOR_FILES } from '@ddsjs/dds';
+import { editImage, EDIT_METHODS, EditMethod, resolveEditDefaults, listTranslatorImages, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TranslatorDivergedError, TRANSLATOR_FILES } from '@ddsjs/dds';
 import { defaultModel, defaultTranslatorDir } from '@ddsjs/toy-shapes';
 import { CliError, CommandSpec, commandHelp, parseCommand, num, str, MAX_SEED } from './args';
 import { Progress } from './progress';
@@ -42,10 +43,11 @@ export const EDIT: CommandSpec = {
     source: { type: 'string', arg: 'TEXT', help: 'prompt describing the input picture' },
     target: { type: 'string', arg: 'TEXT', help: 'prompt describing the edited picture' },
     ...common,
-    method: { type: 'string', arg: 'dds|sds', help: 'score to optimise', default: 'dds' },
-    steps: { type: 'string', arg: 'N', help: "optimisation steps (default: the model's ddsjs_defaults.json, else 200)" },
-    lr: { type: 'string', arg: 'X', help: "SGD learning rate (default: the model's ddsjs_defaults.json, else 0.1; the embedded model's 0.005)" },
-    guidance: { type: 'string', arg: 'X', help: "classifier-free guidance scale (default: the model's ddsjs_defaults.json, else 7.5)" },
+    method: { type: 'string', arg: EDIT_METHODS.join('|'), help: 'score to optimise, or flowedit (defaults per method: docs/scores.md)', default: 'dds' },
+    mask: { type: 'string', arg: 'FILE', help: 'edit only where this picture is white (black = keep; cropped and resized as the image)' },
+    steps: { type: 'string', arg: 'N', help: "optimisation steps (default: the model's ddsjs_defaults.json, else the method's; printed at the start)" },
+    lr: { type: 'string', arg: 'X', help: "SGD learning rate (default: the model's ddsjs_defaults.json, else the method's; printed at the start)" },
+    guidance: { type: 'string', arg: 'X', help: "classifier-free guidance scale (default: the model's ddsjs_defaults.json, else the method's; printed at the start)" },
     seed: { type: 'string', arg: 'N', help: 'random seed (timesteps and noise)', default: '0' },
     size: { type: 'string', arg: 'PX', help: "edit at PX×PX (multiple of 8; default: the model's native size, as diffusers)" },
     width: { type: 'string', arg: 'PX', help: 'edit at this width (multiple of 8; with --height)' },
@@ -67,8 +69,8 @@ export const GENERATE: CommandSpec = {
   options: {
     ...common,
     negative: { type: 'string', arg: 'TEXT', help: 'negative prompt', default: '' },
-    steps: { type: 'string', arg: 'N', help: "DDIM steps (default: the model's ddsjs_defaults.json, else 50)" },
-    guidance: { type: 'string', arg: 'X', help: "classifier-free guidance scale (default: the model's ddsjs_defaults.json, else 7.5; the embedded model's 3)" },
+    steps: { type: 'string', arg: 'N', help: "DDIM steps (default: the model's ddsjs_defaults.json, else diffusers'; printed at the start)" },
+    guidance: { type: 'string', arg: 'X', help: "classifier-free guidance scale (default: the model's ddsjs_defaults.json, else diffusers'; printed at the start)" },
     seed: { type: 'string', arg: 'N', help: 'random seed (picture i of --num-images uses seed + i)', default: '0' },
     'num-images': { type: 'string', arg: 'N', help: 'pictures to generate (written as <out>-1, <out>-2, …)', default: '1' },
     height: { type: 'string', arg: 'PX', help: 'height in pixels (default: the model sample size)' },
@@ -303,7 +305,9 @@ async function runEdit(argv: string[], io: CliIO): Promise<number> {
   const source = str(values, 'source') ?? '';
   const target = str(values, 'target', true)!;
   const method = str(values, 'method') ?? 'dds';
-  if (method !== 'dds' && method !== 'sds') throw new CliError(`--method must be dds or sds, got '${method}'`);
+  if (!EDIT_METHODS.includes(method as EditMethod)) throw new CliError(`--method must be one of ${EDIT_METHODS.join(', ')}, got '${method}'`);
+  const maskFile = str(values, 'mask');
+  if (maskFile !== undefined && !fs.existsSync(maskFile)) throw new CliError(`mask not found: ${maskFile}`);
   const stepsArg = num(values, 'steps', { min: 1, integer: true });
   const lrArg = num(values, 'lr', { above: 0 });
   const guidanceArg = num(values, 'guidance', { min: 0 });
@@ -313,13 +317,23 @@ async function runEdit(argv: string[], io: CliIO): Promise<number> {
   const saveOnInterrupt = Boolean(values['save-on-interrupt']);
   const force = Boolean(values.force);
   const out = str(values, 'out') ?? defaultEditOut(image);
-  checkOutput(out, force, [image]);
+  const inputs = maskFile ? [image, maskFile] : [image];
+  checkOutput(out, force, inputs);
   const stripOut = withSuffix(out, '-steps');
-  if (saveEvery) checkOutput(stripOut, force, [image]);
+  if (saveEvery) checkOutput(stripOut, force, inputs);
   const model = resolveModel(values);
 
   await startBackend(values, io);
   let input = await preparePictureEarly(image, sizes, io);
+  if (maskFile) {
+    try {
+      // decoded before the model loads, like the picture; prepared at the model's size below
+      (await prepareImage(maskFile, { size: 8, minSize: 1 }, null)).dispose();
+    } catch (e) {
+      input?.dispose();
+      throw e;
+    }
+  }
   let sd: StableDiffusion;
   try {
     sd = await loadModel(model, io);
@@ -327,6 +341,7 @@ async function runEdit(argv: string[], io: CliIO): Promise<number> {
     input?.dispose();
     throw e;
   }
+  let mask: tf.Tensor4D | undefined;
   const ctrl = new AbortController();
   let stoppedAt = 0;
   const onSigint = () => ctrl.abort();
@@ -334,17 +349,23 @@ async function runEdit(argv: string[], io: CliIO): Promise<number> {
   const frames: tf.Tensor4D[] = [];
   let stripWritten = false;
   try {
-    // Options not given: the model's own defaults (its ddsjs_defaults.json), else the DDS notebook's.
-    const own = sd.defaults.edit ?? {};
-    const steps = stepsArg ?? own.steps ?? DEFAULT_EDIT_STEPS;
-    const lr = lrArg ?? own.lr ?? DEFAULT_EDIT_LR;
-    const guidance = guidanceArg ?? own.guidanceScale ?? DEFAULT_GUIDANCE_SCALE;
-    const fromModel = ([['steps', stepsArg, own.steps], ['lr', lrArg, own.lr], ['guidance', guidanceArg, own.guidanceScale]] as const)
-      .filter(([, arg, m]) => arg === undefined && m !== undefined)
+    // Options not given: the model's own defaults (its ddsjs_defaults.json), else the library's.
+    const settings = resolveEditDefaults(sd, { method: method as EditMethod, steps: stepsArg, lr: lrArg, guidanceScale: guidanceArg });
+    const [steps, lr, guidance] = [settings.steps.value, settings.lr.value, settings.guidanceScale.value];
+    const fromModel = ([['steps', settings.steps], ['lr', settings.lr], ['guidance', settings.guidanceScale]] as const)
+      .filter(([, r]) => r.source === 'model')
       .map(([n]) => n);
     io.err(`${method}: ${steps} steps, lr ${lr}, guidance ${guidance}${fromModel.length ? ` (${fromModel.join(', ')} from ${sd.defaults.file})` : ''}`);
     warnTruncated(sd, [['--source', source], ['--target', target]], io);
     input ??= await prepareImage(image, { model: sd, fit: sizes.fit }, io);
+    // White = edit: the mask picture in [0, 1], channel mean, cropped and resized as the picture (the scores
+    // average it to the latents).
+    if (maskFile) {
+      const [h, w] = [input.shape[1], input.shape[2]];
+      const m = await prepareImage(maskFile, { width: w, height: h, fit: sizes.fit, minSize: 1 }, null);
+      mask = tf.tidy(() => tf.mean(tf.add(tf.mul(m, 0.5), 0.5), 3, true) as tf.Tensor4D);
+      m.dispose();
+    }
     // The strip starts with the input (before), then every saveEvery-th step, the last being the result (after);
     // it is rewritten at every frame, so that an interrupted run keeps the frames so far.
     if (saveEvery) frames.push(tf.tidy(() => tf.add(tf.mul(input!, 0.5), 0.5) as tf.Tensor4D));
@@ -364,16 +385,17 @@ async function runEdit(argv: string[], io: CliIO): Promise<number> {
       result = await editImage(sd, input, {
         source,
         target,
-        method,
+        method: method as EditMethod,
+        mask,
         steps,
         lr,
         guidanceScale: guidance,
         seed,
         signal: ctrl.signal,
-        onStep: async ({ step, timestep, loss, latent }) => {
+        onStep: async ({ step, steps: total, timestep, loss, latent }) => {
           stoppedAt = step + 1;
           bar.update(step + 1, { t: timestep, loss: Number.isFinite(loss) ? loss.toExponential(3) : String(loss) });
-          if (saveEvery && ((step + 1) % saveEvery === 0 || step + 1 === steps)) {
+          if (saveEvery && ((step + 1) % saveEvery === 0 || step + 1 === total)) {
             frames.push(sd.decodeLatents(latent));
             await writeStrip();
           }
@@ -404,6 +426,7 @@ async function runEdit(argv: string[], io: CliIO): Promise<number> {
   } finally {
     process.removeListener('SIGINT', onSigint);
     input?.dispose();
+    mask?.dispose();
     frames.forEach((f) => f.dispose());
     sd.dispose();
   }
@@ -434,8 +457,8 @@ async function runGenerate(argv: string[], io: CliIO): Promise<void> {
   try {
     // Without --steps / --guidance: the model's own defaults (its ddsjs_defaults.json: the embedded toy model's
     // guidance 3 was chosen on a validation set, 7.5 overshoots its colours), else diffusers' 50 and 7.5.
-    const steps = stepsArg ?? sd.defaults.generate?.steps ?? 50;
-    const guidance = guidanceArg ?? sd.defaults.generate?.guidanceScale ?? 7.5;
+    const resolved = resolveGenerateDefaults(sd.defaults, { steps: stepsArg, guidanceScale: guidanceArg });
+    const [steps, guidance] = [resolved.steps.value, resolved.guidanceScale.value];
     const negative = str(values, 'negative') ?? '';
     io.err(`guidance: ${guidance}`);
     io.err(`seed: ${count === 1 ? seed : `${seed}…${seed + count - 1}`}`);

@@ -56,6 +56,23 @@ test('dds edit writes a PNG of the requested size, refuses to overwrite without 
   expect(forced.code).toBe(0);
 });
 
+test('dds edit --method (every score and flowedit) and --mask FILE: a black mask keeps the picture (the VAE round trip)', async () => {
+  const black = path.join(tmp, 'black.png');
+  await sharp(Buffer.alloc(32 * 32 * 3, 0), { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(black);
+  const base = ['edit', '--model', TINY_SD15, '--image', photo, '--source', 'a red circle', '--target', 'a green circle', '--steps', '2', '--size', '64'];
+  const fe = dds(...base, '--method', 'flowedit', '--mask', black, '--out', 'fe.png');
+  expect(fe.code).toBe(0);
+  expect(fe.stderr).toMatch(/^flowedit: 2 steps, lr 0\.1, guidance 13\.5$/m);
+  const pds = dds(...base, '--method', 'pds', '--mask', black, '--out', 'pds.png');
+  expect(pds.code).toBe(0);
+  expect(pds.stderr).toMatch(/^pds: 2 steps, lr 0\.1, guidance 100$/m);
+  const [a, b] = await Promise.all(['fe.png', 'pds.png'].map((f) => sharp(path.join(tmp, f)).raw().toBuffer()));
+  expect(a.equals(b)).toBe(true);
+  const bad = dds(...base, '--method', 'vsd', '--out', 'x.png');
+  expect(bad.code).toBe(2);
+  expect(bad.stderr).toMatch(/--method must be one of dds, sds, nfsd, csd, pds, flowedit, got 'vsd'/);
+});
+
 test("dds edit without --size works at the model's native size (UNet sample_size × 8), as diffusers", async () => {
   const r = dds('edit', '--model', TINY_SD15, '--image', photo, '--target', 'a green circle', '--steps', '1', '--out', 'native.png');
   expect(r.code).toBe(0);

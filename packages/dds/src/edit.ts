@@ -1,12 +1,74 @@
 import * as tf from '@tensorflow/tfjs';
+import { imageToLatents, latentsToImage, resolveDefaults } from '@ddsjs/sd';
+import type { ResolvedSetting } from '@ddsjs/sd';
 import { SeededRandom } from './rng';
 import { DEFAULT_GUIDANCE_SCALE, ddsGrad, scoreLoss, sdsGrad } from './score';
+import { NFSD_NEGATIVE_PROMPT, csdGrad, nfsdGrad, pdsGrad } from './family';
+import { FLOWEDIT_DEFAULTS, flowEditLatent } from './flowedit';
 import type { EditModel, ScoreModel, ScoreOptions, TextEmbeddings, Weighting } from './types';
 
 /** Default number of optimisation steps of the editing loop (the DDS notebook). */
 export const DEFAULT_EDIT_STEPS = 200;
 /** Default SGD learning rate of the editing loop (the DDS notebook). */
 export const DEFAULT_EDIT_LR = 0.1;
+/** The editing methods of {@link editLatent} / {@link editImage}. */
+export type EditMethod = 'dds' | 'sds' | 'nfsd' | 'csd' | 'pds' | 'flowedit';
+/** Every {@link EditMethod}. */
+export const EDIT_METHODS: readonly EditMethod[] = ['dds', 'sds', 'nfsd', 'csd', 'pds', 'flowedit'];
+
+/**
+ * Each method's library defaults of the editing loop (a model folder's `ddsjs_defaults.json` `edit` section wins
+ * over them, for every method). The loop of the score methods is the DDS notebook's (SGD on `2000·scoreLoss`, 200
+ * steps, lr 0.1); the score's own settings are its paper's:
+ * - `dds`, `sds`: guidance 7.5 (the DDS notebook).
+ * - `nfsd`: ω 7.5, w(t) = 1 − ᾱ_t, the reference's negative prompt ({@link NFSD_NEGATIVE_PROMPT}).
+ * - `csd`: the classifier score ε̂(y) − ε̂(∅) (scales (1, 0, −1, 0)); no guidance scale (the value is unused).
+ * - `pds`: guidance 100 (the reference's `PDSConfig.guidance_scale`), t_prev = t − 2.
+ * - `flowedit`: T = 50 steps of which n_max = 33 run, n_avg = 1, source guidance 3.5, target guidance 13.5 (the
+ *   paper's SD3 settings); no learning rate (the value is unused).
+ */
+export const EDIT_METHOD_DEFAULTS: Readonly<Record<EditMethod, Readonly<{ steps: number; lr: number; guidanceScale: number }>>> = {
+  dds: { steps: DEFAULT_EDIT_STEPS, lr: DEFAULT_EDIT_LR, guidanceScale: DEFAULT_GUIDANCE_SCALE },
+  sds: { steps: DEFAULT_EDIT_STEPS, lr: DEFAULT_EDIT_LR, guidanceScale: DEFAULT_GUIDANCE_SCALE },
+  nfsd: { steps: DEFAULT_EDIT_STEPS, lr: DEFAULT_EDIT_LR, guidanceScale: DEFAULT_GUIDANCE_SCALE },
+  csd: { steps: DEFAULT_EDIT_STEPS, lr: DEFAULT_EDIT_LR, guidanceScale: DEFAULT_GUIDANCE_SCALE },
+  pds: { steps: DEFAULT_EDIT_STEPS, lr: DEFAULT_EDIT_LR, guidanceScale: 100 },
+  flowedit: { steps: FLOWEDIT_DEFAULTS.steps, lr: DEFAULT_EDIT_LR, guidanceScale: FLOWEDIT_DEFAULTS.targetGuidanceScale },
+};
+
+/** The library's editing defaults of the default method, DDS (the DDS notebook): 200 steps, SGD lr 0.1, guidance 7.5. */
+export const LIBRARY_EDIT_DEFAULTS = EDIT_METHOD_DEFAULTS.dds;
+
+/** The editing loop's resolved settings, each with where it came from (see `resolveDefaults` of @ddsjs/sd). */
+export interface EditSettings {
+  steps: ResolvedSetting;
+  lr: ResolvedSetting;
+  guidanceScale: ResolvedSetting;
+}
+
+/**
+ * The steps, learning rate and guidance scale the editing loop uses, each with its source: the option when given,
+ * else the model's `defaults.edit` (its folder's `ddsjs_defaults.json`), else the method's
+ * {@link EDIT_METHOD_DEFAULTS} (`opts.method`, default 'dds'). {@link editLatent} / {@link editImage} resolve their
+ * settings with it, and the CLI prints them from it. Throws for an unknown method.
+ */
+export function resolveEditDefaults(
+  model: Pick<ScoreModel, 'defaults'> | undefined,
+  opts: { method?: EditMethod; steps?: number; lr?: number; guidanceScale?: number } = {},
+): EditSettings {
+  const method = checkMethod('resolveEditDefaults', opts?.method);
+  const { steps, lr, guidanceScale } = opts ?? {};
+  return resolveDefaults({ steps, lr, guidanceScale }, model?.defaults?.edit, EDIT_METHOD_DEFAULTS[method]);
+}
+
+function checkMethod(fn: string, method: unknown): EditMethod {
+  const m = method ?? 'dds';
+  if (!EDIT_METHODS.includes(m as EditMethod)) {
+    throw new Error(`${fn}: method must be one of ${EDIT_METHODS.map((x) => `'${x}'`).join(', ')}, got '${String(m)}'`);
+  }
+  return m as EditMethod;
+}
+
 /** The notebook's loss scale: it minimises `2000 · scoreLoss(z, grad)` on 64×64 latents (512×512 pictures). */
 export const DEFAULT_LOSS_SCALE = 2000;
 /** Latent pixels (h·w) of the notebook's 512×512 pictures, at which {@link DEFAULT_LOSS_SCALE} was tuned. */
@@ -48,8 +110,14 @@ export interface EditStepInfo {
 
 /** Options of {@link editLatent} (and, through {@link EditImageOptions}, of {@link editImage}). */
 export interface EditLatentOptions {
-  /** `'dds'` (default): Delta Denoising Score; `'sds'`: Score Distillation Sampling with the target prompt only. */
-  method?: 'dds' | 'sds';
+  /**
+   * The score (or editing path): `'dds'` (default) Delta Denoising Score; `'sds'` Score Distillation Sampling with
+   * the target prompt only; `'nfsd'` Noise-Free Score Distillation (target prompt, a negative prompt); `'csd'`
+   * Classifier Score Distillation (target prompt); `'pds'` Posterior Distillation Sampling (both prompts);
+   * `'flowedit'` FlowEdit's deterministic path (no optimiser; see {@link flowEditLatent}). Each method's defaults:
+   * {@link EDIT_METHOD_DEFAULTS}.
+   */
+  method?: EditMethod;
   /** Optimisation steps. Default: the model's `defaults.edit.steps`, else 200. */
   steps?: number;
   /** SGD learning rate when no `optimizer` is given. Default: the model's `defaults.edit.lr`, else 0.1. */
@@ -67,8 +135,10 @@ export interface EditLatentOptions {
   tRange?: [number, number];
   /** Timestep weighting of the score. Default `'uniform'`. */
   weighting?: Weighting;
-  /** Mask multiplied into the score (broadcast against the latent). */
+  /** Mask multiplied into the score: 1 = edit, 0 = keep; at latent or image resolution (see `ScoreOptions.mask`). */
   mask?: tf.Tensor;
+  /** FlowEdit: n_max, n_avg and the source branch's guidance (see {@link FlowEditOptions}). */
+  flowEdit?: { nMax?: number; nAvg?: number; sourceGuidanceScale?: number };
   /** Maximum UNet rows per call (see {@link ScoreOptions.unetBatch}). */
   unetBatch?: number;
   /**
@@ -104,6 +174,8 @@ export interface EditImageOptions extends EditLatentOptions {
   target: string;
   /** The unconditional prompt for classifier-free guidance. Default `''`. */
   negativePrompt?: string;
+  /** NFSD's negative prompt y_neg (its δ_D term). Default {@link NFSD_NEGATIVE_PROMPT}, the reference's. */
+  nfsdNegativePrompt?: string;
 }
 
 /** Result of {@link editLatent}. The caller owns `latent`. */
@@ -151,22 +223,23 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
  */
 export async function editLatent(
   sd: ScoreModel,
-  inputs: { zSource: tf.Tensor4D; source: TextEmbeddings; target: TextEmbeddings },
+  inputs: { zSource: tf.Tensor4D; source: TextEmbeddings; target: TextEmbeddings; negative?: tf.Tensor3D },
   opts: EditLatentOptions = {},
 ): Promise<EditLatentResult> {
   const fn = 'editLatent';
-  const method = opts.method ?? 'dds';
-  if (method !== 'dds' && method !== 'sds') throw new Error(`${fn}: method must be 'dds' or 'sds', got '${String(method)}'`);
-  const modelDefaults = sd?.defaults?.edit ?? {};
-  const steps = nonNegativeInt(fn, 'steps', opts.steps ?? modelDefaults.steps ?? DEFAULT_EDIT_STEPS);
-  const lr = opts.lr ?? modelDefaults.lr ?? DEFAULT_EDIT_LR;
-  const guidanceScale = opts.guidanceScale ?? modelDefaults.guidanceScale ?? DEFAULT_GUIDANCE_SCALE;
+  const method = checkMethod(fn, opts.method);
+  if (method === 'nfsd' && !(inputs?.negative instanceof tf.Tensor)) throw new Error(`${fn}: method 'nfsd' needs inputs.negative (the negative prompt's embeddings)`);
+  const settings = resolveEditDefaults(sd, { ...opts, method });
+  const steps = nonNegativeInt(fn, 'steps', settings.steps.value);
+  const lr = settings.lr.value;
+  const guidanceScale = settings.guidanceScale.value;
   if (!Number.isFinite(lr) || lr <= 0) throw new Error(`${fn}: lr must be a positive number, got ${lr}`);
   if (opts.seed !== undefined && !Number.isFinite(opts.seed)) throw new Error(`${fn}: seed must be a finite number, got ${opts.seed}`);
   const zSource = inputs?.zSource;
   if (!(zSource instanceof tf.Tensor) || zSource.rank !== 4) {
     throw new Error(`${fn}: zSource must be a latent tensor [B, h, w, C]`);
   }
+  if (method === 'flowedit') return flowEditLoop(sd, inputs, opts, steps, guidanceScale);
   const lossScale = opts.lossScale ?? defaultLossScale(zSource.shape[1], zSource.shape[2]);
   if (!Number.isFinite(lossScale)) throw new Error(`${fn}: lossScale must be a finite number, got ${lossScale}`);
   const seeds = opts.seed === undefined ? undefined : new SeededRandom(opts.seed);
@@ -193,10 +266,17 @@ export async function editLatent(
       if (noise !== undefined) scoreOpts.noise = noise;
       let res;
       try {
+        const pair = { zSource, zTarget: z, source: inputs.source, target: inputs.target };
         res =
           method === 'dds'
-            ? ddsGrad(sd, { zSource, zTarget: z, source: inputs.source, target: inputs.target }, scoreOpts)
-            : sdsGrad(sd, { z, text: inputs.target }, scoreOpts);
+            ? ddsGrad(sd, pair, scoreOpts)
+            : method === 'sds'
+              ? sdsGrad(sd, { z, text: inputs.target }, scoreOpts)
+              : method === 'nfsd'
+                ? nfsdGrad(sd, { z, text: { ...inputs.target, negative: inputs.negative! } }, scoreOpts)
+                : method === 'csd'
+                  ? csdGrad(sd, { z, text: inputs.target }, scoreOpts)
+                  : pdsGrad(sd, pair, scoreOpts);
       } finally {
         noise?.dispose();
       }
@@ -236,8 +316,35 @@ export async function editLatent(
   }
 }
 
+/** editLatent's FlowEdit path: `steps` is FlowEdit's T, `guidanceScale` its target guidance; losses are not defined (empty). */
+async function flowEditLoop(
+  sd: ScoreModel,
+  inputs: { zSource: tf.Tensor4D; source: TextEmbeddings; target: TextEmbeddings },
+  opts: EditLatentOptions,
+  steps: number,
+  guidanceScale: number,
+): Promise<EditLatentResult> {
+  const started = Date.now();
+  const r = await flowEditLatent(sd, inputs, {
+    steps,
+    targetGuidanceScale: guidanceScale,
+    ...(opts.flowEdit ?? {}),
+    seed: opts.seed,
+    mask: opts.mask,
+    unetBatch: opts.unetBatch,
+    signal: opts.signal,
+    onStep: opts.onStep
+      ? ({ step, steps: n, timestep, latent }) => {
+          const elapsedMs = Date.now() - started;
+          return opts.onStep!({ step, steps: n, timestep, timesteps: [timestep], loss: NaN, elapsedMs, etaMs: (elapsedMs / (step + 1)) * (n - step - 1), latent });
+        }
+      : undefined,
+  });
+  return { latent: r.latent, steps: r.steps, losses: [] };
+}
+
 /**
- * Edits a picture with DDS (default) or SDS, as the DDS notebook does:
+ * Edits a picture with DDS (default) or another `opts.method` ({@link EditMethod}), as the DDS notebook does:
  * 1. `ẑ = vae.encode(image).mean × scalingFactor` (the distribution's mean: deterministic);
  * 2. {@link editLatent} from `z = ẑ` (default 200 SGD steps at lr 0.1 on `2000 · scoreLoss`, or the model's own
  *    defaults from its `ddsjs_defaults.json`), with the prompts
@@ -262,17 +369,16 @@ export async function editImage(sd: EditModel, image: tf.Tensor4D, opts: EditIma
   if (!opts || typeof opts.target !== 'string' || typeof opts.source !== 'string') {
     throw new Error(`${fn}: options must give the prompts { source: string, target: string }`);
   }
-  const scaling = sd.schedule.scalingFactor;
+  const scaling = sd.schedule?.scalingFactor;
   if (!Number.isFinite(scaling) || scaling <= 0) throw new Error(`${fn}: schedule.scalingFactor must be positive, got ${scaling}`);
 
+  const method = checkMethod(fn, opts.method);
   const text = tf.tidy(() => {
     const uncond = sd.encodePrompt(opts.negativePrompt ?? '');
-    return { uncond, cond: sd.encodePrompt(opts.target), condSource: sd.encodePrompt(opts.source) };
+    const negative = method === 'nfsd' ? sd.encodePrompt(opts.nfsdNegativePrompt ?? NFSD_NEGATIVE_PROMPT) : undefined;
+    return { uncond, cond: sd.encodePrompt(opts.target), condSource: sd.encodePrompt(opts.source), ...(negative ? { negative } : {}) };
   });
-  const zSource = tf.tidy(() => {
-    const post = sd.vae.encode(image);
-    return tf.mul(post.mean, scaling) as tf.Tensor4D;
-  });
+  const zSource = imageToLatents(sd, image);
   try {
     const res = await editLatent(
       sd,
@@ -280,15 +386,13 @@ export async function editImage(sd: EditModel, image: tf.Tensor4D, opts: EditIma
         zSource,
         source: { cond: text.condSource, uncond: text.uncond },
         target: { cond: text.cond, uncond: text.uncond },
+        negative: text.negative,
       },
       opts,
     );
     let decoded: tf.Tensor4D;
     try {
-      decoded = tf.tidy(() => {
-        const x = sd.vae.decode(tf.div(res.latent, scaling) as tf.Tensor4D);
-        return tf.clipByValue(tf.add(tf.div(x, 2), 0.5), 0, 1) as tf.Tensor4D;
-      });
+      decoded = latentsToImage(sd, res.latent);
     } catch (e) {
       res.latent.dispose();
       throw e;
@@ -296,6 +400,6 @@ export async function editImage(sd: EditModel, image: tf.Tensor4D, opts: EditIma
     return { image: decoded, latent: res.latent, steps: res.steps, losses: res.losses };
   } finally {
     zSource.dispose();
-    tf.dispose([text.uncond, text.cond, text.condSource]);
+    tf.dispose([text.uncond, text.cond, text.condSource, ...(text.negative ? [text.negative] : [])]);
   }
 }

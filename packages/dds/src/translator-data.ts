@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { loadImageForEdit } from '@ddsjs/sd';
+import { loadImageForEdit, nativeImageSize } from '@ddsjs/sd';
 import type { StableDiffusion } from '@ddsjs/sd';
 import { SafetensorsFile, writeSafetensors } from '@ddsjs/sd';
 import { SeededRandom } from './rng';
@@ -115,7 +115,7 @@ export function hashString(s: string): number {
 }
 
 function defaultSize(sd: StableDiffusion): number {
-  return (sd.configs.unet.sampleSize ?? 64) * sd.vaeScaleFactor;
+  return nativeImageSize(sd);
 }
 
 function checkSize(what: string, size: number): number {

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Module, toTorchLayout } from '@ddsjs/nn';
-import { f32ToF16, safetensorsSource, parseUNetConfig, UNet2DConditionConfig, UNet2DConditionModel } from '@ddsjs/sd';
+import { f32ToF16, imageToLatents, latentsToImage, safetensorsSource, parseUNetConfig, UNet2DConditionConfig, UNet2DConditionModel } from '@ddsjs/sd';
 import type { StableDiffusion } from '@ddsjs/sd';
 import { SafetensorsFile, writeSafetensors, TensorData } from '@ddsjs/sd';
 import type { EditVae } from './types';
@@ -411,16 +411,9 @@ export class Translator {
     const [, H, W] = image.shape;
     if (H % 8 !== 0 || W % 8 !== 0 || H === 0 || W === 0) fail(fn, `the image is ${W}×${H} pixels; both sides must be multiples of 8`);
     this.promptOf(task, fn);
-    const s = m.schedule.scalingFactor;
-    const latent = tf.tidy(() => {
-      const z = tf.mul(m.vae.encode(image).mean, s) as tf.Tensor4D;
-      return this.translateLatent(z, task);
-    });
+    const latent = tf.tidy(() => this.translateLatent(imageToLatents(m, image), task));
     try {
-      const out = tf.tidy(() => {
-        const x = m.vae.decode(tf.div(latent, s) as tf.Tensor4D);
-        return tf.clipByValue(tf.add(tf.mul(x, 0.5), 0.5), 0, 1) as tf.Tensor4D;
-      });
+      const out = latentsToImage(m, latent);
       return { image: out, latent };
     } catch (e) {
       latent.dispose();

@@ -79,9 +79,18 @@ export interface ScoreOptions {
   tRange?: [number, number];
   /** The noise ε (same shape as the latents). Default: drawn with `tf.randomNormal` (seeded when `seed` is set). */
   noise?: tf.Tensor4D;
+  /**
+   * A second shared noise ε′ (same shape as the latents), for scores that use one (PDS's x_{t_prev}). Default: drawn
+   * (seeded when `seed` is set).
+   */
+  noisePrev?: tf.Tensor4D;
   /** Timestep weighting w(t) multiplied into the gradient. Default `'uniform'` (the notebook). */
   weighting?: Weighting;
-  /** Multiplies the gradient (broadcast against `[B, h, w, C]`, e.g. `[1, h, w, 1]` to edit a region only). */
+  /**
+   * Multiplies the gradient, to edit a region only: a tensor that broadcasts against `[B, h, w, C]` (e.g.
+   * `[1, h, w, 1]`), or a mask at image resolution (`[H, W]`, `[H, W, 1]` or `[1|B, H, W, 1|C]` with H = k·h,
+   * W = k·w), averaged over k×k cells down to the latent grid. 1 = edit, 0 = keep.
+   */
   mask?: tf.Tensor;
   /**
    * Seed for the timestep draw and the noise: the same seed with the same inputs gives identical results.
@@ -102,14 +111,15 @@ export interface ScoreOptions {
 
 /** Intermediate tensors of a score evaluation (only with `intermediates: true`). The caller owns them. */
 export interface ScoreIntermediates {
-  /** Noised latents z_t per branch: `[target]` for SDS, `[source, target]` for DDS. */
+  /** Noised latents z_t per named latent, in the spec's order: `[target]` for SDS, `[source, target]` for DDS. */
   zt: tf.Tensor4D[];
   /**
-   * The raw UNet output of the whole batch, in the order the UNet saw it: all unconditional rows, then all
-   * conditional rows; within each half, SDS `[z rows]`, DDS `[source rows, target rows]`.
+   * The raw UNet output of the whole batch, in the order the UNet saw it: the unconditional rows of every term,
+   * then the conditional rows, each distinct (latent, embedding) once; SDS `[uncond, cond]`, DDS `[(ẑ, ∅), (z, ∅),
+   * (ẑ, ŷ), (z, y)]` (the notebook's order).
    */
   unetRaw: tf.Tensor4D;
-  /** Guided ε̂ per branch (after v→ε conversion and CFG), in the order of `zt`. */
+  /** Each term's ε̂ (after v→ε conversion, and CFG for guided terms), in term order: DDS `[source, target]`. */
   epsPred: tf.Tensor4D[];
 }
 
@@ -124,10 +134,14 @@ export interface ScoreResult {
   timestep: number[];
   /** The noise ε used (a handle of `opts.noise` when one was passed). */
   noise: tf.Tensor4D;
+  /** The second noise ε′, for scores that use one (PDS). */
+  noisePrev?: tf.Tensor4D;
+  /** The second timestep per image (PDS's t_prev), for scores that use one. */
+  prevTimestep?: number[];
   /** Intermediates, when `opts.intermediates` was set. */
   intermediates?: ScoreIntermediates;
   /** ‖grad‖₂ over the whole batch, read asynchronously (a cheap diagnostic; does not dispose anything). */
   gradNorm(): Promise<number>;
-  /** Disposes every tensor of this result (grad, noise, intermediates). */
+  /** Disposes every tensor of this result (grad, noise, ε′, intermediates). */
   dispose(): void;
 }

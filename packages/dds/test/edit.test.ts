@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
 import { readGoldens, relErr } from '../../../test-utils';
-import { ddsGrad, defaultLossScale, editImage, editLatent, EditModel, EditStepInfo, SeededRandom, TextEmbeddings } from '../src';
+import { ddsGrad, defaultLossScale, EDIT_METHODS, editImage, editLatent, EditModel, EditStepInfo, flowEditLatent, LIBRARY_EDIT_DEFAULTS, resolveEditDefaults, SeededRandom, TextEmbeddings } from '../src';
+import { alphaSigma } from '@ddsjs/sd';
 import type { UNet2DConditionModel } from '../../sd/src/unet';
 import type { AutoencoderKL } from '../../sd/src/vae';
 import { loadStableDiffusion, StableDiffusion } from '@ddsjs/sd';
@@ -93,6 +94,58 @@ describe('editLatent (fake UNet)', () => {
     adam.dispose();
   });
 
+  it('every method edits (fake model): finite latents, no leaked tensor; method defaults resolve (PDS guidance 100)', async () => {
+    const sd = fakeModel();
+    const zSource = tf.randomNormal([1, 4, 4, 4], 0, 1, 'float32', 9) as tf.Tensor4D;
+    const text: TextEmbeddings = { cond: tf.fill([1, 3, 2], 0.3) as tf.Tensor3D, uncond: tf.zeros([1, 3, 2]) as tf.Tensor3D };
+    const other: TextEmbeddings = { cond: tf.fill([1, 3, 2], -0.2) as tf.Tensor3D, uncond: text.uncond };
+    const negative = tf.fill([1, 3, 2], 0.1) as tf.Tensor3D;
+    const before = tf.memory().numTensors;
+    for (const method of EDIT_METHODS) {
+      const r = await editLatent(sd, { zSource, source: text, target: other, negative }, { method, steps: 3, seed: 1, lr: 0.01 });
+      const d = await r.latent.data();
+      expect({ method, finite: d.every(Number.isFinite), changed: d.some((v, i) => v !== zSource.dataSync()[i]) }).toEqual({ method, finite: true, changed: true });
+      r.latent.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    expect(resolveEditDefaults({}, { method: 'pds' }).guidanceScale).toEqual({ value: 100, source: 'library' });
+    expect(resolveEditDefaults({ defaults: { edit: { guidanceScale: 3 } } }, { method: 'flowedit' }).guidanceScale).toEqual({ value: 3, source: 'model' });
+    await expect(editLatent(sd, { zSource, source: text, target: other }, { method: 'nfsd' })).rejects.toThrow(/needs inputs.negative/);
+    tf.dispose([zSource, text.cond, text.uncond, other.cond, negative]);
+  });
+
+  it('FlowEdit, one step from t: Z = X_src − (σ_t/α_t)·(ε̂_tar − ε̂_src) with the shared noise (= the DDS pair)', async () => {
+    const sd = fakeModel();
+    const zSource = tf.randomNormal([1, 4, 4, 4], 0, 1, 'float32', 19) as tf.Tensor4D;
+    const text: TextEmbeddings = { cond: tf.fill([1, 3, 2], 0.3) as tf.Tensor3D, uncond: tf.zeros([1, 3, 2]) as tf.Tensor3D };
+    const other: TextEmbeddings = { cond: tf.fill([1, 3, 2], -0.2) as tf.Tensor3D, uncond: text.uncond };
+    const seen: number[] = [];
+    const r = await flowEditLatent(sd, { zSource, source: text, target: other }, {
+      steps: 4, nMax: 1, seed: 5, sourceGuidanceScale: 7.5, targetGuidanceScale: 7.5, onStep: ({ timestep }) => void seen.push(timestep),
+    });
+    // DDIM 'leading' timesteps for 4 steps with steps_offset 1: 751, 501, 251, 1 — nMax 1 runs only t = 1.
+    expect(seen).toEqual([1]);
+    const dds = ddsGrad(sd, { zSource, zTarget: zSource, source: text, target: other }, { timestep: 1, seed: new SeededRandom(5).nextUint32() });
+    const { alpha, sigma } = alphaSigma(sd.schedule, 1);
+    const expected = tf.tidy(() => tf.sub(zSource, tf.mul(dds.grad, sigma / alpha)));
+    expect(relErr(await r.latent.data(), await expected.data())).toBeLessThan(1e-6);
+    tf.dispose([r.latent, expected, zSource, text.cond, text.uncond, other.cond]);
+    dds.dispose();
+  });
+
+  it('resolveEditDefaults: each setting with its source (option, model folder, library)', () => {
+    expect(resolveEditDefaults({ defaults: { edit: { lr: 0.02 } } }, { steps: 5 })).toEqual({
+      steps: { value: 5, source: 'option' },
+      lr: { value: 0.02, source: 'model' },
+      guidanceScale: { value: LIBRARY_EDIT_DEFAULTS.guidanceScale, source: 'library' },
+    });
+    expect(resolveEditDefaults({}, {})).toEqual({
+      steps: { value: 200, source: 'library' },
+      lr: { value: 0.1, source: 'library' },
+      guidanceScale: { value: 7.5, source: 'library' },
+    });
+  });
+
   it("takes steps, lr and guidance from the model's defaults (ddsjs_defaults.json) when not given; options win", async () => {
     const sd = { ...fakeModel(), defaults: { edit: { lr: 0.02, steps: 3, guidanceScale: 2 } } };
     const zSource = tf.randomNormal([1, 4, 4, 4], 0, 1, 'float32', 9) as tf.Tensor4D;
@@ -123,7 +176,7 @@ describe('editLatent (fake UNet)', () => {
     const sd = fakeModel();
     const z = tf.zeros([1, 2, 2, 4]) as tf.Tensor4D;
     const t: TextEmbeddings = { cond: tf.zeros([1, 3, 2]) as tf.Tensor3D, uncond: tf.zeros([1, 3, 2]) as tf.Tensor3D };
-    await expect(editLatent(sd, { zSource: z, source: t, target: t }, { method: 'xyz' as never })).rejects.toThrow(/method must be 'dds' or 'sds'/);
+    await expect(editLatent(sd, { zSource: z, source: t, target: t }, { method: 'xyz' as never })).rejects.toThrow(/method must be one of 'dds', 'sds', 'nfsd', 'csd', 'pds', 'flowedit'/);
     await expect(editLatent(sd, { zSource: z, source: t, target: t }, { steps: -1 })).rejects.toThrow(/steps must be a non-negative integer/);
     await expect(editLatent(sd, { zSource: z, source: t, target: t }, { lr: 0 })).rejects.toThrow(/lr must be a positive number/);
     tf.dispose([z, t.cond, t.uncond]);

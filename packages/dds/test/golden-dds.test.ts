@@ -3,7 +3,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
 import { Golden, readGoldens, relErr } from '../../../test-utils';
-import { alphaSigma, ddsGrad, editLatent, scoreLoss } from '../src';
+import { alphaSigma } from '@ddsjs/sd';
+import { ddsGrad, editLatent, scoreLoss } from '../src';
 import type { ScoreModel, ScoreSchedule, TextEmbeddings } from '../src';
 import type { UNet2DConditionModel } from '../../sd/src/unet';
 import { goldenEmbeddings, goldenSchedule, goldenStep, loadTinyUNet, nhwc } from './tiny';

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
 import { relErr } from '../../../test-utils';
-import { ddsGrad, scoreLoss, sdsGrad, SeededRandom, stopGradient, addNoise, alphaSigma } from '../src';
+import { addNoise, alphaSigma } from '@ddsjs/sd';
+import { bridgeGrad, csdGrad, ddsGrad, nfsdGrad, pdsGrad, scoreGrad, scoreLoss, sdsGrad, SeededRandom, stopGradient } from '../src';
 import type { ScoreResult, TextEmbeddings } from '../src';
 import { fakeModel, fakeUnetRow, FakeCall } from './fakes';
 
@@ -251,6 +252,28 @@ describe('sdsGrad (fake UNet)', () => {
     }
   });
 
+  it('resizes an image-resolution mask ([H, W] = 8·[h, w]) to the latents by 8×8 averages', async () => {
+    const sd = fakeModel();
+    // Image mask: left image column block (latent column 0) white, right black; one 8×8 cell half white.
+    const img = tf.tidy(() => {
+      const m = tf.buffer([H * 8, W * 8]);
+      for (let y = 0; y < H * 8; y++) for (let x = 0; x < W * 8; x++) m.set(x < 8 ? 1 : y < 4 ? 1 : 0, y, x);
+      return m.toTensor();
+    });
+    const latentMask = tf.tensor4d([1, 0.5, 1, 0, 1, 0], [1, H, W, 1]);
+    const a = sdsGrad(sd, { z: zT, text: source }, { seed: 3, mask: img });
+    const b = sdsGrad(sd, { z: zT, text: source }, { seed: 3, mask: latentMask });
+    try {
+      expect(Array.from(await a.grad.data())).toEqual(Array.from(await b.grad.data()));
+      const bad = tf.zeros([H * 8, W * 8 + 1]);
+      expect(() => sdsGrad(sd, { z: zT, text: source }, { mask: bad })).toThrow(/is not an image-resolution mask/);
+      bad.dispose();
+    } finally {
+      [a, b].forEach((r) => r.dispose());
+      tf.dispose([img, latentMask]);
+    }
+  });
+
   it.each([NaN, Infinity, -Infinity])('zeroes non-finite entries (UNet returns %p)', async (poison) => {
     const sd = fakeModel({ poison });
     const clean = sdsGrad(fakeModel(), { z: zT, text: source }, { seed: 9 });
@@ -305,7 +328,7 @@ describe('addNoise / alphaSigma', () => {
     const ref = [0, 1].flatMap((i) => z[i].map((v, j) => alpha[i] * v + sigma[i] * e[i][j]));
     expect(relErr(await zt.data(), ref)).toBeLessThan(1e-6);
     zt.dispose();
-    expect(() => alphaSigma(sd.schedule, [1.5])).toThrow(/integer in \[0, 1000\)/);
+    expect(() => alphaSigma(sd.schedule, [1.5])).toThrow(/integer in \[0, 999\]/);
   });
 });
 
@@ -345,3 +368,73 @@ describe('scoreLoss', () => {
 
 /** Keeps the type import used (ScoreResult is part of the public surface the tests exercise). */
 export type _R = ScoreResult;
+
+describe('scoreGrad (the general score)', () => {
+  it('computes each distinct (latent, embedding) row once and sums weighted terms, latent and noise terms', async () => {
+    const calls: FakeCall[] = [];
+    const sd = fakeModel({ calls });
+    const spec = {
+      latents: { a: zS, b: zT },
+      terms: [
+        { latent: 'a', cond: source.cond, uncond: source.uncond, guidanceScale: 2, coef: 0.5 },
+        { latent: 'a', cond: source.uncond, coef: -1 }, // the same row as the guided term's ∅: computed once
+        { latent: 'b', cond: target.cond, coef: (t: number) => t / 1000 },
+      ],
+      latentTerms: [{ latent: 'b', coef: 3 }],
+      noiseCoef: -2,
+    };
+    const before = tf.memory().numTensors;
+    const r = scoreGrad(sd, spec, { timestep: [100, 700], noise: eps, intermediates: true });
+    try {
+      expect(calls.map((c) => c.rows)).toEqual([6]); // 3 distinct blocks × B = 2
+      const [za, zb, e] = [await rows(zS), await rows(zT), await rows(eps)];
+      const sm = await rowMeans(source.cond);
+      const [su] = await rowMeans(source.uncond);
+      const [tc] = await rowMeans(target.cond);
+      const { alpha, sigma } = alphaSigma(sd.schedule, [100, 700]);
+      const ref = [0, 1].flatMap((i) => {
+        const t = [100, 700][i];
+        const zta = za[i].map((v, j) => alpha[i] * v + sigma[i] * e[i][j]);
+        const ztb = zb[i].map((v, j) => alpha[i] * v + sigma[i] * e[i][j]);
+        const g = guidedRef(zta, su, sm[i], t, 2);
+        const u = fakeUnetRow(zta, su, t, C);
+        const c = fakeUnetRow(ztb, tc, t, C);
+        return g.map((v, j) => 0.5 * v - u[j] + (t / 1000) * c[j] + 3 * zb[i][j] - 2 * e[i][j]);
+      });
+      expect(relErr(await r.grad.data(), ref)).toBeLessThan(1e-5);
+      expect(r.intermediates!.epsPred).toHaveLength(3);
+    } finally {
+      r.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    expect(() => scoreGrad(sd, { latents: { a: zS }, terms: [{ latent: 'x', cond: source.cond }] })).toThrow(/names latent 'x'/);
+  });
+
+  it('the family: repeated calls leave no tensor; ε′ is reproducible from the seed; PDS needs t_prev ≥ 0', async () => {
+    const sd = fakeModel();
+    const neg = source.uncond;
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) {
+      const results = [
+        nfsdGrad(sd, { z: zT, text: { cond: target.cond, uncond: target.uncond, negative: neg } }, { seed: i }),
+        csdGrad(sd, { z: zT, text: { cond: target.cond, uncond: target.uncond, negative: neg } }, { seed: i, scales: { negative: -0.5 } }),
+        bridgeGrad(sd, { z: zT, source: source.cond, target: target.cond }, { seed: i }),
+        pdsGrad(sd, { zSource: zS, zTarget: zT, source, target }, { seed: i }),
+      ];
+      results.forEach((r) => r.dispose());
+    }
+    const p1 = pdsGrad(sd, { zSource: zS, zTarget: zT, source, target }, { seed: 5 });
+    const p2 = pdsGrad(sd, { zSource: zS, zTarget: zT, source, target }, { seed: 5 });
+    try {
+      expect(Array.from(await p1.noisePrev!.data())).toEqual(Array.from(await p2.noisePrev!.data()));
+      expect(Array.from(await p1.grad.data())).toEqual(Array.from(await p2.grad.data()));
+      expect(p1.prevTimestep).toEqual(p1.timestep.map((t) => t - 2));
+    } finally {
+      p1.dispose();
+      p2.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    expect(() => csdGrad(sd, { z: zT, text: { cond: target.cond, uncond: target.uncond } }, { scales: { negative: 1 } })).toThrow(/text.negative is missing/);
+    expect(() => pdsGrad(sd, { zSource: zS, zTarget: zT, source, target }, { timestep: 10, prevTimestep: 1000 })).toThrow(/prevTimestep\[0\] must be an integer/);
+  });
+});

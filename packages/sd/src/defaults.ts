@@ -107,3 +107,46 @@ export function readPipelineDefaults(dir: string): PipelineDefaults {
   }
   return { ...parsePipelineDefaults(json, file), file };
 }
+
+/** Where a resolved setting came from: the caller's option, the model folder's {@link DEFAULTS_FILE}, or the library. */
+export type SettingSource = 'option' | 'model' | 'library';
+
+/** A setting with its origin (see {@link resolveDefaults}). */
+export interface ResolvedSetting {
+  readonly value: number;
+  readonly source: SettingSource;
+}
+
+/**
+ * THE resolution rule of the loops' defaults: for each key of `library`, the caller's option when given, else the
+ * model folder's value (`model`, one section of {@link PipelineDefaults}), else the library's — each returned with
+ * its {@link SettingSource}. Used by the editing loop, {@link StableDiffusion.generate} and the CLI's printed line,
+ * so that no caller re-derives a default or where it came from.
+ */
+export function resolveDefaults<K extends string>(
+  options: { readonly [k in K]?: number },
+  model: { readonly [k in K]?: number } | undefined,
+  library: { readonly [k in K]: number },
+): { [k in K]: ResolvedSetting } {
+  const out = {} as { [k in K]: ResolvedSetting };
+  for (const key of Object.keys(library) as K[]) {
+    const o = options?.[key];
+    const m = model?.[key];
+    out[key] = o !== undefined ? { value: o, source: 'option' } : m !== undefined ? { value: m, source: 'model' } : { value: library[key], source: 'library' };
+  }
+  return out;
+}
+
+/** The library's generation defaults (diffusers' StableDiffusionPipeline: 50 DDIM steps, guidance 7.5). */
+export const LIBRARY_GENERATE_DEFAULTS: Readonly<Required<GenerateDefaults>> = { steps: 50, guidanceScale: 7.5 };
+
+/**
+ * Generation's steps and guidance scale ({@link resolveDefaults} with {@link LIBRARY_GENERATE_DEFAULTS}): the
+ * option, else the model folder's `generate` section, else 50 / 7.5.
+ */
+export function resolveGenerateDefaults(
+  defaults: PipelineDefaults | undefined,
+  options: { readonly steps?: number; readonly guidanceScale?: number },
+): { steps: ResolvedSetting; guidanceScale: ResolvedSetting } {
+  return resolveDefaults(options, defaults?.generate, LIBRARY_GENERATE_DEFAULTS);
+}

@@ -14,6 +14,7 @@ export * from './blocks';
 export * from './unet';
 export * from './vae';
 export * from './schedule';
+export * from './codec';
 export * from './sources';
 export * from './single-file';
 export * from './image';

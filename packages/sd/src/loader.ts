@@ -9,9 +9,10 @@ import { CLIPTextConfig, parseCLIPTextConfig } from './clip-config';
 import { UNet2DConditionModel, TimestepInput } from './unet';
 import { AutoencoderKL, legacyVaeSource } from './vae';
 import { AutoencoderKLConfig, UNet2DConditionConfig, parseUNetConfig, parseVaeConfig } from './config';
-import { DDIMScheduler, NoiseSchedule, SchedulerConfig, makeNoiseSchedule, parseSchedulerConfig } from './schedule';
+import { DDIMScheduler, NoiseSchedule, SchedulerConfig, guide, makeNoiseSchedule, parseSchedulerConfig } from './schedule';
 import { safetensorsSource } from './sources';
-import { PipelineDefaults, readPipelineDefaults } from './defaults';
+import { imageToLatents, latentsToImage, nativeImageSize } from './codec';
+import { PipelineDefaults, readPipelineDefaults, resolveGenerateDefaults } from './defaults';
 import {
   DetectedSingleFile,
   detectSingleFileModel,
@@ -117,14 +118,6 @@ export class StableDiffusion {
     return this.vae.downscaleFactor;
   }
 
-  /**
-   * The model's native picture size in pixels: the UNet's `sample_size` (64 when unset) × {@link vaeScaleFactor}
-   * — 512 for SD 1.5, 768 for SD 2.1, 64 for the embedded toy model. diffusers generates and edits at this size.
-   */
-  get nativeSize(): number {
-    return (this.configs.unet.sampleSize ?? 64) * this.vaeScaleFactor;
-  }
-
   /** Text embeddings `[B,77,D]` of `prompt` (one string or several): tokenizer + text encoder. Caller owns the result. */
   encodePrompt(prompt: string | string[]): tf.Tensor3D {
     return tf.tidy(() => {
@@ -138,18 +131,21 @@ export class StableDiffusion {
    * deterministic encoding of the DDS notebook). Caller owns the result.
    */
   encodeImage(image: tf.Tensor4D): tf.Tensor4D {
-    return tf.tidy(() => {
-      const { mean } = this.vae.encode(image);
-      return tf.mul(mean, this.schedule.scalingFactor);
-    });
+    return imageToLatents(this, image);
   }
 
   /** Decodes scaled latents `[B,h,w,4]` to images `[B,8h,8w,3]` in [0, 1] (`x/2 + 0.5`, clamped). Caller owns the result. */
   decodeLatents(latents: tf.Tensor4D): tf.Tensor4D {
-    return tf.tidy(() => {
-      const x = this.vae.decode(tf.div(latents, this.schedule.scalingFactor) as tf.Tensor4D);
-      return tf.clipByValue(tf.add(tf.mul(x, 0.5), 0.5), 0, 1) as tf.Tensor4D;
-    });
+    return latentsToImage(this, latents);
+  }
+
+  /**
+   * The model's native picture size in pixels: the UNet's `sample_size` × the VAE's downscale factor
+   * ({@link nativeImageSize}) — 512 for SD 1.5, 768 for SD 2.1, 64 for the embedded toy model. diffusers generates
+   * and edits at this size.
+   */
+  get nativeSize(): number {
+    return nativeImageSize(this);
   }
 
   /** The UNet's raw prediction for `sample` at `timestep` given `context` (see UNet2DConditionModel.forward). Caller owns it. */
@@ -163,16 +159,14 @@ export class StableDiffusion {
    */
   async generate(prompt: string, options: GenerateOptions = {}): Promise<GenerateResult> {
     if (typeof prompt !== 'string') throw new TypeError(`generate: prompt must be a string, got ${typeof prompt}`);
-    const steps = options.steps ?? this.defaults.generate?.steps ?? 50;
+    const { steps: { value: steps }, guidanceScale: { value: scale } } = resolveGenerateDefaults(this.defaults, options);
     if (!Number.isInteger(steps) || steps < 1 || steps > this.schedule.numTrainTimesteps) {
       throw new RangeError(`generate: steps must be an integer in [1, ${this.schedule.numTrainTimesteps}], got ${steps}`);
     }
-    const scale = options.guidanceScale ?? this.defaults.generate?.guidanceScale ?? 7.5;
     if (!Number.isFinite(scale)) throw new RangeError(`generate: guidanceScale must be finite, got ${scale}`);
     const f = this.vaeScaleFactor;
-    const defaultPx = this.nativeSize;
-    const height = options.height ?? defaultPx;
-    const width = options.width ?? defaultPx;
+    const height = options.height ?? this.nativeSize;
+    const width = options.width ?? this.nativeSize;
     for (const [n, v] of [['height', height], ['width', width]] as const) {
       if (!Number.isInteger(v) || v < f || v % f !== 0) {
         throw new RangeError(`generate: ${n} must be a positive multiple of ${f} pixels, got ${v}`);
@@ -196,7 +190,7 @@ export class StableDiffusion {
           let guided: tf.Tensor4D = out;
           if (cfg) {
             const [u, c] = tf.split(out, 2, 0) as tf.Tensor4D[];
-            guided = tf.add(u, tf.mul(tf.sub(c, u), scale));
+            guided = guide(u, c, scale);
           }
           return ddim.step(guided, t, latents);
         });

@@ -323,15 +323,36 @@ function checkTimestep(t: number, n: number, who: string): void {
   }
 }
 
+/** One integer timestep for a whole batch, or one per row of the batch (the leading axis). */
+export type Timesteps = number | readonly number[];
+
 /**
- * α_t = √ᾱ_t and σ_t = √(1 − ᾱ_t) at an integer timestep, rounded to float32 as torch computes them.
- * `schedule` is a {@link NoiseSchedule} (or anything with `alphasCumprod`).
+ * α_t = √ᾱ_t and σ_t = √(1 − ᾱ_t), rounded to float32 as torch computes them — THE implementation of the noise
+ * schedule's coefficients (noising, v→ε, x̂₀ and every score use it). For one timestep it returns two numbers; for
+ * a list, two Float32Arrays of the list's length. `schedule` is a {@link NoiseSchedule} (or anything with
+ * `alphasCumprod`). Throws a RangeError when a timestep is not an integer in [0, T−1].
  */
-export function alphaSigma(schedule: { alphasCumprod: ArrayLike<number> }, t: number): { alpha: number; sigma: number } {
+export function alphaSigma(schedule: { alphasCumprod: ArrayLike<number> }, t: number): { alpha: number; sigma: number };
+export function alphaSigma(schedule: { alphasCumprod: ArrayLike<number> }, t: readonly number[]): { alpha: Float32Array; sigma: Float32Array };
+export function alphaSigma(
+  schedule: { alphasCumprod: ArrayLike<number> },
+  t: Timesteps,
+): { alpha: number; sigma: number } | { alpha: Float32Array; sigma: Float32Array } {
   const ac = schedule.alphasCumprod;
-  checkTimestep(t, ac.length, 'alphaSigma');
-  const a = f32(ac[t]);
-  return { alpha: f32(Math.sqrt(a)), sigma: f32(Math.sqrt(f32(1 - a))) };
+  const one = (v: number): [number, number] => {
+    checkTimestep(v, ac.length, 'alphaSigma');
+    const a = f32(ac[v]);
+    return [f32(Math.sqrt(a)), f32(Math.sqrt(f32(1 - a)))];
+  };
+  if (typeof t === 'number') {
+    const [alpha, sigma] = one(t);
+    return { alpha, sigma };
+  }
+  if (!Array.isArray(t)) throw new TypeError(`alphaSigma: timesteps must be a number or an array of numbers, got ${typeof t}`);
+  const alpha = new Float32Array(t.length);
+  const sigma = new Float32Array(t.length);
+  t.forEach((v, i) => ([alpha[i], sigma[i]] = one(v)));
+  return { alpha, sigma };
 }
 
 function sameShape(a: tf.Tensor, b: tf.Tensor, who: string, na: string, nb: string): void {
@@ -341,42 +362,102 @@ function sameShape(a: tf.Tensor, b: tf.Tensor, who: string, na: string, nb: stri
 }
 
 /**
+ * The per-row coefficients α_t, σ_t of `t` for a batch shaped `shape`: scalars for one timestep, `[B, 1, …, 1]`
+ * tensors for one per row (checked against the batch size). Used inside the callers' `tf.tidy`.
+ */
+function coefficients(schedule: { alphasCumprod: ArrayLike<number> }, t: Timesteps, shape: readonly number[], who: string): { a: tf.Tensor; s: tf.Tensor } {
+  if (typeof t === 'number') {
+    const { alpha, sigma } = alphaSigma(schedule, t);
+    return { a: tf.scalar(alpha), s: tf.scalar(sigma) };
+  }
+  if (shape.length === 0 || t.length !== shape[0]) {
+    throw new Error(`${who}: ${Array.isArray(t) ? t.length : typeof t} timesteps for a batch of ${shape.length ? shape[0] : 'a scalar'}`);
+  }
+  const { alpha, sigma } = alphaSigma(schedule, t);
+  const rowShape = [t.length, ...shape.slice(1).map(() => 1)];
+  return { a: tf.tensor(alpha, rowShape), s: tf.tensor(sigma, rowShape) };
+}
+
+/**
  * Converts a v-prediction to ε: `ε = α_t·v + σ_t·z_t` (DDS.md; diffusers' `pred_epsilon`), with
  * α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t). `alphaCumprodT` is ᾱ_t. The caller owns the returned tensor.
  */
 export function vToEps<T extends tf.Tensor>(v: T, zt: T, alphaCumprodT: number): T {
   if (!(alphaCumprodT >= 0 && alphaCumprodT <= 1)) throw new RangeError(`vToEps: alphaCumprodT must be in [0, 1], got ${alphaCumprodT}`);
+  return vToEpsAt({ alphasCumprod: [alphaCumprodT] }, v, zt, 0);
+}
+
+function vToEpsAt<T extends tf.Tensor>(schedule: { alphasCumprod: ArrayLike<number> }, v: T, zt: T, t: Timesteps): T {
   sameShape(v, zt, 'vToEps', 'v', 'zt');
-  const a = f32(alphaCumprodT);
-  const alpha = f32(Math.sqrt(a));
-  const sigma = f32(Math.sqrt(f32(1 - a)));
-  return tf.tidy(() => tf.add(tf.mul(tf.scalar(alpha), v), tf.mul(tf.scalar(sigma), zt))) as T;
+  return tf.tidy(() => {
+    const { a, s } = coefficients(schedule, t, v.shape, 'vToEps');
+    return tf.add(tf.mul(a, v), tf.mul(s, zt));
+  }) as T;
+}
+
+function checkPrediction(schedule: { predictionType: string }, who: string): void {
+  if (schedule.predictionType !== 'epsilon' && schedule.predictionType !== 'v_prediction') {
+    throw new Error(`${who}: unsupported predictionType ${JSON.stringify(schedule.predictionType)} (epsilon or v_prediction)`);
+  }
 }
 
 /**
- * The model's raw output turned into ε at timestep `t`: a copy for 'epsilon' models, {@link vToEps} for
- * 'v_prediction'. The caller owns the returned tensor.
+ * The model's raw output turned into ε at timestep `t` (one, or one per row): a copy for 'epsilon' models,
+ * {@link vToEps} for 'v_prediction'. The caller owns the returned tensor.
  */
 export function modelOutputToEps<T extends tf.Tensor>(
   schedule: Pick<NoiseSchedule, 'alphasCumprod' | 'predictionType'>,
   modelOutput: T,
   zt: T,
-  t: number,
+  t: Timesteps,
 ): T {
-  checkTimestep(t, schedule.alphasCumprod.length, 'modelOutputToEps');
-  if (schedule.predictionType === 'epsilon') return tf.clone(modelOutput) as T;
-  if (schedule.predictionType === 'v_prediction') return vToEps(modelOutput, zt, schedule.alphasCumprod[t]);
-  throw new Error(`modelOutputToEps: unsupported predictionType ${JSON.stringify(schedule.predictionType)}`);
+  checkPrediction(schedule, 'modelOutputToEps');
+  sameShape(modelOutput, zt, 'modelOutputToEps', 'modelOutput', 'zt');
+  if (schedule.predictionType === 'v_prediction') return vToEpsAt(schedule, modelOutput, zt, t);
+  tf.tidy(() => void coefficients(schedule, t, zt.shape, 'modelOutputToEps')); // validates t
+  return tf.clone(modelOutput) as T;
 }
 
 /**
- * Forward diffusion `z_t = α_t·z₀ + σ_t·ε` at integer timestep `t` (diffusers' `add_noise`). The caller owns the
- * returned tensor.
+ * The model's prediction of the clean latent x̂₀ from its raw output at timestep `t` (one, or one per row):
+ * `(z_t − σ_t·ε)/α_t` for 'epsilon' models, `α_t·z_t − σ_t·v` for 'v_prediction' (diffusers' `pred_original_sample`,
+ * without clipping). The caller owns the returned tensor.
  */
-export function addNoise<T extends tf.Tensor>(schedule: { alphasCumprod: ArrayLike<number> }, original: T, noise: T, t: number): T {
+export function modelOutputToX0<T extends tf.Tensor>(
+  schedule: Pick<NoiseSchedule, 'alphasCumprod' | 'predictionType'>,
+  modelOutput: T,
+  zt: T,
+  t: Timesteps,
+): T {
+  checkPrediction(schedule, 'modelOutputToX0');
+  sameShape(modelOutput, zt, 'modelOutputToX0', 'modelOutput', 'zt');
+  return tf.tidy(() => {
+    const { a, s } = coefficients(schedule, t, zt.shape, 'modelOutputToX0');
+    if (schedule.predictionType === 'v_prediction') return tf.sub(tf.mul(a, zt), tf.mul(s, modelOutput));
+    return tf.div(tf.sub(zt, tf.mul(s, modelOutput)), a);
+  }) as T;
+}
+
+/**
+ * Classifier-free guidance: `ε̂ = ε_u + s·(ε_c − ε_u)` (the DDS notebook's and diffusers' formula). The caller owns
+ * the returned tensor.
+ */
+export function guide<T extends tf.Tensor>(uncond: T, cond: T, scale: number): T {
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new RangeError(`guide: the guidance scale must be a finite number, got ${scale}`);
+  sameShape(uncond, cond, 'guide', 'uncond', 'cond');
+  return tf.tidy(() => tf.add(uncond, tf.mul(scale, tf.sub(cond, uncond)))) as T;
+}
+
+/**
+ * Forward diffusion `z_t = α_t·z₀ + σ_t·ε` (diffusers' `add_noise`) at one integer timestep, or one per row of the
+ * batch (`t.length` = the leading dimension). The caller owns the returned tensor.
+ */
+export function addNoise<T extends tf.Tensor>(schedule: { alphasCumprod: ArrayLike<number> }, original: T, noise: T, t: Timesteps): T {
   sameShape(original, noise, 'addNoise', 'original', 'noise');
-  const { alpha, sigma } = alphaSigma(schedule, t);
-  return tf.tidy(() => tf.add(tf.mul(tf.scalar(alpha), original), tf.mul(tf.scalar(sigma), noise))) as T;
+  return tf.tidy(() => {
+    const { a, s } = coefficients(schedule, t, original.shape, 'addNoise');
+    return tf.add(tf.mul(a, original), tf.mul(s, noise));
+  }) as T;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -514,8 +595,7 @@ export class DDIMScheduler {
     const aT = this.alphasCumprod[t];
     const aPrev = prevT >= 0 ? this.alphasCumprod[prevT] : this.finalAlphaCumprod;
     const bT = f32(1 - aT);
-    const sqrtA = f32(Math.sqrt(aT));
-    const sqrtB = f32(Math.sqrt(bT));
+    const { alpha: sqrtA, sigma: sqrtB } = alphaSigma(this, t);
     const sqrtAPrev = f32(Math.sqrt(aPrev));
     const bPrev = f32(1 - aPrev);
     const variance = f32(f32(bPrev / bT) * f32(1 - f32(aT / aPrev)));
@@ -529,12 +609,10 @@ export class DDIMScheduler {
       const s = (x: number) => tf.scalar(x, 'float32');
       let x0: tf.Tensor;
       let eps: tf.Tensor;
-      if (pt === 'epsilon') {
-        x0 = tf.div(tf.sub(sample, tf.mul(s(sqrtB), modelOutput)), s(sqrtA));
-        eps = modelOutput;
-      } else if (pt === 'v_prediction') {
-        x0 = tf.sub(tf.mul(s(sqrtA), sample), tf.mul(s(sqrtB), modelOutput));
-        eps = tf.add(tf.mul(s(sqrtA), modelOutput), tf.mul(s(sqrtB), sample));
+      if (pt === 'epsilon' || pt === 'v_prediction') {
+        const sched = { alphasCumprod: this.alphasCumprod, predictionType: pt };
+        x0 = modelOutputToX0(sched, modelOutput, sample, t);
+        eps = pt === 'epsilon' ? modelOutput : modelOutputToEps(sched, modelOutput, sample, t);
       } else {
         x0 = modelOutput;
         eps = tf.div(tf.sub(sample, tf.mul(s(sqrtA), x0)), s(sqrtB));

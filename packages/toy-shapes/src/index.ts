@@ -23,39 +23,13 @@ export function defaultModelDir(): string | null {
 }
 
 /**
- * The classifier-free guidance scale `dds generate` uses with the embedded model when `--guidance` is not given
- * (other models: diffusers' 7.5). Chosen on a validation set of held-out-caption generations (noise seeds 12–27,
- * 192 pictures, disjoint from the reported seeds 4–11): both colours right in 76 / 92 / 91 / 89 / 89 / 84 / 81 % of
- * them at guidance 1 / 2 / 3 / 4 / 5 / 6 / 7.5 (docs/notes/2026-12-toy-model-log.md). Above ≈ 4 the guided prediction
- * overshoots this small model's colours into neighbouring palette entries; 1 (no guidance) mixes captions. Editing
- * (`editImage`, DDS/SDS) keeps the paper's 7.5. Recorded in the model folder's `ddsjs_defaults.json`
- * (`generate.guidance_scale`), which is what `StableDiffusion.generate` reads; this constant states the same number.
+ * The embedded default model as loader arguments: `{ dir, variant: 'fp16' }` for `loadStableDiffusion(dir,
+ * { variant })`, or `null` when it is not present. Its loop defaults (editing lr, generation guidance) live in the
+ * folder's `ddsjs_defaults.json`, which the loader reads.
  */
-export const GENERATION_GUIDANCE_SCALE = 3;
-
-/**
- * The SGD learning rate of the DDS/SDS editing loop (`editImage`/`editLatent` of @ddsjs/dds) for the embedded
- * model, in place of the notebook's 0.1 — recorded in the model folder's `ddsjs_defaults.json` (`edit.lr`), from
- * which `loadStableDiffusion` makes it `editImage`'s default for this model; this constant states the same number.
- * Why: this model's DDS scores are far larger per latent element than Stable Diffusion's (its captions fix most of
- * the picture), so at 0.1 the 200-step loop reaches the true edit within ≈ 10 steps and then runs on past it,
- * growing and smearing the shape. Chosen on a validation set (`editTasks(30, 999)`, disjoint from the reported
- * `editTasks(30, 2024)`): lr 0.005 / 0.0075 / 0.01 / 0.015 / 0.02 / 0.1, the highest mean IoU among those reaching
- * the target colour in ≥ 80 % (docs/notes/2026-12-toy-model-log.md). It was 0.01 until the measurement stopped counting
- * an erased shape as a colour success (`EditCase.erased` in weights-tools); re-measured, 0.01 reached 73 %; then
- * 0.015 until the model's foreground-channel fine-tune, on which 0.005 keeps the shape best (validation IoU 0.82,
- * colour 87 %).
- */
-export const EDIT_LEARNING_RATE = 0.005;
-
-/**
- * The embedded default model as loader arguments: `{ dir, variant: 'fp16', generationGuidanceScale }` — `dir` and
- * `variant` for `loadStableDiffusion(dir, { variant })`, `generationGuidanceScale` the guidance to generate with
- * ({@link GENERATION_GUIDANCE_SCALE}) — or `null` when it is not present.
- */
-export function defaultModel(): { dir: string; variant: typeof MODEL_VARIANT; generationGuidanceScale: number } | null {
+export function defaultModel(): { dir: string; variant: typeof MODEL_VARIANT } | null {
   const dir = defaultModelDir();
-  return dir ? { dir, variant: MODEL_VARIANT, generationGuidanceScale: GENERATION_GUIDANCE_SCALE } : null;
+  return dir ? { dir, variant: MODEL_VARIANT } : null;
 }
 
 /** Folder of the translation network shipped with the embedded model (trained by `dds-weights train-toy-translator`). */

@@ -27,8 +27,6 @@ import {
   MODEL_DIR,
   defaultModelDir,
   defaultModel,
-  GENERATION_GUIDANCE_SCALE,
-  EDIT_LEARNING_RATE,
   defaultTranslatorDir,
   MODEL_VARIANT,
   TRANSLATOR_DIR,
@@ -236,7 +234,7 @@ describe('model folder export', () => {
   it('ships the embedded model (fp16 diffusers folder, ≤ 25 MB) and its translator (≤ 10 MB)', () => {
     expect(MODEL_DIR.endsWith('model')).toBe(true);
     expect(defaultModelDir()).toBe(MODEL_DIR);
-    expect(defaultModel()).toEqual({ dir: MODEL_DIR, variant: MODEL_VARIANT, generationGuidanceScale: GENERATION_GUIDANCE_SCALE });
+    expect(defaultModel()).toEqual({ dir: MODEL_DIR, variant: MODEL_VARIANT });
     for (const c of ['unet', 'vae', 'text_encoder']) {
       expect(fs.existsSync(path.join(MODEL_DIR, c, `diffusion_pytorch_model.fp16.safetensors`)) || fs.existsSync(path.join(MODEL_DIR, c, 'model.fp16.safetensors'))).toBe(true);
     }
@@ -247,7 +245,7 @@ describe('model folder export', () => {
 
   it("records its editing lr and generation guidance in the folder's ddsjs_defaults.json (what the loader reads)", () => {
     const json = JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'ddsjs_defaults.json'), 'utf8'));
-    expect(json.edit).toEqual({ lr: EDIT_LEARNING_RATE });
-    expect(json.generate).toEqual({ guidance_scale: GENERATION_GUIDANCE_SCALE });
+    expect(json.edit).toEqual({ lr: 0.005 });
+    expect(json.generate).toEqual({ guidance_scale: 3 });
   });
 });
