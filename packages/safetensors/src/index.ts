@@ -21,3 +21,6 @@ export { MAX_HEADER_SIZE, parseHeader, scanHeaderTokens } from './header';
 export type { ParsedHeader, TensorEntry, HeaderScan } from './header';
 export { f16Table32, f16ToF32, bf16ToF32, f32ToF16, f32ToF16Bits, f32ToBf16 } from './float16';
 export { findSafetensors, safetensorsCandidates } from './find';
+export { blobSource, bytesSource, defaultFetch, isUrl, joinUrl, responseSource, urlDirname, urlSource } from './source';
+export type { BlobLike, ByteSource, FetchLike, ResponseLike, UrlSourceOptions } from './source';
+export { fileSource } from './node-source';
