@@ -17,6 +17,7 @@ export * from './schedule';
 export * from './sources';
 export * from './single-file';
 export * from './image';
+export * from './image-browser';
 export * from './inspect';
 export { formatBytes, formatCount } from './format';
 /**

@@ -1,0 +1,21 @@
+/**
+ * @packageDocumentation
+ * The browser entry of `@ddsjs/sd` (package.json `exports` condition `browser`): everything of the Node entry but
+ * the sharp-based image IO (`image.ts`) and `inspectModel`, plus canvas image IO (`image-browser.ts`). Models load
+ * from URLs: {@link loadStableDiffusionFromUrl} (or `loadStableDiffusion(url)`).
+ */
+export * from './loader';
+export * from './defaults';
+export * from './tokenizer';
+export * from './clip';
+export * from './clip-config';
+export * from './config';
+export * from './blocks';
+export * from './unet';
+export * from './vae';
+export * from './schedule';
+export * from './sources';
+export * from './single-file';
+export * from './image-browser';
+export { formatBytes, formatCount } from './format';
+export { SafetensorsFile } from '@ddsjs/safetensors';
