@@ -41,6 +41,8 @@ const server = await serveStatic(dist);
 const browser = await puppeteer.launch({
   executablePath: CHROMIUM,
   headless: true,
+  // A step on a software WebGPU adapter compiles its shaders on the page's thread: allow long calls.
+  protocolTimeout: 900_000,
   // --no-sandbox: CI containers run as root. The WebGPU flags let Chromium offer an adapter where it can
   // (on a machine without a GPU: SwiftShader's Vulkan, if the build ships it).
   args: ['--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-webgpu-adapter=swiftshader', '--disable-dev-shm-usage'],
@@ -63,7 +65,7 @@ async function openPage(backend) {
   page.on('console', (m) => {
     // The loader probes the tokenizer's optional added_tokens.json (most models have none): a 404 the browser logs.
     if (m.type() === 'error' && !/added_tokens\.json$/.test(m.location()?.url ?? '')) errors.push(`${m.text()} ${m.location()?.url ?? ''}`);
-    if (process.env.VERBOSE) console.log(`[page ${m.type()}] ${m.text()}`);
+    if (process.env.VERBOSE) console.log(`[page ${m.type()}] ${m.text()} ${m.location()?.url ?? ""}`);
   });
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('requestfailed', (r) => errors.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
@@ -174,7 +176,7 @@ try {
       try {
         await checkBackend('webgpu', !wanted.includes('wasm'));
       } catch (e) {
-        failures.push(`webgpu (${adapter}): ${e.message}`);
+        failures.push(`webgpu (${adapter}): ${e.message}${process.env.VERBOSE ? `\n${e.stack}\ncause: ${e.cause?.stack ?? e.cause}` : ""}`);
       }
     }
   }
