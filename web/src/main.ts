@@ -83,7 +83,7 @@ function draw(canvasId: string, px: { data: Uint8ClampedArray; width: number; he
   const c = $<HTMLCanvasElement>(canvasId);
   c.width = px.width;
   c.height = px.height;
-  c.getContext('2d')!.putImageData(new ImageData(px.data, px.width, px.height), 0, 0);
+  c.getContext('2d')!.putImageData(new ImageData(px.data as Uint8ClampedArray<ArrayBuffer>, px.width, px.height), 0, 0);
 }
 
 async function drawTensor(canvasId: string, image: tf.Tensor4D): Promise<void> {
