@@ -44,7 +44,16 @@ const state: PageState = {
   previews: [],
   error: null,
 };
-(window as unknown as { ddsjs: unknown }).ddsjs = { tf, state, run: () => run(), stop: () => stop() };
+(window as unknown as { ddsjs: unknown }).ddsjs = {
+  tf,
+  state,
+  run: () => run(),
+  stop: () => stop(),
+  /** The loaded pipeline (for the console), or null. */
+  get sd() {
+    return sd;
+  },
+};
 
 const $ = <T extends HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
