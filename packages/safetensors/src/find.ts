@@ -20,8 +20,8 @@ export function safetensorsCandidates(baseName: string, variant?: string): strin
  * (see {@link safetensorsCandidates}); the result can be passed to {@link SafetensorsFile.open}.
  * There is no silent fallback: asking for variant 'fp16' never returns the fp32 file.
  *
- * `dir` may be an `http(s):` URL (in a browser, the only kind): each candidate is then probed with a one-byte
- * ranged GET (a HEAD is not enough for every static server), and the first that answers 200/206 wins.
+ * `dir` may be an `http(s):` URL (in a browser, the only kind): each candidate is then probed with a HEAD request
+ * (a one-byte ranged GET where the server answers HEAD with 405/501), and the first that exists wins.
  *
  * @param dir folder, e.g. `…/unet`, or its URL
  * @param baseName e.g. 'diffusion_pytorch_model' or 'model'
@@ -37,6 +37,10 @@ export async function findSafetensors(dir: string, baseName: string, variant?: s
     for (const name of candidates) {
       const url = joinUrl(dir, name);
       try {
+        const head = await fetchFn(url, { method: 'HEAD', signal: options.signal });
+        if (head.ok) return url;
+        if (head.status !== 405 && head.status !== 501) continue;
+        // A server without HEAD: a one-byte ranged GET (a server that also ignores Range sends the whole file).
         const res = await fetchFn(url, { headers: { Range: 'bytes=0-0' }, signal: options.signal });
         if (res.ok) {
           await res.arrayBuffer().catch(() => undefined);

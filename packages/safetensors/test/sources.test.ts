@@ -13,6 +13,7 @@ let base: string;
 /** Bytes of file bodies the server sent, and whether it honours Range. */
 let sent = 0;
 let honourRange = true;
+let allowHead = true;
 
 const A = new Float32Array(4096).map((_, i) => i / 7);
 const B = new Uint16Array([0x3c00, 0x4000, 0xc000]);
@@ -27,6 +28,7 @@ beforeAll(async () => {
   await writeSafetensors(path.join(dir, 'shard-2.safetensors'), { b: { dtype: 'F16', shape: [3], data: B } });
   await fsp.writeFile(path.join(dir, 'model.safetensors.index.fp16.json'), JSON.stringify({ weight_map: { a: 'shard-1.safetensors', b: 'shard-2.safetensors' } }));
   server = http.createServer(async (req, res) => {
+    if (req.method === 'HEAD' && !allowHead) return void res.writeHead(405).end();
     const file = path.join(dir, decodeURIComponent((req.url ?? '/').slice(1)));
     let body: Buffer;
     try {
@@ -123,6 +125,12 @@ describe('SafetensorsFile over in-memory and HTTP sources', () => {
   it('finds the fp16 variant at a URL with no fallback to fp32, and says what it tried', async () => {
     expect(await findSafetensors(base, 'model', 'fp16')).toBe(`${base}/model.safetensors.index.fp16.json`);
     expect(await findSafetensors(`${base}/`, 'model')).toBe(`${base}/model.safetensors`);
+    allowHead = false; // a server without HEAD: probed with a one-byte ranged GET
+    try {
+      expect(await findSafetensors(base, 'model', 'fp16')).toBe(`${base}/model.safetensors.index.fp16.json`);
+    } finally {
+      allowHead = true;
+    }
     await expect(findSafetensors(base, 'diffusion_pytorch_model', 'fp16')).rejects.toThrow(
       /no safetensors weights \(variant fp16\) for diffusion_pytorch_model at .*tried diffusion_pytorch_model\.fp16\.safetensors/,
     );
