@@ -72,7 +72,11 @@ async function openPage(backend) {
     if (process.env.VERBOSE) console.log(`[page ${m.type()}] ${m.text()} ${m.location()?.url ?? ""}`);
   });
   page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('requestfailed', (r) => errors.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  // Chromium reports every HEAD request (the loader's probes for weight files) as "failed: net::ERR_ABORTED" even when
+  // it answered 200, and logs nothing to the console for it: only other failures count.
+  page.on('requestfailed', (r) => {
+    if (r.method() !== 'HEAD') errors.push(`request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`);
+  });
   await page.goto(`${server.url}?backend=${backend}`, { waitUntil: 'load' });
   await page.waitForFunction(() => window.ddsjs?.state.ready || window.ddsjs?.state.error, { timeout: 180_000 });
   const error = await page.evaluate(() => window.ddsjs.state.error);
