@@ -205,7 +205,9 @@ function nonNegativeInt(fn: string, name: string, v: number): number {
   return v;
 }
 
-const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+// setImmediate in Node; a browser has none (setTimeout(0) there; browsers clamp it to ≈ 4 ms only when nested deeply).
+const yieldToEventLoop = (): Promise<void> =>
+  new Promise((resolve) => (typeof setImmediate === 'function' ? setImmediate(resolve) : setTimeout(resolve, 0)));
 
 /**
  * The DDS (or SDS) optimisation loop on latents, as the DDS notebook runs it: `z ← zSource` (a `tf.Variable`), then

@@ -5,35 +5,7 @@
  * {@link EditModel}), which the object returned by `@ddsjs/sd`'s `loadStableDiffusion` satisfies.
  * @packageDocumentation
  */
-export * from './types';
-export { SeededRandom } from './rng';
-export {
-  DEFAULT_GUIDANCE_SCALE,
-  DEFAULT_T_RANGE,
-  ddsGrad,
-  scoreGrad,
-  scoreLoss,
-  sdsGrad,
-  stopGradient,
-} from './score';
-export type { ScoreCoef, ScoreSpec, ScoreTerm } from './score';
-export {
-  BRIDGE_SCALE,
-  BRIDGE_SOURCE_MODIFIER,
-  BRIDGE_TARGET_MODIFIER,
-  CSD_NEGATIVE_PROMPT,
-  NFSD_NEGATIVE_PROMPT,
-  NFSD_T_SWITCH,
-  PDS_STEP,
-  bridgeGrad,
-  csdGrad,
-  nfsdGrad,
-  pdsCoefficients,
-  pdsGrad,
-} from './family';
-export type { CsdScales, PdsCoefficients } from './family';
-export * from './edit';
-export * from './flowedit';
+export * from './browser';
 // The zero-shot image-to-image translation network (DDS paper, Section 5); see docs/translator.md.
 export {
   DEFAULT_STUDENT_TIMESTEP,

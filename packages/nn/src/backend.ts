@@ -28,6 +28,9 @@ const INSTALL_HINT: Record<Exclude<BackendName, 'auto'>, string> = {
 
 let loggedBackend: string | null = null;
 
+/** An environment variable, or undefined where there is no `process` (a browser). */
+const envVar = (name: string): string | undefined => (typeof process !== 'undefined' ? process.env?.[name] : undefined);
+
 // Plain `require` so that bundlers and tsc do not try to resolve the optional peer dependencies.
 declare const require: (id: string) => unknown;
 
@@ -185,7 +188,7 @@ async function tryBackend(name: Exclude<BackendName, 'auto'>, explicit: boolean)
  * Error listing the valid ones. The chosen backend is logged once per process (see {@link InitBackendOptions}).
  */
 export async function initBackend(name: BackendName = 'auto', options: InitBackendOptions = {}): Promise<string> {
-  const env = process.env.DDSJS_BACKEND?.trim();
+  const env = envVar('DDSJS_BACKEND')?.trim();
   const want = (env ? env : name) as string;
   const source = env ? 'DDSJS_BACKEND' : 'initBackend';
   if (want !== 'auto' && !(BACKEND_NAMES as readonly string[]).includes(want)) {
@@ -213,7 +216,7 @@ export async function initBackend(name: BackendName = 'auto', options: InitBacke
     }
   }
   const active = tf.getBackend();
-  const quiet = options.quiet ?? process.env.JEST_WORKER_ID !== undefined;
+  const quiet = options.quiet ?? envVar('JEST_WORKER_ID') !== undefined;
   if (active === 'cpu' && quiet) {
     // tfjs-backend-cpu prints a "install tfjs-node" banner on first use; the caller chose cpu knowingly.
     const cpu = tf.backend() as unknown as { firstUse?: boolean };

@@ -1,6 +1,4 @@
-import { promises as fsp } from 'fs';
-import * as os from 'os';
-import * as nodePath from 'path';
+import type * as NodePath from 'path';
 import { SafetensorsError } from './errors';
 import {
   ARRAY_CTOR,
@@ -11,8 +9,9 @@ import {
   isSupportedDtype,
 } from './dtypes';
 import { MAX_HEADER_SIZE, TensorEntry, parseHeader } from './header';
-import { readFully } from './io';
 import { bf16ToF32, f16ToF32 } from './float16';
+import { fileSource, nodeBuiltin } from './node-source';
+import { BlobLike, ByteSource, ResponseLike, UrlSourceOptions, blobSource, bytesSource, isUrl, joinUrl, responseSource, urlDirname, urlSource } from './source';
 
 /** What {@link SafetensorsFile.info} reports about one tensor. */
 export interface TensorInfo {
@@ -26,7 +25,7 @@ export interface TensorInfo {
 
 interface Shard {
   path: string;
-  handle: fsp.FileHandle | undefined;
+  source: ByteSource | undefined;
   /** Absolute file offset of the data section (8 + N). */
   dataStart: number;
 }
@@ -43,37 +42,25 @@ function isIndexPath(path: string): boolean {
   return path.toLowerCase().endsWith('.json');
 }
 
-async function openHandle(path: string, what: string): Promise<{ handle: fsp.FileHandle; size: number }> {
-  let handle: fsp.FileHandle;
-  try {
-    handle = await fsp.open(path, 'r');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new SafetensorsError(
-      code === 'ENOENT' ? `${what} ${path} does not exist` : `cannot open ${what} ${path}: ${(e as Error).message}`,
-      { file: path, cause: e },
-    );
-  }
-  try {
-    const st = await handle.stat();
-    if (!st.isFile()) throw new SafetensorsError(`${what} ${path} is not a regular file`, { file: path });
-    return { handle, size: st.size };
-  } catch (e) {
-    await handle.close().catch(() => undefined);
-    if (e instanceof SafetensorsError) throw e;
-    throw new SafetensorsError(`cannot stat ${what} ${path}: ${(e as Error).message}`, { file: path, cause: e });
-  }
+/** Opens `path` as a byte source: a URL (ranged HTTP reads) or, in Node, a file. */
+async function openPath(path: string, what: string, options: UrlSourceOptions): Promise<ByteSource> {
+  return isUrl(path) ? urlSource(path, options) : fileSource(path, what);
 }
 
-/** Opens one .safetensors file and reads + validates its header. The handle stays open. */
-async function openSingle(path: string): Promise<{ shard: Shard; tensors: Map<string, TensorEntry>; metadata: Record<string, string> }> {
-  const { handle, size } = await openHandle(path, 'safetensors file');
+function isLittleEndian(): boolean {
+  return new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+}
+
+/** Reads and validates the header of one safetensors source. The source stays open (closed on failure). */
+async function openSingle(source: ByteSource): Promise<{ shard: Shard; tensors: Map<string, TensorEntry>; metadata: Record<string, string> }> {
+  const path = source.name;
+  const size = source.size;
   try {
     if (size < 8) {
       throw new SafetensorsError(`safetensors file ${path} is ${size} bytes, too small to hold the 8-byte header length`, { file: path });
     }
     const lenBuf = new Uint8Array(8);
-    await readFully(handle, lenBuf, 0, path);
+    await source.read(lenBuf, 0);
     const n64 = new DataView(lenBuf.buffer).getBigUint64(0, true);
     if (n64 > BigInt(MAX_HEADER_SIZE)) {
       throw new SafetensorsError(`header length ${n64} of safetensors file ${path} exceeds the ${MAX_HEADER_SIZE}-byte limit (not a safetensors file?)`, { file: path });
@@ -83,11 +70,11 @@ async function openSingle(path: string): Promise<{ shard: Shard; tensors: Map<st
       throw new SafetensorsError(`header length ${n} of safetensors file ${path} runs past the end of the file (${size} bytes)`, { file: path });
     }
     const headerBytes = new Uint8Array(n);
-    await readFully(handle, headerBytes, 8, path);
+    await source.read(headerBytes, 8);
     const { tensors, metadata } = parseHeader(headerBytes, size - 8 - n, path);
-    return { shard: { path, handle, dataStart: 8 + n }, tensors, metadata };
+    return { shard: { path, source, dataStart: 8 + n }, tensors, metadata };
   } catch (e) {
-    await handle.close().catch(() => undefined);
+    await source.close().catch(() => undefined);
     throw e;
   }
 }
@@ -129,38 +116,88 @@ export class SafetensorsFile {
    * whose `weight_map` maps tensor names to shard files in the same directory), and reads and
    * validates the header(s) only.
    *
-   * @param path file to open
+   * `path` may also be an `http(s):`, `blob:` or `data:` URL (the only kind in a browser): the header is fetched
+   * with a ranged request and each tensor read is its own ranged request when the server honours `Range`
+   * (see {@link urlSource}); a sharded index's shards are then resolved against the index's URL.
+   *
+   * @param path file (or URL) to open
+   * @param options `fetch` and `signal` for URLs
    * @returns the opened file; the caller must {@link close} it
    * @throws SafetensorsError if the file does not exist, cannot be read, or its header (or index) is invalid
    */
-  static async open(path: string): Promise<SafetensorsFile> {
+  static async open(path: string, options: UrlSourceOptions = {}): Promise<SafetensorsFile> {
     if (typeof path !== 'string' || path.length === 0) {
       throw new SafetensorsError(`SafetensorsFile.open: path must be a non-empty string (got ${String(path)})`);
     }
-    if (os.endianness() !== 'LE') {
+    if (!isLittleEndian()) {
       throw new SafetensorsError(`@ddsjs/safetensors supports only little-endian hosts (opening ${path})`, { file: path });
     }
-    if (isIndexPath(path)) return SafetensorsFile.openIndex(path);
-    const { shard, tensors, metadata } = await openSingle(path);
-    const located = new Map<string, Located>();
-    for (const [key, entry] of tensors) located.set(key, { shard, entry });
-    return new SafetensorsFile(path, metadata, located, [shard]);
+    if (isIndexPath(path)) return SafetensorsFile.openIndex(path, options);
+    return SafetensorsFile.fromSource(await openPath(path, 'safetensors file', options));
   }
 
-  private static async openIndex(path: string): Promise<SafetensorsFile> {
-    const { handle, size } = await openHandle(path, 'safetensors index');
+  /**
+   * Opens a single safetensors file over any {@link ByteSource} (reads and validates the header only). The file
+   * takes ownership of the source: {@link close} closes it.
+   * @throws SafetensorsError when the header is invalid
+   */
+  static async fromSource(source: ByteSource): Promise<SafetensorsFile> {
+    if (!isLittleEndian()) throw new SafetensorsError(`@ddsjs/safetensors supports only little-endian hosts (opening ${source.name})`, { file: source.name });
+    const { shard, tensors, metadata } = await openSingle(source);
+    const located = new Map<string, Located>();
+    for (const [key, entry] of tensors) located.set(key, { shard, entry });
+    return new SafetensorsFile(source.name, metadata, located, [shard]);
+  }
+
+  /**
+   * Opens a safetensors file held in memory (an `ArrayBuffer` or a view of one, not copied).
+   * @param name names the file in error messages
+   * @throws SafetensorsError when the header is invalid
+   */
+  static async fromBytes(bytes: ArrayBuffer | ArrayBufferView, name?: string): Promise<SafetensorsFile> {
+    return SafetensorsFile.fromSource(bytesSource(bytes, name));
+  }
+
+  /**
+   * Opens a `Blob` / `File` (e.g. dropped on a web page); each tensor read slices just its bytes.
+   * @throws SafetensorsError when the header is invalid
+   */
+  static async fromBlob(blob: BlobLike, name?: string): Promise<SafetensorsFile> {
+    return SafetensorsFile.fromSource(blobSource(blob, name));
+  }
+
+  /**
+   * Opens a single safetensors file at a URL, lazily with ranged requests when the server allows them
+   * (see {@link urlSource}). For a sharded `*.index.json` URL use {@link open}.
+   * @throws SafetensorsError when the URL cannot be fetched or the header is invalid
+   */
+  static async fromUrl(url: string, options: UrlSourceOptions = {}): Promise<SafetensorsFile> {
+    return SafetensorsFile.fromSource(await urlSource(url, options));
+  }
+
+  /**
+   * Opens the body of a `fetch` response (read whole: a response cannot seek; prefer {@link fromUrl} for lazy reads).
+   * @throws SafetensorsError when the response is not OK or the header is invalid
+   */
+  static async fromResponse(response: ResponseLike, name?: string): Promise<SafetensorsFile> {
+    return SafetensorsFile.fromSource(await responseSource(response, name));
+  }
+
+  private static async openIndex(path: string, options: UrlSourceOptions): Promise<SafetensorsFile> {
+    const source = await openPath(path, 'safetensors index', options);
+    const size = source.size;
     let text: string;
     try {
       if (size > MAX_HEADER_SIZE) throw new SafetensorsError(`safetensors index ${path} is ${size} bytes, larger than the ${MAX_HEADER_SIZE}-byte limit`, { file: path });
       const bytes = new Uint8Array(size);
-      await readFully(handle, bytes, 0, path);
+      await source.read(bytes, 0);
       try {
         text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
       } catch {
         throw new SafetensorsError(`safetensors index ${path} is not valid UTF-8`, { file: path });
       }
     } finally {
-      await handle.close().catch(() => undefined);
+      await source.close().catch(() => undefined);
     }
     let json: unknown;
     try {
@@ -178,13 +215,16 @@ export class SafetensorsFile {
     const metadata: Record<string, string> = Object.fromEntries(
       Object.entries((json.metadata ?? {}) as Record<string, unknown>).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]),
     );
-    const dir = nodePath.dirname(path);
+    const url = isUrl(path);
+    const nodePath = url ? undefined : nodeBuiltin<typeof NodePath>('path', `opening safetensors index ${path}`);
+    const dir = nodePath ? nodePath.dirname(path) : urlDirname(path);
+    const isAbsolute = (p: string) => (nodePath ? nodePath.isAbsolute(p) : /^([a-z]+:|\/)/i.test(p));
     const byShard = new Map<string, string[]>();
     for (const [key, shardName] of Object.entries(json.weight_map)) {
       if (typeof shardName !== 'string' || shardName.length === 0) {
         throw new SafetensorsError(`weight_map of safetensors index ${path} maps tensor ${JSON.stringify(key)} to ${JSON.stringify(shardName)}, not a file name`, { file: path, key });
       }
-      if (nodePath.isAbsolute(shardName) || shardName.split(/[\\/]/).includes('..')) {
+      if (isAbsolute(shardName) || shardName.split(/[\\/]/).includes('..')) {
         throw new SafetensorsError(`weight_map of safetensors index ${path} maps tensor ${JSON.stringify(key)} to ${JSON.stringify(shardName)}, which is outside the index's directory`, { file: path, key });
       }
       let list = byShard.get(shardName);
@@ -195,10 +235,10 @@ export class SafetensorsFile {
     const located = new Map<string, Located>();
     try {
       for (const [shardName, keys] of byShard) {
-        const shardPath = nodePath.join(dir, shardName);
+        const shardPath = nodePath ? nodePath.join(dir, shardName) : joinUrl(dir, shardName);
         let opened;
         try {
-          opened = await openSingle(shardPath);
+          opened = await openSingle(await openPath(shardPath, 'safetensors file', options));
         } catch (e) {
           const err = e as SafetensorsError;
           throw new SafetensorsError(`${err.message} (shard of ${path})`, { file: err.file ?? shardPath, key: err.key, cause: e });
@@ -219,7 +259,7 @@ export class SafetensorsFile {
         }
       }
     } catch (e) {
-      await Promise.all(shards.map((s) => s.handle?.close().catch(() => undefined)));
+      await Promise.all(shards.map((s) => s.source?.close().catch(() => undefined)));
       throw e;
     }
     return new SafetensorsFile(path, metadata, located, shards);
@@ -257,11 +297,11 @@ export class SafetensorsFile {
     return loc;
   }
 
-  private handleOf(loc: Located, key: string): fsp.FileHandle {
-    if (this.closed || !loc.shard.handle) {
+  private handleOf(loc: Located, key: string): ByteSource {
+    if (this.closed || !loc.shard.source) {
       throw new SafetensorsError(`cannot read tensor ${JSON.stringify(key)}: safetensors file ${this.path} is closed`, { file: this.path, key });
     }
-    return loc.shard.handle;
+    return loc.shard.source;
   }
 
   private supported(loc: Located, key: string): SupportedDtype {
@@ -287,7 +327,7 @@ export class SafetensorsFile {
     } catch (e) {
       throw new SafetensorsError(`cannot allocate ${end - begin} bytes for tensor ${JSON.stringify(key)} of safetensors file ${loc.shard.path}: ${(e as Error).message}`, { file: loc.shard.path, key, cause: e });
     }
-    await readFully(handle, bytes, loc.shard.dataStart + begin, loc.shard.path, key);
+    await handle.read(bytes, loc.shard.dataStart + begin, key);
     return bytes;
   }
 
@@ -337,7 +377,7 @@ export class SafetensorsFile {
     const scratch = [new Uint8Array(scratchLen), new Uint8Array(numel > chunkElems ? scratchLen : 0)];
     const start = (i: number, buf: Uint8Array): Promise<void> => {
       const n = Math.min(chunkElems, numel - i);
-      return readFully(handle, buf.subarray(0, n * size), loc.shard.dataStart + begin + i * size, loc.shard.path, key);
+      return handle.read(buf.subarray(0, n * size), loc.shard.dataStart + begin + i * size, key);
     };
     let pending = numel > 0 ? start(0, scratch[0]) : undefined;
     for (let i = 0, k = 0; i < numel; i += chunkElems, k ^= 1) {
@@ -357,8 +397,8 @@ export class SafetensorsFile {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const handles = this.shards.map((s) => s.handle);
-    for (const s of this.shards) s.handle = undefined;
+    const handles = this.shards.map((s) => s.source);
+    for (const s of this.shards) s.source = undefined;
     await Promise.all(handles.map((h) => h?.close().catch(() => undefined)));
   }
 }

@@ -1,4 +1,4 @@
-import { promises as fsp } from 'fs';
+import type { promises as fsp } from 'fs';
 import { SafetensorsError } from './errors';
 
 /** Largest single read/write request (Node caps one call at 2 GiB − 1). */

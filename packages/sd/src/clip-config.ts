@@ -1,5 +1,6 @@
 // The CLIP text encoder's configuration, read from a transformers `text_encoder/config.json`.
-import { promises as fsp } from 'fs';
+import type * as NodeFs from 'fs';
+import { nodeModule } from './node-builtins';
 
 /** Activations a CLIP text encoder may use (`hidden_act`). */
 export type CLIPActivation = 'quick_gelu' | 'gelu';
@@ -135,7 +136,7 @@ export function parseCLIPTextConfig(json: unknown, file = 'text_encoder/config.j
 export async function readCLIPTextConfig(file: string): Promise<CLIPTextConfig> {
   let text: string;
   try {
-    text = await fsp.readFile(file, 'utf8');
+    text = await nodeModule<typeof NodeFs>('fs').promises.readFile(file, 'utf8');
   } catch (e) {
     throw new Error(`cannot read CLIP text config ${file}: ${(e as Error).message}`);
   }

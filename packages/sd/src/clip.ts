@@ -3,10 +3,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { Module, Linear, LayerNorm, Embedding, attention, gelu, quickGelu } from '@ddsjs/nn';
 import type { StateDictSource } from '@ddsjs/nn';
-import * as path from 'path';
+import type * as NodePath from 'path';
+import { nodeModule } from './node-builtins';
 import { SafetensorsFile, findSafetensors } from '@ddsjs/safetensors';
 import { CLIPTextConfig, readCLIPTextConfig } from './clip-config';
 import { filteredSource, safetensorsSource } from './sources';
+
+const path = nodeModule<typeof NodePath>('path');
 
 /** Key of the position-id buffer that older transformers files hold (int64 arange); never a parameter. */
 export const CLIP_POSITION_IDS_KEY = 'text_model.embeddings.position_ids';

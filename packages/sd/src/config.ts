@@ -1,7 +1,11 @@
 // Typed configs of diffusers' UNet2DConditionModel and AutoencoderKL, parsed from each component's
 // config.json with diffusers' defaults for absent keys and per-block values broadcast from scalars.
-import { promises as fs } from 'fs';
-import * as path from 'path';
+import type * as NodeFs from 'fs';
+import type * as NodePath from 'path';
+import { nodeModule } from './node-builtins';
+
+const fs = nodeModule<typeof NodeFs>('fs');
+const path = nodeModule<typeof NodePath>('path');
 
 /** Down-block types the UNet implements. */
 export type UNetDownBlockType = 'CrossAttnDownBlock2D' | 'DownBlock2D';
@@ -307,7 +311,7 @@ export function parseVaeConfig(json: unknown, file = 'vae/config.json'): Autoenc
 async function readJson(file: string): Promise<unknown> {
   let text: string;
   try {
-    text = await fs.readFile(file, 'utf8');
+    text = await fs.promises.readFile(file, 'utf8');
   } catch (e) {
     throw new Error(`${file}: cannot read config (${(e as Error).message})`);
   }

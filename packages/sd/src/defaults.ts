@@ -1,5 +1,9 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import type * as NodeFs from 'fs';
+import type * as NodePath from 'path';
+import { nodeModule } from './node-builtins';
+
+const fs = nodeModule<typeof NodeFs>('fs');
+const path = nodeModule<typeof NodePath>('path');
 
 /**
  * The file of a model folder that holds the model's own defaults for ddsjs's loops, beside diffusers'

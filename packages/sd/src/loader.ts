@@ -1,9 +1,11 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import type * as NodeFs from 'fs';
+import type * as NodePath from 'path';
+import { nodeModule } from './node-builtins';
 import * as tf from '@tensorflow/tfjs';
 import { assertFits, backendMemoryLimitBytes, Module, ModuleList, StateDictSource, tfSeed } from '@ddsjs/nn';
-import { SafetensorsFile, findSafetensors } from '@ddsjs/safetensors';
-import { CLIPTokenizer } from './tokenizer';
+import { SafetensorsFile, findSafetensors, defaultFetch, isUrl, joinUrl } from '@ddsjs/safetensors';
+import type { UrlSourceOptions } from '@ddsjs/safetensors';
+import { CLIP_TOKENIZER_FILES, CLIPTokenizer, CLIPTokenizerFiles } from './tokenizer';
 import { CLIPTextModel } from './clip';
 import { CLIPTextConfig, parseCLIPTextConfig } from './clip-config';
 import { UNet2DConditionModel, TimestepInput } from './unet';
@@ -12,7 +14,7 @@ import { AutoencoderKLConfig, UNet2DConditionConfig, parseUNetConfig, parseVaeCo
 import { DDIMScheduler, NoiseSchedule, SchedulerConfig, guide, makeNoiseSchedule, parseSchedulerConfig } from './schedule';
 import { safetensorsSource } from './sources';
 import { imageToLatents, latentsToImage, nativeImageSize } from './codec';
-import { PipelineDefaults, readPipelineDefaults, resolveGenerateDefaults } from './defaults';
+import { DEFAULTS_FILE, PipelineDefaults, parsePipelineDefaults, readPipelineDefaults, resolveGenerateDefaults } from './defaults';
 import {
   DetectedSingleFile,
   detectSingleFileModel,
@@ -21,8 +23,11 @@ import {
   singleFileSources,
 } from './single-file';
 
+const fs = nodeModule<typeof NodeFs>('fs');
+const path = nodeModule<typeof NodePath>('path');
+
 /** Folder of the CLIP BPE vocabulary bundled with @ddsjs/sd (for single-file checkpoints, which have none). */
-export const BUNDLED_TOKENIZER_DIR = path.resolve(__dirname, '..', 'assets', 'clip-tokenizer');
+export const BUNDLED_TOKENIZER_DIR = typeof __dirname === 'string' ? path.resolve(__dirname, '..', 'assets', 'clip-tokenizer') : 'assets/clip-tokenizer';
 
 /** Options of {@link loadStableDiffusion}. */
 export interface LoadStableDiffusionOptions {
@@ -197,7 +202,7 @@ export class StableDiffusion {
         latents.dispose();
         latents = next;
         options.onStep?.({ step: i, timestep: t, total: timesteps.length, latents });
-        await new Promise((r) => setImmediate(r));
+        await new Promise((r) => (typeof setImmediate === 'function' ? setImmediate(r) : setTimeout(r, 0)));
       }
       const image = this.decodeLatents(latents);
       return { image, latents };
@@ -500,6 +505,8 @@ async function loadSingleFile(file: string, options: LoadStableDiffusionOptions)
  * A folder's (or `configFrom`'s) optional `ddsjs_defaults.json` becomes `sd.defaults`: the model's own defaults for
  * the editing loop and for `generate` (see `DEFAULTS_FILE`).
  *
+ * - an **`http(s):` URL** of a diffusers folder: see {@link loadStableDiffusionFromUrl} (the only kind in a browser).
+ *
  * Fails with a clear error on a missing folder/file/config, an invalid `ddsjs_defaults.json`, missing/unexpected/mis-shaped keys, or a model whose
  * float32 weights cannot fit the active backend (wasm's heap stops at 4 GiB). The caller owns the result
  * (`sd.dispose()`).
@@ -514,7 +521,11 @@ export async function loadStableDiffusion(
   if (options.variant !== undefined && options.variant !== 'fp16') {
     throw new Error(`loadStableDiffusion: variant must be 'fp16' or absent, got ${JSON.stringify(options.variant)}`);
   }
-  let stat: fs.Stats;
+  if (isUrl(dirOrSingleFile)) {
+    if (options.configFrom) throw new Error('loadStableDiffusion: configFrom does not apply to a URL (a diffusers folder)');
+    return loadStableDiffusionFromUrl(dirOrSingleFile, options);
+  }
+  let stat: NodeFs.Stats;
   try {
     stat = fs.statSync(dirOrSingleFile);
   } catch {
@@ -531,4 +542,104 @@ export async function loadStableDiffusion(
   }
   if (options.variant) throw new Error('loadStableDiffusion: variant applies to diffusers folders only');
   return loadSingleFile(dirOrSingleFile, options);
+}
+
+/** Options of {@link loadStableDiffusionFromUrl}: those of a folder, plus the `fetch` and abort `signal` to use. */
+export interface LoadStableDiffusionFromUrlOptions
+  extends Pick<LoadStableDiffusionOptions, 'variant' | 'onProgress' | 'offloadUnet'>,
+    UrlSourceOptions {}
+
+/**
+ * Loads a diffusers Stable Diffusion folder served over HTTP (browser-safe; also works in Node ≥ 18): `baseUrl` is
+ * the folder's URL, holding `model_index.json`, the four component configs ({@link COMPONENT_CONFIGS}), the
+ * `tokenizer/` files, the weights (`*.safetensors`, or with `variant: 'fp16'` the `*.fp16.safetensors` files,
+ * sharded `*.index.json` too) and optionally `ddsjs_defaults.json`. Weights are read with ranged requests, one
+ * tensor at a time, when the server allows `Range` (see `urlSource` of @ddsjs/safetensors). A server on another
+ * origin must send CORS headers (`Access-Control-Allow-Origin`, and allow the `Range` request header).
+ *
+ * Fails with a clear error naming the URL when a file cannot be fetched (HTTP status; a network or CORS failure),
+ * a config is invalid, or keys are missing, unexpected or mis-shaped. The caller owns the result (`sd.dispose()`).
+ */
+export async function loadStableDiffusionFromUrl(
+  baseUrl: string,
+  options: LoadStableDiffusionFromUrlOptions = {},
+): Promise<StableDiffusion> {
+  if (typeof baseUrl !== 'string' || !isUrl(baseUrl)) {
+    throw new TypeError(`loadStableDiffusionFromUrl: expected an http(s) URL of a diffusers folder, got ${JSON.stringify(baseUrl)}`);
+  }
+  if (options.variant !== undefined && options.variant !== 'fp16') {
+    throw new Error(`loadStableDiffusionFromUrl: variant must be 'fp16' or absent, got ${JSON.stringify(options.variant)}`);
+  }
+  const base = baseUrl.replace(/\/+$/, '');
+  const fetchFn = options.fetch ?? defaultFetch();
+  const urlOptions: UrlSourceOptions = { fetch: fetchFn, signal: options.signal };
+  const getText = async (rel: string, optional = false): Promise<string | undefined> => {
+    const url = joinUrl(base, rel);
+    let res;
+    try {
+      res = await fetchFn(url, { signal: options.signal });
+    } catch (e) {
+      if (options.signal?.aborted) throw e;
+      throw new Error(`cannot fetch ${url}: ${(e as Error).message} (a network error, or a server that does not allow this origin by CORS)`);
+    }
+    if (res.status === 404 && optional) return undefined;
+    if (!res.ok) throw new Error(`cannot fetch ${url}: HTTP ${res.status}${res.status === 404 ? ` (is ${base} a diffusers folder?)` : ''}`);
+    return res.text();
+  };
+  const getJson = async (rel: string, optional = false): Promise<Record<string, unknown> | undefined> => {
+    const text = await getText(rel, optional);
+    if (text === undefined) return undefined;
+    const url = joinUrl(base, rel);
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new Error(`${url} is not valid JSON: ${(e as Error).message}`);
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${url} must hold a JSON object`);
+    return json as Record<string, unknown>;
+  };
+  await getJson('model_index.json'); // first, so that a URL that is not a diffusers folder fails on this file
+  const [unetRaw, vaeRaw, textRaw, schedRaw, defaultsRaw] = await Promise.all([
+    getJson(COMPONENT_CONFIGS.unet),
+    getJson(COMPONENT_CONFIGS.vae),
+    getJson(COMPONENT_CONFIGS.textEncoder),
+    getJson(COMPONENT_CONFIGS.scheduler),
+    getJson(DEFAULTS_FILE, true),
+  ]);
+  const raw: RawConfigs = { unet: unetRaw!, vae: vaeRaw!, textEncoder: textRaw!, scheduler: schedRaw! };
+  const configs = parseConfigs(raw, (k) => joinUrl(base, COMPONENT_CONFIGS[k]));
+  const defaults: PipelineDefaults = defaultsRaw ? { ...parsePipelineDefaults(defaultsRaw, joinUrl(base, DEFAULTS_FILE)), file: joinUrl(base, DEFAULTS_FILE) } : {};
+  const tokTexts = await Promise.all(CLIP_TOKENIZER_FILES.map((name, i) => getText(`tokenizer/${name}`, i >= 2)));
+  const tokFiles = Object.fromEntries(CLIP_TOKENIZER_FILES.flatMap((name, i) => (tokTexts[i] === undefined ? [] : [[name, tokTexts[i]]])));
+  const tokenizer = CLIPTokenizer.fromFileContents(tokFiles as unknown as CLIPTokenizerFiles, joinUrl(base, 'tokenizer'));
+  const { textEncoder, unet, vae, offload } = buildModules(configs, base, options.offloadUnet);
+  const files: SafetensorsFile[] = [];
+  const open = async (sub: string, baseName: string) => {
+    const url = await findSafetensors(joinUrl(base, sub), baseName, options.variant, urlOptions);
+    const f = await SafetensorsFile.open(url, urlOptions);
+    files.push(f);
+    return safetensorsSource(f, { name: url });
+  };
+  try {
+    const jobs: Job[] = [
+      {
+        module: textEncoder,
+        source: await open('text_encoder', 'model'),
+        name: 'text_encoder',
+        load: (s, on) => textEncoder.loadWeights(s, { onTensor: (k) => on(k) }),
+      },
+      unetJob(unet, await open('unet', 'diffusion_pytorch_model'), offload, 'unet'),
+      { module: vae, source: legacyVaeSource(await open('vae', 'diffusion_pytorch_model')), name: 'vae' },
+    ];
+    await runJobs(jobs, options.onProgress);
+  } catch (e) {
+    textEncoder.dispose();
+    unet.dispose();
+    vae.dispose();
+    throw e;
+  } finally {
+    await Promise.all(files.map((f) => f.close()));
+  }
+  return new StableDiffusion(tokenizer, textEncoder, unet, vae, configs, base, defaults);
 }

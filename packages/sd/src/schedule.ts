@@ -14,9 +14,13 @@
  *
  * @module
  */
-import * as fs from 'fs';
-import * as path from 'path';
+import type * as NodeFs from 'fs';
+import type * as NodePath from 'path';
+import { nodeModule } from './node-builtins';
 import * as tf from '@tensorflow/tfjs';
+
+const fs = nodeModule<typeof NodeFs>('fs');
+const path = nodeModule<typeof NodePath>('path');
 
 const f32 = Math.fround;
 
@@ -169,7 +173,7 @@ export function parseSchedulerConfig(json: unknown, source = 'scheduler_config.j
 export async function loadSchedulerConfig(file: string): Promise<SchedulerConfig> {
   let p = file;
   const candidates = [path.join(file, 'scheduler_config.json'), path.join(file, 'scheduler', 'scheduler_config.json')];
-  let stat: fs.Stats | null = null;
+  let stat: NodeFs.Stats | null = null;
   try {
     stat = await fs.promises.stat(p);
   } catch {

@@ -18,10 +18,14 @@
  *
  * @module
  */
-import * as fs from 'fs';
-import * as path from 'path';
+import type * as NodeFs from 'fs';
+import type * as NodePath from 'path';
+import { nodeModule } from './node-builtins';
 import * as tf from '@tensorflow/tfjs';
 import { cleanPromptText, WHITESPACE_CLASS } from './text-clean';
+
+const fs = nodeModule<typeof NodeFs>('fs');
+const path = nodeModule<typeof NodePath>('path');
 
 /** The number of BPE merges CLIP uses: `merges.txt` lines `[1 : 49152 − 256 − 2 + 1]`. */
 export const CLIP_NUM_MERGES = 49152 - 256 - 2;
@@ -96,13 +100,22 @@ interface TokenizerConfigToken {
   content?: unknown;
 }
 
-function readJson(file: string): unknown {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Error(`CLIPTokenizer: cannot read ${file}: ${(e as Error).message}`);
-  }
+/**
+ * The text of a Hugging Face tokenizer folder's files, for {@link CLIPTokenizer.fromFileContents} (browser-safe: the
+ * caller fetched or read them). `vocab.json` and `merges.txt` are required; the others are optional.
+ */
+export interface CLIPTokenizerFiles {
+  'vocab.json': string;
+  'merges.txt': string;
+  'tokenizer_config.json'?: string;
+  'special_tokens_map.json'?: string;
+  'added_tokens.json'?: string;
+}
+
+/** The files {@link CLIPTokenizer.fromPretrained} reads, required ones first. */
+export const CLIP_TOKENIZER_FILES = ['vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json'] as const;
+
+function parseJson(text: string, file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -237,27 +250,55 @@ export class CLIPTokenizer {
     if (!fs.existsSync(path.join(folder, 'vocab.json')) && fs.existsSync(path.join(folder, 'tokenizer', 'vocab.json'))) {
       folder = path.join(folder, 'tokenizer');
     }
-    const vocabFile = path.join(folder, 'vocab.json');
-    const mergesFile = path.join(folder, 'merges.txt');
-    for (const f of [vocabFile, mergesFile]) {
+    for (const f of [path.join(folder, 'vocab.json'), path.join(folder, 'merges.txt')]) {
       if (!fs.existsSync(f)) throw new Error(`CLIPTokenizer: missing ${f} (expected a CLIP tokenizer folder with vocab.json and merges.txt)`);
     }
-    const vocab = readJson(vocabFile);
+    const files: Partial<Record<keyof CLIPTokenizerFiles, string>> = {};
+    for (const name of CLIP_TOKENIZER_FILES) {
+      const file = path.join(folder, name);
+      if (!fs.existsSync(file)) continue;
+      try {
+        files[name] = await fs.promises.readFile(file, 'utf8');
+      } catch (e) {
+        throw new Error(`CLIPTokenizer: cannot read ${file}: ${(e as Error).message}`);
+      }
+    }
+    return CLIPTokenizer.fromFileContents(files as CLIPTokenizerFiles, folder, (name) => path.join(folder, name));
+  }
+
+  /**
+   * Builds a tokenizer from the text of a tokenizer folder's files ({@link CLIPTokenizerFiles}), with the same rules
+   * as {@link fromPretrained} — which reads them from disk; a browser fetches them (see `loadStableDiffusionFromUrl`).
+   * `folder` names the tokenizer in errors; `fileName` names each file (default `folder/name`).
+   * @throws Error naming the file at fault when a required file is missing or a file is invalid
+   */
+  static fromFileContents(
+    files: CLIPTokenizerFiles,
+    folder: string,
+    fileName: (name: keyof CLIPTokenizerFiles) => string = (name) => `${folder.replace(/\/+$/, '')}/${name}`,
+  ): CLIPTokenizer {
+    const vocabFile = fileName('vocab.json');
+    const mergesFile = fileName('merges.txt');
+    for (const [f, text] of [[vocabFile, files['vocab.json']], [mergesFile, files['merges.txt']]] as const) {
+      if (typeof text !== 'string') throw new Error(`CLIPTokenizer: missing ${f} (expected a CLIP tokenizer folder with vocab.json and merges.txt)`);
+    }
+    const readJson = (name: keyof CLIPTokenizerFiles): unknown => parseJson(files[name]!, fileName(name));
+    const vocab = readJson('vocab.json');
     if (typeof vocab !== 'object' || vocab === null || Array.isArray(vocab)) {
       throw new Error(`CLIPTokenizer: ${vocabFile} must be a JSON object mapping tokens to ids`);
     }
     for (const [k, v] of Object.entries(vocab as Record<string, unknown>)) {
       if (typeof v !== 'number') throw new Error(`CLIPTokenizer: ${vocabFile}: id of ${JSON.stringify(k)} is not a number`);
     }
-    const mergesText = await fs.promises.readFile(mergesFile, 'utf8');
+    const mergesText = files['merges.txt'];
     // transformers: read().strip().split("\n")[1 : 49152-256-2+1] — the first line is the "#version" header.
     const mergeLines = mergesText.trim().split('\n').slice(1, CLIP_NUM_MERGES + 1).map((l) => l.replace(/\r$/, ''));
 
-    const configFile = path.join(folder, 'tokenizer_config.json');
-    const mapFile = path.join(folder, 'special_tokens_map.json');
-    const addedFile = path.join(folder, 'added_tokens.json');
-    const config = (fs.existsSync(configFile) ? readJson(configFile) : {}) as Record<string, unknown>;
-    const specialMap = (fs.existsSync(mapFile) ? readJson(mapFile) : {}) as Record<string, unknown>;
+    const configFile = fileName('tokenizer_config.json');
+    const mapFile = fileName('special_tokens_map.json');
+    const addedFile = fileName('added_tokens.json');
+    const config = (files['tokenizer_config.json'] !== undefined ? readJson('tokenizer_config.json') : {}) as Record<string, unknown>;
+    const specialMap = (files['special_tokens_map.json'] !== undefined ? readJson('special_tokens_map.json') : {}) as Record<string, unknown>;
     for (const [f, obj] of [
       [configFile, config],
       [mapFile, specialMap],
@@ -283,8 +324,8 @@ export class CLIPTokenizer {
         addedTokens.push({ content, id, special });
       }
     }
-    if (fs.existsSync(addedFile)) {
-      const extra = readJson(addedFile);
+    if (files['added_tokens.json'] !== undefined) {
+      const extra = readJson('added_tokens.json');
       if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) throw new Error(`CLIPTokenizer: ${addedFile} must be a JSON object`);
       for (const [content, id] of Object.entries(extra as Record<string, unknown>)) {
         if (typeof id !== 'number') throw new Error(`CLIPTokenizer: ${addedFile}: id of ${JSON.stringify(content)} is not a number`);

@@ -1,0 +1,34 @@
+/**
+ * @packageDocumentation
+ * The browser entry of `@ddsjs/dds` (package.json `exports` condition `browser`): the scores and the editing loops.
+ * The Node entry (index.ts) is this plus the translation network, whose training and files need Node's fs and crypto.
+ */
+export * from './types';
+export { SeededRandom } from './rng';
+export {
+  DEFAULT_GUIDANCE_SCALE,
+  DEFAULT_T_RANGE,
+  ddsGrad,
+  scoreGrad,
+  scoreLoss,
+  sdsGrad,
+  stopGradient,
+} from './score';
+export type { ScoreCoef, ScoreSpec, ScoreTerm } from './score';
+export {
+  BRIDGE_SCALE,
+  BRIDGE_SOURCE_MODIFIER,
+  BRIDGE_TARGET_MODIFIER,
+  CSD_NEGATIVE_PROMPT,
+  NFSD_NEGATIVE_PROMPT,
+  NFSD_T_SWITCH,
+  PDS_STEP,
+  bridgeGrad,
+  csdGrad,
+  nfsdGrad,
+  pdsCoefficients,
+  pdsGrad,
+} from './family';
+export type { CsdScales, PdsCoefficients } from './family';
+export * from './edit';
+export * from './flowedit';

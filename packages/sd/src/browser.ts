@@ -1,0 +1,22 @@
+/**
+ * @packageDocumentation
+ * The browser entry of `@ddsjs/sd` (package.json `exports` condition `browser`); the Node entry (index.ts) is this
+ * plus the sharp-based image IO (`image.ts`), output-path checks and `inspectModel`. Canvas image IO: `image-browser.ts`. Models load
+ * from URLs: {@link loadStableDiffusionFromUrl} (or `loadStableDiffusion(url)`).
+ */
+export * from './loader';
+export * from './defaults';
+export * from './tokenizer';
+export * from './clip';
+export * from './clip-config';
+export * from './config';
+export * from './blocks';
+export * from './unet';
+export * from './vae';
+export * from './schedule';
+export * from './codec';
+export * from './sources';
+export * from './single-file';
+export * from './image-browser';
+export { formatBytes, formatCount } from './format';
+export { SafetensorsFile } from '@ddsjs/safetensors';
