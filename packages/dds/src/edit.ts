@@ -210,15 +210,18 @@ const yieldToEventLoop = (): Promise<void> =>
   new Promise((resolve) => (typeof setImmediate === 'function' ? setImmediate(resolve) : setTimeout(resolve, 0)));
 
 /**
- * The DDS (or SDS) optimisation loop on latents, as the DDS notebook runs it: `z ← zSource` (a `tf.Variable`), then
- * for each step evaluate the score at z, and take an optimiser step on `lossScale · scoreLoss(z, grad)` — with the
- * default SGD this is `z ← z − lr·lossScale/(h·w)·grad`, which with the default loss scale is the notebook's
- * `z ← z − lr·2000/4096·grad` at any latent size (see {@link defaultLossScale}).
+ * The score-distillation optimisation loop on latents, as the DDS notebook runs it: `z ← zSource` (a
+ * `tf.Variable`), then for each step evaluate the method's score at z (DDS by default; SDS, NFSD, CSD, PDS), and take
+ * an optimiser step on `lossScale · scoreLoss(z, grad)` — with the default SGD this is
+ * `z ← z − lr·lossScale/(h·w)·grad`, which with the default loss scale is the notebook's `z ← z − lr·2000/4096·grad`
+ * at any latent size (see {@link defaultLossScale}). `method: 'flowedit'` runs {@link flowEditLatent} instead (no
+ * optimiser; `steps` is its T, `guidanceScale` its target guidance; `losses` stays empty).
  *
  * - `zSource`: the source latent ẑ `[B, h, w, C]` (scaled by the VAE factor), kept fixed; not disposed.
- * - `source` / `target`: the prompts' embeddings (`source` is unused by SDS).
+ * - `source` / `target`: the prompts' embeddings (`source` is used by DDS, PDS and FlowEdit); `negative`: the
+ *   negative prompt's embeddings, needed by NFSD.
  * - Options not given take the model's own defaults (`sd.defaults.edit`, from its folder's `ddsjs_defaults.json`)
- *   when it has them, else the notebook's (200 steps, lr 0.1, guidance 7.5).
+ *   when it has them, else the method's ({@link EDIT_METHOD_DEFAULTS}; DDS: 200 steps, lr 0.1, guidance 7.5).
  *
  * Asynchronous so that progress can be shown: `onStep` runs after every step, and the loop yields to the event loop.
  * Intermediate tensors are freed every step. The caller owns the returned `latent`.

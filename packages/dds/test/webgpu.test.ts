@@ -13,7 +13,7 @@ import { expectGolden, Golden, goldenTensor, readGoldens, relErr, TINY_SD15 } fr
 import { CLIPTextModel } from '../../sd/src/clip';
 import { readCLIPTextConfig } from '../../sd/src/clip-config';
 import { safetensorsSource } from '../../sd/src/sources';
-import { ddsGrad, editImage } from '../src';
+import { bridgeGrad, csdGrad, ddsGrad, editImage, nfsdGrad, pdsGrad } from '../src';
 import type { UNet2DConditionModel } from '../../sd/src/unet';
 import { goldenEmbeddings, goldenSchedule, loadTinyUNet, loadTinyVae } from './tiny';
 import { errors, printErrors } from './golden-common';
@@ -165,6 +165,55 @@ test("ddsGrad and every UNet weight gradient (what trainTranslator computes) equ
   expect(errors['ddsGrad ε̂ target vs wasm']).toBeLessThan(1e-4);
   expect(errors['ddsGrad vs wasm (/ max|ε̂|)']).toBeLessThan(1e-4);
   expect(errors['weight grads vs wasm (worst tensor)']).toBeLessThan(1e-3);
+});
+
+test('the score family (NFSD, CSD, SDS-Bridge, PDS) equals the wasm backend\'s', async () => {
+  // Like ddsGrad above: 16×16 latents against wasm (golden-scores.test.ts checks wasm against PyTorch). Each grad is a
+  // difference of UNet predictions, so its error is measured on the scale of the raw predictions.
+  const sched = await readGoldens('scheduler');
+  const schedule = { ...goldenSchedule(sched), betas: Float32Array.from(sched.betas.data) };
+  const g = await readGoldens('dds');
+  const run = async (u: UNet2DConditionModel): Promise<{ grads: Float32Array[]; scale: number }> => {
+    const source = goldenEmbeddings(g.embedding_source);
+    const target = goldenEmbeddings(g.embedding_target);
+    const zSource = tf.randomNormal([1, 16, 16, 4], 0, 1, 'float32', 5) as tf.Tensor4D;
+    const z = tf.tidy(() => tf.add(zSource, tf.randomNormal([1, 16, 16, 4], 0, 0.05, 'float32', 6))) as tf.Tensor4D;
+    const noise = tf.randomNormal([1, 16, 16, 4], 0, 1, 'float32', 7) as tf.Tensor4D;
+    const noisePrev = tf.randomNormal([1, 16, 16, 4], 0, 1, 'float32', 8) as tf.Tensor4D;
+    const sd = { unet: u, schedule };
+    const o = { timestep: 500, noise, intermediates: true };
+    const results = [
+      nfsdGrad(sd, { z, text: { cond: target.cond, uncond: target.uncond, negative: source.cond } }, o),
+      csdGrad(sd, { z, text: { cond: target.cond, uncond: target.uncond, negative: source.cond } }, { ...o, scales: { negative: -0.5, null: -0.5 } }),
+      bridgeGrad(sd, { z, source: source.cond, target: target.cond }, o),
+      pdsGrad(sd, { zSource, zTarget: z, source, target }, { ...o, noisePrev }),
+    ];
+    const grads = await Promise.all(results.map(async (r) => (await r.grad.data()) as Float32Array));
+    const raw = (await results[0].intermediates!.unetRaw.data()) as Float32Array;
+    results.forEach((r) => r.dispose());
+    tf.dispose([zSource, z, noise, noisePrev, source.cond, source.uncond, target.cond, target.uncond]);
+    return { grads, scale: raw.reduce((m, v) => Math.max(m, Math.abs(v)), 0) };
+  };
+  const before = tf.memory().numTensors;
+  const gpu = await run(unet);
+  expect(tf.memory().numTensors).toBe(before);
+  await initBackend('wasm');
+  const wasmUnet = await loadTinyUNet();
+  try {
+    const ref = await run(wasmUnet);
+    ['nfsd', 'csd', 'bridge', 'pds'].forEach((name, i) => {
+      const maxDiff = gpu.grads[i].reduce((m, v, j) => Math.max(m, Math.abs(v - ref.grads[i][j])), 0);
+      errors[`${name}Grad vs wasm (/ max|ε̂|)`] = maxDiff / ref.scale;
+    });
+  } finally {
+    wasmUnet.dispose();
+    await initBackend('webgpu');
+  }
+  // NFSD's ω = 7.5 and Bridge's ω = 30 multiply a difference of UNet predictions, so their bounds scale with them.
+  expect(errors['nfsdGrad vs wasm (/ max|ε̂|)']).toBeLessThan(1e-4 * 7.5);
+  expect(errors['csdGrad vs wasm (/ max|ε̂|)']).toBeLessThan(1e-4);
+  expect(errors['bridgeGrad vs wasm (/ max|ε̂|)']).toBeLessThan(1e-4 * 30);
+  expect(errors['pdsGrad vs wasm (/ max|ε̂|)']).toBeLessThan(1e-4);
 });
 
 test("conv2dOp's composed gradient (wasm's path) equals webgpu's own Conv2DBackprop kernels, strided and padded", async () => {
