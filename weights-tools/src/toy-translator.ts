@@ -548,7 +548,7 @@ export async function toyTranslatorStrip(sd: StableDiffusion, translator: Transl
     tiles.push(tf.tidy(() => tf.div(tf.add(x, 1), 2) as tf.Tensor4D));
     for (const c of colours) tiles.push(translator.translate(x, toyTaskPrompt(scene.caption, c)));
     if (ddsSteps > 0) {
-      tiles.push(tf.tidy(() => tf.clipByValue(tf.add(tf.mul(sd.decodeLatents(sd.encodeImage(x)), 0.5), 0.5), 0, 1) as tf.Tensor4D));
+      tiles.push(tf.tidy(() => sd.decodeLatents(sd.encodeImage(x)) as tf.Tensor4D));
       for (const c of colours) {
         const r = await editImage(sd, x, { source: scene.caption, target: toyTaskPrompt(scene.caption, c), method: 'dds', steps: ddsSteps, seed: 1234 });
         r.latent.dispose();
