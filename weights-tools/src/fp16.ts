@@ -136,3 +136,34 @@ export async function toFp16(dir: string, options: ToFp16Options = {}): Promise<
   }
   return out;
 }
+
+/** The files of a translator folder (`@ddsjs/dds` saveTranslator) that {@link shipTranslatorFp16} copies or converts. */
+const TRANSLATOR_COPY = ['config.json', 'translator.json'];
+const TRANSLATOR_WEIGHTS = ['diffusion_pytorch_model.safetensors', 'task_embeddings.safetensors'];
+
+/**
+ * Writes the translator folder `src` (a saved translator or a training checkpoint) to `dst` for shipping: its
+ * weights and task embeddings rounded to float16 (as torch's `.half()`, in the same file names; `loadTranslator`
+ * reads F16), config.json and translator.json copied, the optimiser state left out (so `dst` cannot be resumed).
+ * The files keep their checkpoint stamps, so `dst` loads as one save. `dst` is created or, with `force`, replaced.
+ * @returns the number of tensors rounded and of values that overflowed to ±inf
+ */
+export async function shipTranslatorFp16(src: string, dst: string, options: { force?: boolean; warn?: (m: string) => void } = {}): Promise<{ converted: number; overflow: number }> {
+  for (const n of [...TRANSLATOR_COPY, ...TRANSLATOR_WEIGHTS]) if (!fs.existsSync(path.join(src, n))) throw new Error(`${src} is not a translator folder: no ${n}`);
+  if (path.resolve(src) === path.resolve(dst)) throw new Error(`shipTranslatorFp16: the destination must differ from the source (${src})`);
+  if (fs.existsSync(dst)) {
+    if (!options.force) throw new Error(`${dst} exists (pass force to replace it)`);
+    for (const n of fs.readdirSync(dst)) fs.rmSync(path.join(dst, n), { recursive: true, force: true });
+  }
+  fs.mkdirSync(dst, { recursive: true });
+  let converted = 0;
+  let overflow = 0;
+  for (const n of TRANSLATOR_WEIGHTS) {
+    const r = await convertFile(path.join(src, n), path.join(dst, n), options.warn ?? (() => undefined));
+    converted += r.converted;
+    overflow += r.overflow;
+  }
+  // translator.json last, as saveTranslator does: a folder without it is not a translator.
+  for (const n of TRANSLATOR_COPY) fs.copyFileSync(path.join(src, n), path.join(dst, n));
+  return { converted, overflow };
+}

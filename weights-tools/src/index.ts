@@ -9,7 +9,7 @@ export { inspect, inspectModel } from '@ddsjs/sd';
 export type { InspectOptions } from '@ddsjs/sd';
 export { convertSingleFile } from './convert';
 export type { ConvertSingleFileOptions, ConvertSingleFileResult } from './convert';
-export { toFp16, fp16VariantName } from './fp16';
+export { toFp16, fp16VariantName, shipTranslatorFp16 } from './fp16';
 export type { ToFp16Options, ToFp16File } from './fp16';
 export { averageCheckpoints } from './average';
 export type { AverageOptions, AverageResult } from './average';
@@ -48,13 +48,27 @@ export {
 export type { GenerationCase, GenerationReport, GenerationEvalOptions, EditCase, EditReport, EditEvalOptions, EditTask, CustomEditor } from './toy-quality';
 export {
   TOY_TRANSLATOR_TASKS,
+  TOY_TRANSLATOR_SOURCE_COLOUR,
+  TOY_TRANSLATOR_TARGET_COLOURS,
+  TOY_TRANSLATOR_SOURCE_CAPTIONS,
+  TOY_TRANSLATOR_RECIPE,
+  toyTaskPrompt,
   captionScenes,
-  translatorEditTasks,
+  sourceDomainScenes,
+  colourScenes,
+  toyTranslatorEditTasks,
   toyTranslatorData,
   evaluateToyTranslator,
+  reportsByTask,
+  taskConfusion,
+  taskSensitivity,
+  formatConfusion,
+  formatSensitivity,
+  formatToyTranslatorEvaluation,
+  toyTranslatorStrip,
   runTrainToyTranslatorCommand,
   runEvalToyTranslatorCommand,
   TRAIN_TOY_TRANSLATOR_HELP,
   EVAL_TOY_TRANSLATOR_HELP,
 } from './toy-translator';
-export type { ToyTranslatorEvalOptions } from './toy-translator';
+export type { ToyTranslatorEvalOptions, ToyTranslatorEvaluation, TaskConfusion, TaskSensitivity } from './toy-translator';

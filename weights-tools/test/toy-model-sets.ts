@@ -10,19 +10,38 @@ import { defaultModel } from '@ddsjs/toy-shapes';
  * shipped weights (deterministic on wasm) with the sets below and `editImage`'s defaults for this model (its
  * ddsjs_defaults.json: lr 0.005): generation 0.97 (`dds generate`'s defaults with the embedded model: 50 DDIM steps,
  * guidance 3), DDS success 0.83 (25 of 30; one edit erased the shape, which is not a success — `EditCase.erased`),
- * mean IoU 0.82, edit background change 0.018; translator (trained with teacher guidance 2) success 0.83, mean IoU
- * 0.82, background change 0.021. Every target is met, so the bounds are the targets (before the model's
- * foreground-channel fine-tune the IoU was 0.60 and its bound the measured value less a margin).
+ * mean IoU 0.82, edit background change 0.018. Every target is met, so the bounds are the targets (before the model's
+ * foreground-channel fine-tune the IoU was 0.60 and its bound the measured value less a margin). The translator's
+ * IoU and background bounds are the same targets; its colour bars are set against per-image DDS (issue 26, below).
  */
 export const THRESHOLDS = {
   generation: 0.8,
   ddsSuccess: 0.8,
   ddsMeanIoU: 0.7,
   ddsEditBackgroundChange: 0.04,
-  translatorSuccess: 0.8,
   translatorMeanIoU: 0.7,
   translatorEditBackgroundChange: 0.04,
+  /**
+   * The multi-task translator (issue 26), per task: "each task's colour at a rate comparable to per-image DDS on the
+   * same pictures" — fixed from the validation set (seed 999) before the reported set (TRANSLATOR_SET) was measured:
+   * per-image DDS reached 100 / 75 / 75 / 100 % of the four tasks there (4 pictures each: one picture is 25 points),
+   * so the bar is its lowest task less one picture, 0.5; the translator overall must reach DDS's 88 % less two of
+   * its 16 pairs, 0.75 (`translatorTaskOverall`). The shipped translator on validation: see docs/translator.md.
+   */
+  translatorTaskSuccess: 0.5,
+  /** See `translatorTaskSuccess`. */
+  translatorTaskOverall: 0.75,
+  /**
+   * Every held-out picture's outputs differ across tasks by more than this (mean abs. difference /255 over the
+   * picture; the three-domain translator it replaces gave 0.0006 (0.15/255) between its tasks, issue 26).
+   */
+  translatorMinTaskChange: 0.01,
+  /** Different colours reached per picture under the 4 tasks, mean (a translator that ignores its task: 1). */
+  translatorDistinctColours: 2.5,
 };
+
+/** The multi-task translator's reported set: `evaluateToyTranslator`'s 12 held-out source pictures of seed 4321 × 4 tasks (validation: seed 999). */
+export const TRANSLATOR_SET = { pictures: 12, seed: 4321 };
 
 /**
  * The measurement sets. 10 edits and 2 seeds per caption (what `dds-weights eval-toy` does by default) proved too

@@ -9,9 +9,9 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { type Translator, loadTranslator } from '@ddsjs/dds';
 import { BACKGROUNDS, BACKGROUND_NAMES, colourDistance, defaultTranslatorDir, maskIoU, scenes, segmentShape, toBytes } from '@ddsjs/toy-shapes';
-import { ddsOracleAlignment, evaluateGeneration, sceneInput, formatAlignmentTable, formatEditTable, formatGenerationLine } from '../src/toy-quality';
-import { evaluateToyTranslator } from '../src/toy-translator';
-import { GENERATION_SET, THRESHOLDS, useShippedToyModel, log } from './toy-model-sets';
+import { ddsOracleAlignment, evaluateGeneration, sceneInput, formatAlignmentTable, formatGenerationLine } from '../src/toy-quality';
+import { TOY_TRANSLATOR_TARGET_COLOURS, TOY_TRANSLATOR_TASKS, evaluateToyTranslator, formatToyTranslatorEvaluation } from '../src/toy-translator';
+import { GENERATION_SET, THRESHOLDS, TRANSLATOR_SET, useShippedToyModel, log } from './toy-model-sets';
 
 jest.setTimeout(900_000);
 
@@ -89,7 +89,7 @@ describe('the embedded toy model (issue 5)', () => {
   });
 });
 
-describe('the shipped toy translator (issue 6)', () => {
+describe('the shipped toy translator (issue 26: one source domain, four tasks)', () => {
   let translator: Translator;
   beforeAll(async () => {
     const dir = defaultTranslatorDir();
@@ -105,14 +105,32 @@ describe('the shipped toy translator (issue 6)', () => {
     expect(meta.teacher.source).toBe('@ddsjs/toy-shapes/model');
   });
 
-  it('edits unseen generator pictures in one pass', async () => {
+  it('is the multi-task network: red shapes → green, blue, yellow, purple, stored in float16', async () => {
+    expect(translator.tasks).toEqual(TOY_TRANSLATOR_TASKS);
+    const { SafetensorsFile } = await import('@ddsjs/safetensors');
+    const f = await SafetensorsFile.open(path.join(defaultTranslatorDir()!, 'diffusion_pytorch_model.safetensors'));
+    try {
+      expect(new Set(f.keys().map((k) => f.info(k).dtype))).toEqual(new Set(['F16']));
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('follows its task on held-out source pictures: each task\'s colour as often as per-image DDS, outputs differ across tasks', async () => {
     const before = tf.memory().numTensors;
-    const [r] = await evaluateToyTranslator(shipped(), translator, { ddsSteps: 0 });
+    const e = await evaluateToyTranslator(shipped(), translator, { ...TRANSLATOR_SET, ddsSteps: 0 });
     expect(tf.memory().numTensors).toBe(before);
-    log(formatEditTable([r]));
-    expect(r.cases).toHaveLength(12);
-    expect(r.successRate).toBeGreaterThanOrEqual(THRESHOLDS.translatorSuccess);
+    log(formatToyTranslatorEvaluation(e));
+    const [r] = e.reports;
+    expect(r.cases).toHaveLength(TRANSLATOR_SET.pictures * 4);
+    expect(e.perTask.map((t) => t.method)).toEqual(TOY_TRANSLATOR_TARGET_COLOURS.map((c) => `translator (1 pass) → ${c} (${TRANSLATOR_SET.pictures})`));
+    expect(e.perTask.filter((t) => t.successRate < THRESHOLDS.translatorTaskSuccess).map((t) => `${t.method}: ${t.successRate}`)).toEqual([]);
+    expect(r.successRate).toBeGreaterThanOrEqual(THRESHOLDS.translatorTaskOverall);
     expect(r.meanIoU).toBeGreaterThanOrEqual(THRESHOLDS.translatorMeanIoU);
     expect(r.meanEditBackgroundChange).toBeLessThan(THRESHOLDS.translatorEditBackgroundChange);
+    // The defect of issue 26: the same output whatever the task. Every picture's outputs must differ across tasks.
+    const [sens] = e.sensitivity;
+    expect(sens.minPicturePairwiseChange).toBeGreaterThan(THRESHOLDS.translatorMinTaskChange);
+    expect(sens.meanDistinctColours).toBeGreaterThanOrEqual(THRESHOLDS.translatorDistinctColours);
   });
 });

@@ -6,7 +6,20 @@ import { type StableDiffusion, loadStableDiffusion } from '@ddsjs/sd';
 import { BACKGROUNDS, COLOUR_NAMES, caption, nearestColour, parseCaption, scenes } from '@ddsjs/toy-shapes';
 import { TINY_SD15 } from '../../test-utils';
 import { BACKGROUND_CHANGE_LIMIT, ddsOracleAlignment, editTasks, evaluateEdits, evaluateGeneration, formatEditTable, formatGenerationLine, reportsByBackground, summariseEdits } from '../src/toy-quality';
-import { TOY_TRANSLATOR_TASKS, captionScenes, translatorEditTasks } from '../src/toy-translator';
+import {
+  TOY_TRANSLATOR_SOURCE_CAPTIONS,
+  TOY_TRANSLATOR_TARGET_COLOURS,
+  TOY_TRANSLATOR_TASKS,
+  captionScenes,
+  colourScenes,
+  formatConfusion,
+  sourceDomainScenes,
+  taskConfusion,
+  taskSensitivity,
+  toyTaskPrompt,
+  toyTranslatorEditTasks,
+} from '../src/toy-translator';
+import type { EditCase } from '../src/toy-quality';
 
 jest.setTimeout(300_000);
 
@@ -105,20 +118,54 @@ describe('custom editors and the translator tasks', () => {
     expect(() => captionScenes('a photo of a cat', 1, 0)).toThrow(/not a toy-world caption/);
   });
 
-  it('translatorEditTasks asks for each task target colour on fresh pictures of its source', () => {
-    const t = translatorEditTasks(TOY_TRANSLATOR_TASKS, 2, 4321);
-    expect(t).toHaveLength(2 * TOY_TRANSLATOR_TASKS.length);
-    t.forEach((x, i) => {
-      const task = TOY_TRANSLATOR_TASKS[Math.floor(i / 2)];
-      expect([x.source, x.target, x.scene.caption]).toEqual([task.source, task.target, task.source]);
-      expect(x.want).toBe(parseCaption(task.target)!.colour);
-    });
+  it('the multi-task tasks: one source domain (12 red captions), four target colours on every picture', () => {
+    expect(TOY_TRANSLATOR_SOURCE_CAPTIONS).toHaveLength(12);
+    expect(TOY_TRANSLATOR_TASKS).toHaveLength(48);
+    expect(new Set(TOY_TRANSLATOR_TASKS.map((t) => t.source))).toEqual(new Set(TOY_TRANSLATOR_SOURCE_CAPTIONS));
+    for (const t of TOY_TRANSLATOR_TASKS) {
+      const [s, g] = [parseCaption(t.source)!, parseCaption(t.target)!];
+      expect(s.colour).toBe('red');
+      expect(TOY_TRANSLATOR_TARGET_COLOURS).toContain(g.colour);
+      expect([g.shape, g.background]).toEqual([s.shape, s.background]);
+    }
+    expect(toyTaskPrompt('a red square on a pink background', 'blue')).toBe('a blue square on a pink background');
+    expect(() => toyTaskPrompt('a photo of a cat', 'blue')).toThrow(/not a toy-world caption/);
+  });
+
+  it('held-out source pictures: every caption once per 12, deterministic, each under every task', () => {
+    const a = sourceDomainScenes(24, 4321);
+    expect(new Set(a.slice(0, 12).map((p) => p.caption))).toEqual(new Set(TOY_TRANSLATOR_SOURCE_CAPTIONS));
+    expect(sourceDomainScenes(24, 4321).map((p) => p.spec.cx)).toEqual(a.map((p) => p.spec.cx));
+    expect(sourceDomainScenes(12, 999).map((p) => p.spec.cx)).not.toEqual(a.slice(0, 12).map((p) => p.spec.cx));
+    const t = toyTranslatorEditTasks(a.slice(0, 2));
+    expect(t.map((x) => x.want)).toEqual([...TOY_TRANSLATOR_TARGET_COLOURS, ...TOY_TRANSLATOR_TARGET_COLOURS]);
+    for (const x of t) expect(x.target).toBe(toyTaskPrompt(x.scene.caption, x.want));
+    const o = colourScenes(5, 1, ['green', 'blue']);
+    expect(o.map((p) => p.spec.colour)).toEqual(['green', 'blue', 'green', 'blue', 'green']);
+  });
+
+  it('task sensitivity and the confusion matrix: a network that ignores its task scores zero', () => {
+    const mk = (want: string, got: string | null, erased = false) => ({ want, got, erased }) as unknown as EditCase;
+    const colours = ['green', 'blue'] as const;
+    // Picture 1 follows both tasks; picture 2 gives the same green whatever the task (the issue-26 defect).
+    const cases = [mk('green', 'green'), mk('blue', 'blue'), mk('green', 'green'), mk('blue', 'green')];
+    const same = new Uint8Array([10, 10, 10]);
+    const s = taskSensitivity('t', cases, 2, [new Uint8Array([0, 0, 0]), new Uint8Array([255, 0, 0]), same, same]);
+    expect(s.meanPairwiseChange).toBeCloseTo((1 / 3 + 0) / 2, 10);
+    expect(s.minPicturePairwiseChange).toBe(0);
+    expect(s.allDistinctRate).toBe(0.5);
+    expect(s.meanDistinctColours).toBe(1.5);
+    expect(Number.isNaN(taskSensitivity('dds', cases, 2).meanPairwiseChange)).toBe(true);
+    expect(() => taskSensitivity('t', cases, 3)).toThrow(/not whole pictures/);
+    const c = taskConfusion({ method: 't', cases: [...cases, mk('blue', null, true)] } as never, [...colours]);
+    expect(c.counts).toEqual({ green: { green: 2 }, blue: { blue: 1, green: 1, erased: 1 } });
+    expect(formatConfusion(c)).toMatch(/^\| → blue \| 1 \| \*\*1\*\* \| 1 \|$/m);
   });
 
   it('an identity editor measures as: colour not reached, shape kept, background untouched', async () => {
     const before = tf.memory().numTensors;
     const r = await evaluateEdits(sd, {
-      tasks: translatorEditTasks(TOY_TRANSLATOR_TASKS, 1, 5),
+      tasks: toyTranslatorEditTasks(sourceDomainScenes(2, 5)),
       method: { label: 'identity', edit: (x) => tf.tidy(() => tf.div(tf.add(x, 1), 2) as tf.Tensor4D) },
     });
     expect(tf.memory().numTensors).toBe(before);
@@ -178,7 +225,7 @@ describe('custom editors and the translator tasks', () => {
 });
 
 describe('dds-weights train-toy-translator / eval-toy-translator (on the tiny fixture model)', () => {
-  it('trains the three toy tasks, resumes, and measures the result', async () => {
+  it('trains the 48 toy tasks, resumes, and measures the result', async () => {
     const os = await import('node:os');
     const fs = await import('node:fs');
     const path = await import('node:path');
@@ -186,17 +233,21 @@ describe('dds-weights train-toy-translator / eval-toy-translator (on the tiny fi
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'toy-translator-'));
     try {
       const out: string[] = [];
-      const args = [TINY_SD15, '--out', dir, '--pictures', '2', '--batch', '1', '--checkpoint-every', '0'];
+      const args = [TINY_SD15, '--out', dir, '--pictures', '1', '--batch', '1', '--checkpoint-every', '0', '--warmup', '4'];
       expect(await runTrainToyTranslatorCommand([...args, '--steps', '1'], (s) => out.push(s))).toBe(0);
       const meta = () => JSON.parse(fs.readFileSync(path.join(dir, 'translator.json'), 'utf8'));
       expect(meta().tasks).toEqual(TOY_TRANSLATOR_TASKS);
       expect(meta().training.step).toBe(1);
+      expect(meta().training.options.guidanceWarmup).toEqual({ steps: 4, from: 1 });
       expect(await runTrainToyTranslatorCommand([...args, '--steps', '2'], (s) => out.push(s))).toBe(0);
       expect(meta().training.step).toBe(2);
       expect(out.join('\n')).toMatch(/2 steps in .* min/);
       const table: string[] = [];
       expect(await runEvalToyTranslatorCommand([dir, '--model', TINY_SD15, '--pictures', '1', '--dds-steps', '0'], (s) => table.push(s))).toBe(0);
       expect(table.join('\n')).toMatch(/^\| translator \(1 pass\) \|/m);
+      expect(table.join('\n')).toMatch(/^\| translator \(1 pass\) → purple \(1\) \|/m);
+      expect(table.join('\n')).toMatch(/^\| translator \(1 pass\): task ↓ \/ colour reached → \|/m);
+      expect(table.join('\n')).toMatch(/^1 held-out pictures of the source domain × 4 tasks/m);
       await expect(runTrainToyTranslatorCommand([TINY_SD15, '--steps', '1'])).rejects.toThrow(/--out DIR is required/);
       await expect(runTrainToyTranslatorCommand([TINY_SD15, '--out', dir, '--lr', '0'])).rejects.toThrow(/--lr must be > 0/);
     } finally {

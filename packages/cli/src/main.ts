@@ -678,6 +678,9 @@ async function runTranslate(argv: string[], io: CliIO): Promise<void> {
       result.image.dispose();
       result.latent.dispose();
     }
+    // The task applied, as the network saw it (issue 26: a task with no effect went unnoticed).
+    const applied = meta.tasks.filter((t) => t.target === task);
+    io.err(`task: ${applied.length ? applied.map((t) => `${JSON.stringify(t.source)} → ${JSON.stringify(t.target)}`).join(', ') : `${JSON.stringify(task)} (a source prompt: the picture's own domain)`}`);
     io.err(`translated in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
     io.out(`wrote ${out}`);
   } catch (e) {

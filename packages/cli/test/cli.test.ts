@@ -161,6 +161,7 @@ test('dds translate without --translator uses the toy translator and names its t
   const r = dds('translate', '--image', RED_CIRCLE, '--task', 'a green circle on a white background', '--out', 'tr.png');
   expect(r.stderr).not.toMatch(/at .*\.js:\d+/);
   expect(r.code).toBe(0);
+  expect(r.stderr).toMatch(/^task: "a red circle on a white background" → "a green circle on a white background"$/m);
   const meta = await sharp(path.join(tmp, 'tr.png')).metadata();
   expect([meta.width, meta.height]).toEqual([64, 64]);
   const bad = dds('translate', '--image', RED_CIRCLE, '--task', 'a photo of a lion', '--out', 'tr2.png');

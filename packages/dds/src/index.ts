@@ -50,6 +50,7 @@ export {
   DEFAULT_TRANSLATOR_STEPS,
   TranslatorDivergedError,
   ddsLoss,
+  guidanceAtStep,
   trainTranslator,
   translatorGrads,
 } from './translator-train';

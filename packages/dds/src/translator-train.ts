@@ -362,6 +362,12 @@ export interface TrainTranslatorOptions extends Omit<CreateTranslatorOptions, 's
   teacherSource?: string;
   /** Adam β₁, β₂, ε. Default 0.9, 0.999, 1e-8. */
   adam?: { beta1?: number; beta2?: number; eps?: number };
+  /**
+   * Guidance-scale warm-up (the DDS paper's remedy against mode collapse): the teacher's guidance rises linearly
+   * from `from` (default 1, no guidance) at step 0 to `guidanceScale` at step `steps`, and stays there. Default: none
+   * (`guidanceScale` from the first step). See {@link guidanceAtStep}.
+   */
+  guidanceWarmup?: { steps: number; from?: number };
   /** Folder for checkpoints: a translator folder plus the optimiser state, resumable with `resumeFrom`. */
   checkpointDir?: string;
   /** Write a checkpoint every this many steps (and after the last step). Default 0: after the last step only. Needs `checkpointDir`. */
@@ -409,6 +415,16 @@ function posNum(name: string, v: number, allowZero = false): number {
   return v;
 }
 
+/**
+ * The teacher's guidance scale at (0-based) training step `step`: `guidanceScale`, or during a warm-up of
+ * `warmup.steps` steps the linear ramp `from + (guidanceScale − from) · step / warmup.steps` (`from` default 1).
+ */
+export function guidanceAtStep(step: number, guidanceScale: number, warmup?: { steps: number; from?: number }): number {
+  if (!warmup || warmup.steps <= 0 || step >= warmup.steps) return guidanceScale;
+  const from = warmup.from ?? 1;
+  return from + ((guidanceScale - from) * step) / warmup.steps;
+}
+
 /** The options that determine the training trajectory (recorded in translator.json; compared on resume). */
 function trajectoryOptions(o: TrainTranslatorOptions, r: Required<Pick<TrainTranslatorOptions, 'batchSize' | 'lr' | 'seed'>>): Record<string, unknown> {
   const w = o.weighting ?? 'uniform';
@@ -425,6 +441,8 @@ function trajectoryOptions(o: TrainTranslatorOptions, r: Required<Pick<TrainTran
     clipGradNorm: o.clipGradNorm ?? null,
     negativePrompt: o.negativePrompt ?? '',
     adam: { beta1: o.adam?.beta1 ?? 0.9, beta2: o.adam?.beta2 ?? 0.999, eps: o.adam?.eps ?? 1e-8 },
+    // Recorded only when used, so checkpoints written before the option existed still resume.
+    ...(o.guidanceWarmup && o.guidanceWarmup.steps > 0 ? { guidanceWarmup: { steps: o.guidanceWarmup.steps, from: o.guidanceWarmup.from ?? 1 } } : {}),
   };
 }
 
@@ -535,6 +553,12 @@ export async function trainTranslator(sd: StableDiffusion, options: TrainTransla
   for (const [k, v] of Object.entries(adamOpts)) {
     if (!Number.isFinite(v) || v < 0 || (k !== 'eps' && v >= 1)) throw new Error(`${fn}: adam.${k} is out of range: ${v}`);
   }
+  if (o.guidanceWarmup !== undefined) {
+    const gw = o.guidanceWarmup;
+    if (!gw || typeof gw !== 'object') throw new Error(`${fn}: guidanceWarmup must be { steps, from? }`);
+    nonNegInt('guidanceWarmup.steps', gw.steps);
+    if (gw.from !== undefined) posNum('guidanceWarmup.from', gw.from, true);
+  }
   const trajectory = trajectoryOptions(o, { batchSize, lr, seed });
 
   // ---- the student: fresh, or restored from a checkpoint
@@ -639,7 +663,7 @@ export async function trainTranslator(sd: StableDiffusion, options: TrainTransla
       let g: TranslatorGrads;
       try {
         g = translatorGrads(sd, translator, { zSource, task, uncond }, {
-          guidanceScale: o.guidanceScale,
+          guidanceScale: guidanceAtStep(step, o.guidanceScale ?? DEFAULT_GUIDANCE_SCALE, o.guidanceWarmup),
           tRange: o.tRange,
           weighting: o.weighting,
           unetBatch: o.unetBatch,

@@ -11,6 +11,7 @@ import {
   createTranslator,
   ddsGrad,
   ddsLoss,
+  guidanceAtStep,
   loadTranslator,
   prepareTranslatorData,
   saveTranslator,
@@ -438,6 +439,34 @@ describe('trainTranslator', () => {
     poisoned.dispose();
     await expect(trainTranslator(sd, opts({ data: { pictures: 'x' } as never }))).rejects.toThrow(/data\[0\] must have one of 'latents', 'images' or 'generate'/);
     await expect(trainTranslator(sd, opts({ data: { images: path.join(tmp, 'nowhere'), prompt: RED } }))).rejects.toThrow(/data\[0\]\.images: no such folder/);
+  });
+});
+
+describe('guidance warm-up (issue 26)', () => {
+  it('guidanceAtStep ramps linearly from `from` to the guidance scale, then stays', () => {
+    expect(guidanceAtStep(0, 2)).toBe(2);
+    expect([0, 50, 100, 150].map((s) => guidanceAtStep(s, 3, { steps: 100 }))).toEqual([1, 2, 3, 3]);
+    expect(guidanceAtStep(25, 7.5, { steps: 100, from: 3.5 })).toBe(4.5);
+    expect(guidanceAtStep(5, 2, { steps: 0 })).toBe(2);
+  });
+
+  it('the first warm-up step trains with the start guidance; the warm-up is recorded, and refused when malformed', async () => {
+    const first = async (o: Partial<TrainTranslatorOptions>) => {
+      let loss = NaN;
+      const tr = await trainTranslator(sd, opts({ steps: 1, studentConfig: SMALL, onStep: (i) => void (loss = i.loss), ...o }));
+      const rec = tr.training!.options;
+      tr.dispose();
+      return { loss, rec };
+    };
+    const warm = await first({ guidanceScale: 7.5, guidanceWarmup: { steps: 10, from: 1 } });
+    const at1 = await first({ guidanceScale: 1 });
+    const at75 = await first({ guidanceScale: 7.5 });
+    expect(warm.loss).toBe(at1.loss);
+    expect(warm.loss).not.toBe(at75.loss);
+    expect(warm.rec.guidanceWarmup).toEqual({ steps: 10, from: 1 });
+    expect('guidanceWarmup' in at75.rec).toBe(false);
+    await expect(trainTranslator(sd, opts({ guidanceWarmup: { steps: 1.5 } }))).rejects.toThrow(/guidanceWarmup\.steps must be a non-negative integer, got 1\.5/);
+    await expect(trainTranslator(sd, opts({ guidanceWarmup: { steps: 5, from: -1 } }))).rejects.toThrow(/guidanceWarmup\.from must be a non-negative finite number, got -1/);
   });
 });
 
