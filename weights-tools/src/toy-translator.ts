@@ -165,7 +165,7 @@ export function toyTranslatorData(sd: StableDiffusion, tasks: readonly Translato
 }
 
 /** Defaults of `dds-weights train-toy-translator`: the shipped translator's recipe (with seed 0). */
-export const TOY_TRANSLATOR_RECIPE = { steps: 900, batch: 4, lr: 1e-3, pictures: 32, guidance: 2, warmup: 0, warmupFrom: 1 } as const;
+export const TOY_TRANSLATOR_RECIPE = { steps: 400, batch: 4, lr: 1e-3, pictures: 32, guidance: 2, warmup: 0, warmupFrom: 1 } as const;
 
 /** Help of `dds-weights train-toy-translator`. */
 export const TRAIN_TOY_TRANSLATOR_HELP = `usage: dds-weights train-toy-translator [<model dir>] --out DIR [options]
