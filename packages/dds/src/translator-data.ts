@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { loadImageForEdit, nativeImageSize } from '@ddsjs/sd';
 import type { StableDiffusion } from '@ddsjs/sd';
-import { SafetensorsFile, writeSafetensors } from '@ddsjs/sd';
+import { SafetensorsFile, writeSafetensors } from '@ddsjs/safetensors';
 import { SeededRandom } from './rng';
 import { teacherFingerprint, TeacherFingerprint } from './translator';
 

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { globalNorm, type Parameter } from '@ddsjs/nn';
 import type { StableDiffusion } from '@ddsjs/sd';
-import { SafetensorsFile, TensorData } from '@ddsjs/sd';
+import { SafetensorsFile, TensorData } from '@ddsjs/safetensors';
 import { DEFAULT_GUIDANCE_SCALE, ddsGrad, scoreLoss } from './score';
 import { DEFAULT_LOSS_SCALE } from './edit';
 import { SeededRandom } from './rng';

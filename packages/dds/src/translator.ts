@@ -6,9 +6,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Module, toTorchLayout } from '@ddsjs/nn';
-import { f32ToF16, imageToLatents, latentsToImage, safetensorsSource, parseUNetConfig, UNet2DConditionConfig, UNet2DConditionModel } from '@ddsjs/sd';
+import { imageToLatents, latentsToImage, safetensorsSource, parseUNetConfig, UNet2DConditionConfig, UNet2DConditionModel } from '@ddsjs/sd';
 import type { StableDiffusion } from '@ddsjs/sd';
-import { SafetensorsFile, writeSafetensors, TensorData } from '@ddsjs/sd';
+import { SafetensorsFile, writeSafetensors, TensorData, f32ToF16 } from '@ddsjs/safetensors';
 import type { EditVae } from './types';
 
 /** One translation task: pictures described by `source` are turned into pictures described by `target`. */

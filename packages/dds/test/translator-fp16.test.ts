@@ -5,7 +5,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
-import { loadImageForEdit, loadStableDiffusion, SafetensorsFile, StableDiffusion } from '@ddsjs/sd';
+import { SafetensorsFile } from '@ddsjs/safetensors';
+import { loadImageForEdit, loadStableDiffusion, StableDiffusion } from '@ddsjs/sd';
 import { defaultModel, defaultTranslatorDir } from '@ddsjs/toy-shapes';
 import { loadTranslator, readTranslatorMeta, saveTranslator, Translator } from '../src';
 

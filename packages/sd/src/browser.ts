@@ -19,4 +19,3 @@ export * from './sources';
 export * from './single-file';
 export * from './image-browser';
 export { formatBytes, formatCount } from './format';
-export { SafetensorsFile } from '@ddsjs/safetensors';

@@ -8,9 +8,3 @@ export * from './browser';
 export * from './image';
 export * from './output';
 export * from './inspect';
-/**
- * The safetensors reader/writer, re-exported so that higher layers (@ddsjs/dds) store tensors without importing
- * @ddsjs/safetensors directly (DESIGN.md: each layer imports only the one below it).
- */
-export { writeSafetensors, f32ToF16 } from '@ddsjs/safetensors';
-export type { TensorData } from '@ddsjs/safetensors';
