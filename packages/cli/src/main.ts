@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, BackendName } from '@ddsjs/nn';
+import { initBackend, BackendName, modelWeightBytes } from '@ddsjs/nn';
 import { loadStableDiffusion, StableDiffusion, loadImageForEdit, writeImage, imageStrip, inspectModel } from '@ddsjs/sd';
 import { editImage, DEFAULT_EDIT_LR, DEFAULT_EDIT_STEPS, DEFAULT_GUIDANCE_SCALE, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TranslatorDivergedError, TRANSLATOR_FILES } from '@ddsjs/dds';
 import { defaultModel, defaultTranslatorDir } from '@ddsjs/toy-shapes';
@@ -169,7 +169,7 @@ async function setup(values: Record<string, unknown>, io: CliIO): Promise<Stable
   const backend = str(values, 'backend') ?? 'auto';
   if (!BACKENDS.includes(backend)) throw new CliError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`);
   const { path: modelPath, variant } = resolveModel(values);
-  const used = await initBackend(backend as BackendName);
+  const used = await initBackend(backend as BackendName, { modelBytes: modelWeightBytes(modelPath, variant) });
   io.err(`backend: ${used}`);
   const t0 = Date.now();
   let bar: Progress | null = null;
