@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, attention, causalMask } from '@ddsjs/nn';
 import { rand, maxRelErr } from './helpers';
+import { backendsUnderTest } from '../../../test-utils';
 
 /** softmax(q·kᵀ/√d + mask)·v per batch and head, by plain loops. mask: [nq, nk] or null. */
 function naiveAttention(
@@ -29,9 +30,14 @@ function naiveAttention(
   return out;
 }
 
-describe.each(['wasm', 'cpu'])('attention on %s', (backend) => {
+// Chunking splits the query rows; on wasm and cpu each row's softmax·V is computed by the same per-row kernels
+// either way, so the results are bit-identical. tensorflow's matMul (Eigen/oneDNN) blocks the contraction by the
+// row count, so chunked rows differ from unchunked ones by float32 rounding: measured max rel. 9.8e-8 (TF 2.21 CPU).
+const CHUNKED_TOL: Record<string, number> = { wasm: 0, cpu: 0, tensorflow: 1e-6 };
+
+describe.each(backendsUnderTest(['wasm', 'cpu']))('attention on %s', (backend) => {
   beforeAll(async () => {
-    await initBackend(backend as 'wasm' | 'cpu');
+    await initBackend(backend as 'wasm' | 'cpu' | 'tensorflow');
   });
 
   const [b, nq, nk, c, cv, heads] = [2, 7, 5, 8, 12, 2];
@@ -48,7 +54,7 @@ describe.each(['wasm', 'cpu'])('attention on %s', (backend) => {
     expect(maxRelErr(await y.data(), naiveAttention(qd, kd, vd, b, nq, nk, c, cv, heads, null))).toBeLessThan(1e-5);
   });
 
-  test('chunked equals unchunked exactly for several byte budgets, with and without mask', async () => {
+  test('chunked equals unchunked (exactly on wasm/cpu) for several byte budgets, with and without mask', async () => {
     const maskData = rand(nq * nk, 4, 3);
     const mask = tf.tensor2d(maskData, [nq, nk]);
     for (const m of [undefined, mask]) {
@@ -57,7 +63,9 @@ describe.each(['wasm', 'cpu'])('attention on %s', (backend) => {
       expect(maxRelErr(full, ref)).toBeLessThan(1e-5);
       for (const budget of [1, nk * 4, nk * 4 * 2, nk * 4 * 3, nk * 4 * 6]) {
         const chunked = await attention(q(), k(), v(), { heads, mask: m, byteBudget: budget }).data();
-        expect(Array.from(chunked)).toEqual(Array.from(full));
+        const tol = CHUNKED_TOL[backend] ?? 0;
+        if (tol === 0) expect(Array.from(chunked)).toEqual(Array.from(full));
+        else expect(maxRelErr(chunked, full)).toBeLessThan(tol);
       }
     }
   });
