@@ -20,7 +20,7 @@ const WEBGPU = ['<rootDir>/packages/dds/test/webgpu.test.ts'];
 const base: Config = {
   rootDir: __dirname,
   testEnvironment: 'node',
-  roots: ['<rootDir>/packages', '<rootDir>/weights-tools', '<rootDir>/examples', '<rootDir>/test-utils'],
+  roots: ['<rootDir>/packages', '<rootDir>/weights-tools', '<rootDir>/examples', '<rootDir>/test-utils', '<rootDir>/scripts'],
   testMatch: ['**/test/**/*.test.ts'],
   transform: {
     '^.+\\.tsx?$': [

@@ -135,8 +135,11 @@ function nodeGyp() {
   die('node-gyp not found (npm bundles it): run this through `npm run setup:tensorflow`, or set npm_config_node_gyp');
 }
 
-/** Extracts what the binding needs from a wheel into `dest` (lib/ and include/) with Python's zipfile. */
-function stageWheel(wheel, dest, gpu) {
+/**
+ * Checks a wheel before anything is installed: its name (a tensorflow / tensorflow-cpu wheel), platform and CPU
+ * architecture, and that it holds the two libraries the binding links. Returns { dist, version }.
+ */
+function inspectWheel(wheel) {
   if (!fs.existsSync(wheel)) die(`wheel not found: ${wheel}`);
   const m = /^(tensorflow(?:[-_]cpu)?)-([^-]+)-.*?-([^-]+)\.whl$/.exec(path.basename(wheel));
   if (!m) die(`${path.basename(wheel)} is not a tensorflow / tensorflow-cpu wheel (expected tensorflow[_cpu]-VERSION-…-PLATFORM.whl)`);
@@ -147,13 +150,23 @@ function stageWheel(wheel, dest, gpu) {
   }
   if (arch !== process.arch) die(`${path.basename(wheel)} is for ${arch}, this machine is ${process.arch}: use the ${process.arch} wheel`);
   const py = has('python3') ? 'python3' : 'python';
+  const list = run(py, ['-c', `import sys, zipfile\nprint('\\n'.join(zipfile.ZipFile(sys.argv[1]).namelist()))`, wheel]);
+  if (list.status !== 0) die(`${path.basename(wheel)} is not a readable zip file: ${(list.stderr || '').trim().split('\n').pop()}`);
+  const names = new Set(list.stdout.split('\n'));
+  const missing = ['libtensorflow_cc.so.2', 'libtensorflow_framework.so.2'].filter((n) => !names.has(`tensorflow/${n}`));
+  if (missing.length) die(`${path.basename(wheel)} has no tensorflow/${missing.join(' or ')} (not a TensorFlow 2.x wheel with the C++ library)`);
+  return { dist, version };
+}
+
+/** Extracts what the binding needs from a checked wheel into `dest` (lib/ and include/) with Python's zipfile. */
+function stageWheel(wheel, dest, gpu) {
+  const { dist, version } = inspectWheel(wheel);
+  const py = has('python3') ? 'python3' : 'python';
   const script = `
 import sys, zipfile, os
 z = zipfile.ZipFile(sys.argv[1]); dest = sys.argv[2]
 names = z.namelist()
-libs = [n for n in names if n in ('tensorflow/libtensorflow_cc.so.2', 'tensorflow/libtensorflow_framework.so.2')]
-if len(libs) != 2:
-    print('missing:' + ','.join(n for n in ('libtensorflow_cc.so.2', 'libtensorflow_framework.so.2') if 'tensorflow/' + n not in libs)); sys.exit(3)
+libs = ['tensorflow/libtensorflow_cc.so.2', 'tensorflow/libtensorflow_framework.so.2']
 for n in libs:
     with z.open(n) as src, open(os.path.join(dest, 'lib', os.path.basename(n)), 'wb') as out:
         while True:
@@ -171,13 +184,13 @@ for n in names:
   fs.mkdirSync(path.join(dest, 'lib'), { recursive: true });
   fs.mkdirSync(path.join(dest, 'include'), { recursive: true });
   const r = run(py, ['-c', script, wheel, dest]);
-  if (r.status === 3) die(`${path.basename(wheel)} has no ${r.stdout.trim().slice(8)} (not a TensorFlow 2.x wheel with the C++ library)`);
   if (r.status !== 0) die(`could not unpack ${path.basename(wheel)}: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`);
   return { version, main: 'libtensorflow_cc.so.2', variant: dist === 'tensorflow-cpu' || dist === 'tensorflow_cpu' ? 'cpu' : gpu ? 'gpu' : 'cpu or gpu (tensorflow wheel)' };
 }
 
-/** Stages a libtensorflow folder (lib/ + include/) into `dest` by symlinks. */
-function stageDir(dir, dest) {
+/** Checks a libtensorflow folder (lib/ + include/, this machine's architecture); returns its main library's name. */
+function checkDir(dir) {
+  if (!fs.existsSync(dir)) die(`folder not found: ${dir}`);
   const lib = path.join(dir, 'lib');
   const main = ['libtensorflow_cc.so.2', 'libtensorflow.so.2'].find((n) => fs.existsSync(path.join(lib, n)));
   if (!main) die(`${lib} has neither libtensorflow_cc.so.2 nor libtensorflow.so.2: pass a libtensorflow folder (lib/ and include/)`);
@@ -185,6 +198,13 @@ function stageDir(dir, dest) {
   if (!fs.existsSync(path.join(dir, 'include', 'tensorflow', 'c', 'c_api.h'))) die(`${dir}/include has no tensorflow/c/c_api.h`);
   const arch = elfArch(path.join(lib, main));
   if (arch !== process.arch) die(`${path.join(lib, main)} is ${arch ?? 'not an ELF library'}, this machine is ${process.arch}`);
+  return main;
+}
+
+/** Stages a checked libtensorflow folder (lib/ + include/) into `dest` by symlinks. */
+function stageDir(dir, dest) {
+  const lib = path.join(dir, 'lib');
+  const main = checkDir(dir);
   fs.mkdirSync(path.join(dest, 'lib'), { recursive: true });
   for (const n of [main, 'libtensorflow_framework.so.2']) fs.symlinkSync(path.join(fs.realpathSync(lib), n), path.join(dest, 'lib', n));
   fs.symlinkSync(fs.realpathSync(path.join(dir, 'include')), path.join(dest, 'include'));
@@ -263,6 +283,8 @@ function main() {
 
   const nodedir = checkToolchain();
   const gyp = nodeGyp();
+  if (opts.wheel) inspectWheel(opts.wheel);
+  if (opts.dir) checkDir(opts.dir);
 
   if (installed !== version) {
     log(`npm install --no-save --ignore-scripts ${pkg}@${version} (matches the locked @tensorflow/tfjs)`);
