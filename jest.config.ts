@@ -11,10 +11,16 @@ process.env.EGL_PLATFORM ??= 'surfaceless';
 
 // Test tiers, one Jest project each (`jest --selectProjects NAME`; `npx jest FILE` runs a file whatever its tier):
 //   unit     `npm test`: unit, parity/golden and CLI tests;
-//   quality  `npm run test:quality`: the model-quality evaluations of the shipped toy model (minutes each);
+//   quality  `npm run test:quality`: the model-quality evaluations of the shipped toy model and its trainer (minutes each);
 //   webgpu   `npm run test:webgpu`: the goldens on the software WebGPU adapter.
 // `npm run test:tensorflow` runs the backend-dependent unit suites again with DDSJS_BACKEND=tensorflow.
-const QUALITY = ['<rootDir>/weights-tools/test/toy-model.test.ts', '<rootDir>/weights-tools/test/toy-model-edits.test.ts', '<rootDir>/weights-tools/test/toy-quality.test.ts'];
+// train-toy.test.ts trains the toy model for a few steps of each stage (≈ 4 min on a busy machine): quality tier too.
+const QUALITY = [
+  '<rootDir>/weights-tools/test/toy-model.test.ts',
+  '<rootDir>/weights-tools/test/toy-model-edits.test.ts',
+  '<rootDir>/weights-tools/test/toy-quality.test.ts',
+  '<rootDir>/weights-tools/test/train-toy.test.ts',
+];
 const WEBGPU = ['<rootDir>/packages/dds/test/webgpu.test.ts'];
 
 const base: Config = {
