@@ -154,6 +154,7 @@ async function main() {
   if (opts.only.includes('toy')) {
     for (const b of [...opts.backends, 'auto']) {
       const r = toyEdit(b);
+      console.log(`toy edit on ${b}: ${JSON.stringify(r)}`);
       if (r.error) put('toy edit, 200 steps (s)', b, `fails: ${r.error}`);
       else {
         put('toy edit, 200 steps (s)', b === 'auto' ? `auto (${r.used})` : b, r.steps ?? r.wall);
@@ -175,6 +176,7 @@ async function main() {
         put(`${section}: run`, b, `fails: ${(r.stderr || '').trim().split('\n').pop()?.slice(0, 100)}`);
         continue;
       }
+      console.log(`${section} on ${b}: ${line.slice(6)}`);
       for (const [k, v] of Object.entries(JSON.parse(line.slice(6)))) put(`${section === 'half' ? 'half width' : 'SD1.5 full'}: ${k}`, b, v);
     }
   }
