@@ -28,8 +28,8 @@ export interface InitBackendOptions {
 
 /**
  * The weight size from which `initBackend('auto')` prefers tfjs-node's CPU `tensorflow` backend over wasm.
- * Measured (bench/backends.js, 2 cores): the 13 MB toy model's 200-step DDS edit is faster on wasm; a
- * half-width SD1.5-shaped UNet (~430 MB in fp16) is several times faster on tensorflow.
+ * Measured (bench/backends.js, 2 quiet cores): the 11 MB toy model's 200-step DDS edit takes 7.8 s on wasm and
+ * 16.3 s on tensorflow; a half-width SD1.5-shaped UNet (~430 MB in fp16) at 32×32 batch 4 12.1 s and 1.7 s.
  */
 export const TENSORFLOW_MIN_MODEL_BYTES = 100 * 1024 ** 2;
 
