@@ -9,9 +9,26 @@ import type { Config } from 'jest';
 // never sees, so it is set here, in the parent whose environment the workers inherit.
 process.env.EGL_PLATFORM ??= 'surfaceless';
 
-const config: Config = {
+// Test tiers, one Jest project each (`jest --selectProjects NAME`; `npx jest FILE` runs a file whatever its tier):
+//   unit     `npm test`: unit, parity/golden and CLI tests;
+//   quality  `npm run test:quality`: the model-quality evaluations of the shipped toy model and its trainer (minutes each);
+//   webgpu   `npm run test:webgpu`: the goldens on the software WebGPU adapter.
+// `npm run test:tensorflow` runs the backend-dependent unit suites again with DDSJS_BACKEND=tensorflow.
+// Wall times on the 2-core dev machine, quiet (load average 2–4): unit 177 s, tensorflow 126 s, webgpu 80 s;
+// quality 1460 s at load average ~12 (its slowest file, toy-model-edits, 1073 s).
+// train-toy.test.ts trains the toy model for a few steps of each stage (≈ 4 min on a busy machine): quality tier too.
+const QUALITY = [
+  '<rootDir>/weights-tools/test/toy-model.test.ts',
+  '<rootDir>/weights-tools/test/toy-model-edits.test.ts',
+  '<rootDir>/weights-tools/test/toy-quality.test.ts',
+  '<rootDir>/weights-tools/test/train-toy.test.ts',
+];
+const WEBGPU = ['<rootDir>/packages/dds/test/webgpu.test.ts'];
+
+const base: Config = {
+  rootDir: __dirname,
   testEnvironment: 'node',
-  roots: ['<rootDir>/packages', '<rootDir>/weights-tools', '<rootDir>/examples', '<rootDir>/test-utils'],
+  roots: ['<rootDir>/packages', '<rootDir>/weights-tools', '<rootDir>/examples', '<rootDir>/test-utils', '<rootDir>/scripts'],
   testMatch: ['**/test/**/*.test.ts'],
   transform: {
     '^.+\\.tsx?$': [
@@ -27,6 +44,14 @@ const config: Config = {
     '^@ddsjs/weights-tools$': '<rootDir>/weights-tools/src',
   },
   modulePathIgnorePatterns: ['<rootDir>/packages/.*/dist', '<rootDir>/weights-tools/dist'],
+};
+
+const config: Config = {
+  projects: [
+    { ...base, displayName: 'unit', testPathIgnorePatterns: ['/node_modules/', ...QUALITY, ...WEBGPU] },
+    { ...base, displayName: 'quality', testMatch: QUALITY },
+    { ...base, displayName: 'webgpu', testMatch: WEBGPU },
+  ],
   maxWorkers: 2,
   testTimeout: 120_000,
   reporters: ['default', '<rootDir>/test-utils/totals-reporter.js'],

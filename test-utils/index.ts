@@ -67,3 +67,18 @@ export async function expectGolden(actual: tf.Tensor, g: Golden, tol: number, na
     ref.dispose();
   }
 }
+
+/**
+ * The backends a backend-parameterised suite runs on: the one named by DDSJS_BACKEND (the tier's backend, e.g.
+ * `npm run test:tensorflow`) when set, else `defaults`. Tests name the backend in their title and, where a property
+ * holds on one backend only, say which.
+ */
+export function backendsUnderTest<T extends string>(defaults: readonly T[]): T[] {
+  const env = process.env.DDSJS_BACKEND?.trim();
+  return env ? [env as T] : [...defaults];
+}
+
+/** The backend a single-backend suite runs on: DDSJS_BACKEND when set, else `fallback`. */
+export function backendUnderTest<T extends string>(fallback: T): T {
+  return backendsUnderTest([fallback])[0];
+}

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, BackendName } from '@ddsjs/nn';
+import { initBackend, BackendName, modelWeightBytes } from '@ddsjs/nn';
 import {
   checkOutputPath,
   IMAGE_EXTENSIONS,
@@ -197,7 +197,8 @@ function checkOutput(file: string, force: boolean, inputs: string[] = [], kind: 
 async function startBackend(values: Record<string, unknown>, io: CliIO): Promise<void> {
   const backend = str(values, 'backend') ?? 'auto';
   if (!BACKENDS.includes(backend)) throw new CliError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`);
-  const used = await initBackend(backend as BackendName);
+  const { path: modelPath, variant } = resolveModel(values);
+  const used = await initBackend(backend as BackendName, { modelBytes: modelWeightBytes(modelPath, variant) });
   io.err(`backend: ${used}`);
 }
 

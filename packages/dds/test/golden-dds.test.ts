@@ -30,7 +30,7 @@ beforeAll(async () => {
 afterAll(() => {
   tf.dispose([src.cond, src.uncond, tgt.cond, tgt.uncond]);
   unet?.dispose();
-  printErrors('dds.safetensors (wasm)');
+  printErrors(`dds.safetensors (${tf.getBackend()})`);
 });
 
 describe('ddsGrad vs dds.safetensors (real tiny UNet)', () => {

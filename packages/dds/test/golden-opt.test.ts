@@ -27,7 +27,7 @@ beforeAll(async () => {
 
 afterAll(() => {
   unet?.dispose();
-  printErrors('5-step optimisations with the real UNet (wasm)');
+  printErrors(`5-step optimisations with the real UNet (${tf.getBackend()})`);
 });
 
 async function run(

@@ -30,7 +30,7 @@ beforeAll(async () => {
 afterAll(() => {
   tf.dispose([text.cond, text.uncond]);
   unet?.dispose();
-  printErrors('sds.safetensors (wasm)');
+  printErrors(`sds.safetensors (${tf.getBackend()})`);
 });
 
 describe('sdsGrad vs sds.safetensors (real tiny UNet)', () => {

@@ -1,6 +1,20 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 
+// Plain `require` so that bundlers and tsc do not try to resolve the optional peer dependencies.
+declare const require: (id: string) => unknown;
+
+/**
+ * Node's `fs` and `path`, loaded on first use through {@link tryRequire} (a variable id, which bundlers do not
+ * follow): this module is bundled for browsers too, which never reach the code that reads files.
+ */
+function nodeFs(): typeof import('node:fs') {
+  return tryRequire('node:fs') as typeof import('node:fs');
+}
+function nodePath(): typeof import('node:path') {
+  return tryRequire('node:path') as typeof import('node:path');
+}
+
 /** Backends ddsjs can run on. `'auto'` picks the best one installed. */
 export type BackendName = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 
@@ -16,11 +30,54 @@ export interface InitBackendOptions {
   quiet?: boolean;
   /** Where the one-line "backend: …" message goes (default `console.error`, so stdout stays clean for pipes). */
   logger?: (message: string) => void;
+  /**
+   * For `'auto'`: the size in bytes of the model's weights on disk (see {@link modelWeightBytes}). With the CPU
+   * build of tfjs-node installed, models under {@link TENSORFLOW_MIN_MODEL_BYTES} run on wasm (tensorflow's per-op
+   * cost dominates on small models), larger ones on tensorflow. Unknown (undefined): tensorflow when installed.
+   */
+  modelBytes?: number;
+}
+
+/**
+ * The weight size from which `initBackend('auto')` prefers tfjs-node's CPU `tensorflow` backend over wasm.
+ * Measured (bench/backends.js, 2 quiet cores): the 11 MB toy model's 200-step DDS edit takes 7.8 s on wasm and
+ * 16.3 s on tensorflow; a half-width SD1.5-shaped UNet (~430 MB in fp16) at 32×32 batch 4 12.1 s and 1.7 s.
+ */
+export const TENSORFLOW_MIN_MODEL_BYTES = 100 * 1024 ** 2;
+
+const WEIGHT_FILE = /\.(safetensors|bin|ckpt|pt|pth)$/i;
+
+/**
+ * The size in bytes of the weights at `modelPath`: the file itself, or, per folder (recursively), the weight files
+ * one load would read — `.safetensors` when present, else `.bin`/`.ckpt`/`.pt`/`.pth`; of those, the
+ * `*.<variant>.*` files when `variant` is given and present, else the untagged ones (the fp16/bf16 ones when they are
+ * all there is). Returns 0 when nothing matches; throws when the path does not exist.
+ */
+export function modelWeightBytes(modelPath: string, variant?: string): number {
+  const st = nodeFs().statSync(modelPath);
+  if (st.isFile()) return st.size;
+  const tagged = (n: string, v: string) => n.includes(`.${v}.`);
+  let total = 0;
+  const walk = (dir: string): void => {
+    const entries = nodeFs().readdirSync(dir, { withFileTypes: true });
+    let files = entries.filter((e) => e.isFile() && WEIGHT_FILE.test(e.name)).map((e) => e.name);
+    if (files.some((n) => n.endsWith('.safetensors'))) files = files.filter((n) => n.endsWith('.safetensors'));
+    const ofVariant = variant ? files.filter((n) => tagged(n, variant)) : [];
+    const untagged = files.filter((n) => !tagged(n, 'fp16') && !tagged(n, 'bf16'));
+    const pick = ofVariant.length ? ofVariant : untagged.length ? untagged : files;
+    for (const n of pick) total += nodeFs().statSync(nodePath().join(dir, n)).size;
+    for (const e of entries) if (e.isDirectory() && !e.name.startsWith('.') && e.name !== 'node_modules') walk(nodePath().join(dir, e.name));
+  };
+  walk(modelPath);
+  return total;
 }
 
 /** Why a backend could not be loaded, to tell the user what to install. */
 const INSTALL_HINT: Record<Exclude<BackendName, 'auto'>, string> = {
-  tensorflow: 'npm install @tensorflow/tfjs-node (CPU, libtensorflow) or @tensorflow/tfjs-node-gpu (CUDA)',
+  tensorflow:
+    'in a ddsjs clone run `npm run setup:tensorflow` (offline, from a pip TensorFlow wheel; `-- --gpu` for CUDA 12), ' +
+    'else `npm install @tensorflow/tfjs-node --allow-scripts=@tensorflow/tfjs-node` (its install script downloads ' +
+    'libtensorflow and must be allowed to run; @tensorflow/tfjs-node-gpu for CUDA 11)',
   webgpu: 'npm install webgpu @tensorflow/tfjs-backend-webgpu (and a GPU driver with Vulkan/Metal/D3D12 support, or Mesa\'s OpenGL ES (libegl-mesa0, libgles2) for the slow compatibility adapter)',
   wasm: 'npm install @tensorflow/tfjs-backend-wasm',
   cpu: 'npm install @tensorflow/tfjs',
@@ -31,8 +88,6 @@ let loggedBackend: string | null = null;
 /** An environment variable, or undefined where there is no `process` (a browser). */
 const envVar = (name: string): string | undefined => (typeof process !== 'undefined' ? process.env?.[name] : undefined);
 
-// Plain `require` so that bundlers and tsc do not try to resolve the optional peer dependencies.
-declare const require: (id: string) => unknown;
 
 function tryRequire(id: string): unknown {
   try {
@@ -42,13 +97,44 @@ function tryRequire(id: string): unknown {
   }
 }
 
-/** Loads tfjs-node(-gpu), which registers the 'tensorflow' backend. Returns the package loaded, or null. */
+/** Which tfjs-node package registered the 'tensorflow' backend in this process (null: none yet). */
+let tensorflowPackage: string | null = null;
+
+function resolvable(id: string): boolean {
+  try {
+    (require as unknown as { resolve(id: string): string }).resolve(id);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Loads tfjs-node(-gpu), which registers the 'tensorflow' backend. Returns the package loaded, or null.
+ * TensorFlow's C++ info lines ("oneDNN custom operations are on…") are silenced unless TF_CPP_MIN_LOG_LEVEL is set.
+ */
 function loadTensorflow(): string | null {
-  if (tf.findBackendFactory('tensorflow')) return 'already registered';
+  if (tf.findBackendFactory('tensorflow')) return tensorflowPackage ?? 'already registered';
+  process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
   for (const id of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
-    if (tryRequire(id) !== undefined && tf.findBackendFactory('tensorflow')) return id;
+    if (tryRequire(id) !== undefined && tf.findBackendFactory('tensorflow')) return (tensorflowPackage = id);
   }
   return null;
+}
+
+/**
+ * Whether this machine shows a GPU device to user space (Linux: a DRM render node or an NVIDIA device; other
+ * systems: assumed). `'auto'` probes WebGPU only then, so that Dawn (and its "Couldn't load Vulkan" warning) is never
+ * loaded on a machine without a GPU unless webgpu is asked for.
+ */
+function gpuDeviceVisible(): boolean {
+  if (process.platform !== 'linux') return true;
+  try {
+    if (nodeFs().readdirSync('/dev/dri').some((n) => n.startsWith('renderD'))) return true;
+  } catch {
+    /* no /dev/dri */
+  }
+  return nodeFs().existsSync('/dev/nvidia0') || nodeFs().existsSync('/dev/dxg');
 }
 
 interface DawnModule {
@@ -152,6 +238,27 @@ async function loadWebgpu(allowCompat: boolean): Promise<string | null> {
   return null;
 }
 
+function mb(bytes: number): string {
+  return `${Math.round(bytes / 1024 ** 2)} MB`;
+}
+
+/**
+ * Why `'auto'` passes over an installed CPU tfjs-node for this model (null: it does not). The GPU build is always
+ * taken; the CPU build only for models of at least {@link TENSORFLOW_MIN_MODEL_BYTES}.
+ */
+function tensorflowSkipReason(modelBytes: number | undefined): string | null {
+  if (modelBytes === undefined || modelBytes >= TENSORFLOW_MIN_MODEL_BYTES) return null;
+  if (tensorflowPackage === '@tensorflow/tfjs-node-gpu' || (tensorflowPackage === null && resolvable('@tensorflow/tfjs-node-gpu'))) return null;
+  if (!resolvable('@tensorflow/tfjs-node') && !tf.findBackendFactory('tensorflow')) return null; // tryBackend says why
+  return `the model's weights are ${mb(modelBytes)}, under ${mb(TENSORFLOW_MIN_MODEL_BYTES)}, where wasm is faster than tfjs-node's CPU build; --backend tensorflow overrides`;
+}
+
+function tensorflowChoiceReason(modelBytes: number | undefined): string {
+  if (tensorflowPackage === '@tensorflow/tfjs-node-gpu') return 'tfjs-node-gpu is installed';
+  if (modelBytes === undefined) return 'tfjs-node is installed and no model size was given';
+  return `the model's weights are ${mb(modelBytes)}, at least ${mb(TENSORFLOW_MIN_MODEL_BYTES)}, where tfjs-node is faster than wasm`;
+}
+
 /** Makes `name` the active backend; returns an error text or null. */
 async function activate(name: string): Promise<string | null> {
   try {
@@ -177,9 +284,11 @@ async function tryBackend(name: Exclude<BackendName, 'auto'>, explicit: boolean)
 /**
  * Selects and initialises the tfjs backend and returns the name of the backend in use.
  *
- * `'auto'` (the default) picks the first that works of: `'tensorflow'` (when @tensorflow/tfjs-node-gpu or
- * @tensorflow/tfjs-node is installed, GPU package first), `'webgpu'` (when the `webgpu` Dawn package and
- * @tensorflow/tfjs-backend-webgpu are installed and an adapter is found), `'wasm'`, `'cpu'`. An explicit `'webgpu'`
+ * `'auto'` (the default) picks the first that works of: `'tensorflow'` (when @tensorflow/tfjs-node-gpu is installed;
+ * or @tensorflow/tfjs-node and the model is large — `options.modelBytes` unknown or at least
+ * {@link TENSORFLOW_MIN_MODEL_BYTES}, as measured: below it wasm is faster), `'webgpu'` (when a GPU device is visible,
+ * the `webgpu` Dawn package and @tensorflow/tfjs-backend-webgpu are installed and an adapter is found; Dawn is not
+ * loaded otherwise), `'wasm'`, `'cpu'`; the log line gives the reason for the choice. An explicit `'webgpu'`
  * also accepts, when no Vulkan/Metal/D3D12 adapter exists, Dawn's OpenGL ES compatibility-mode adapter (on a machine
  * without a GPU: Mesa's software renderer — correct, but slower than wasm; the log line says so).
  * The `DDSJS_BACKEND` environment variable, when set, overrides `name`.
@@ -194,18 +303,33 @@ export async function initBackend(name: BackendName = 'auto', options: InitBacke
   if (want !== 'auto' && !(BACKEND_NAMES as readonly string[]).includes(want)) {
     throw new Error(`${source}: unknown backend '${want}'; expected one of auto, ${BACKEND_NAMES.join(', ')}`);
   }
+  let reason = '';
   if (want === 'auto') {
     const failures: string[] = [];
     let found: string | null = null;
     for (const candidate of BACKEND_NAMES) {
+      if (candidate === 'webgpu' && !gpuDeviceVisible()) {
+        failures.push('webgpu: no GPU device');
+        continue;
+      }
+      if (candidate === 'tensorflow') {
+        const skip = tensorflowSkipReason(options.modelBytes);
+        if (skip) {
+          failures.push(`tensorflow: ${skip}`);
+          reason = skip;
+          continue;
+        }
+      }
       const err = await tryBackend(candidate, false);
       if (!err) {
         found = candidate;
+        if (candidate === 'tensorflow') reason = tensorflowChoiceReason(options.modelBytes);
         break;
       }
       failures.push(`${candidate}: ${err}`);
     }
     if (!found) throw new Error(`initBackend: no tfjs backend could be started (${failures.join('; ')})`);
+    reason = reason ? ` (auto: ${reason})` : '';
   } else {
     const target = want as Exclude<BackendName, 'auto'>;
     if (tf.getBackend() !== target || !tf.findBackend(target)) {
@@ -223,7 +347,7 @@ export async function initBackend(name: BackendName = 'auto', options: InitBacke
     if (cpu.firstUse) cpu.firstUse = false;
   }
   if (!quiet && loggedBackend !== active) {
-    (options.logger ?? ((m: string) => console.error(m)))(`ddsjs: using the tfjs '${active}' backend${active === 'webgpu' ? webgpuNote : ''}`);
+    (options.logger ?? ((m: string) => console.error(m)))(`ddsjs: using the tfjs '${active}' backend${active === 'webgpu' ? webgpuNote : ''}${reason}`);
     loggedBackend = active;
   }
   return active;

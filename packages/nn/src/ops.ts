@@ -274,6 +274,25 @@ export interface AttentionOptions {
   mask?: tf.Tensor;
   /** Largest score tensor allowed, in bytes (default 64 MiB): queries are processed in chunks under it. */
   byteBudget?: number;
+  /**
+   * How the heads are computed (default `'auto'`: {@link attentionStrategy} of the active backend):
+   * `'per-head'` one 2-D matMul per (batch, head) — fastest on wasm; `'batched'` one batched matMul over all
+   * (batch, head) pairs per query chunk — far fewer ops, fastest on tensorflow. Both give the same values within
+   * float32 rounding.
+   */
+  strategy?: 'auto' | AttentionStrategy;
+}
+
+/** The two ways {@link attention} can compute its heads. */
+export type AttentionStrategy = 'per-head' | 'batched';
+
+/**
+ * The attention strategy used on `backend` (default: the active one): `'batched'` on `tensorflow` (tfjs-node,
+ * where each op costs a fixed dispatch and BatchMatMul is multi-threaded over the batch), `'per-head'` elsewhere
+ * (wasm's 2-D matMul is its fastest kernel; cpu and webgpu keep the reference path). The one place this choice is made.
+ */
+export function attentionStrategy(backend: string = tf.getBackend()): AttentionStrategy {
+  return backend === 'tensorflow' ? 'batched' : 'per-head';
 }
 
 /** Default byte budget of one attention score chunk. */
@@ -347,8 +366,11 @@ export function attention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, option
     const scale = 1 / Math.sqrt(d);
     const budget = options.byteBudget ?? DEFAULT_ATTENTION_BYTE_BUDGET;
     if (!(budget > 0)) throw new Error(`attention: byteBudget must be positive, got ${budget}`);
-    const chunk = Math.max(1, Math.min(nq, Math.floor(budget / (nk * 4))));
     const bh = b * heads;
+    const strategy = options.strategy === undefined || options.strategy === 'auto' ? attentionStrategy() : options.strategy;
+    if (strategy !== 'per-head' && strategy !== 'batched') throw new Error(`attention: unknown strategy '${strategy}'`);
+    if (strategy === 'batched') return batchedAttention(q, k, v, heads, scale, budget, options.mask);
+    const chunk = Math.max(1, Math.min(nq, Math.floor(budget / (nk * 4))));
     // Head-major layouts, built once: [B·H, Nq, d], [B·H, d, Nk] (k transposed), [B·H, Nk, dv].
     const qh = heads === 1 ? tf.mul(q, scale) : tf.mul(q, scale).reshape([b, nq, heads, d]).transpose([0, 2, 1, 3]).reshape([bh, nq, d]);
     const kt = k.reshape([b, nk, heads, d]).transpose([0, 2, 3, 1]).reshape([bh, d, nk]);
@@ -384,6 +406,49 @@ export function attention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, option
     if (heads === 1) return o.reshape([b, nq, cv]) as tf.Tensor3D;
     return o.reshape([b, heads, nq, dv]).transpose([0, 2, 1, 3]).reshape([b, nq, cv]) as tf.Tensor3D;
   });
+}
+
+/**
+ * {@link attention}'s `'batched'` strategy: q, k, v as `[B·H, N, d]`, and per chunk of query rows (so that the
+ * `[B·H, rows, Nk]` score tensor stays under `budget` bytes) one batched `q·kᵀ` matMul, the mask added on a
+ * `[B, H, rows, Nk]` view, softmax, and one batched matMul with v. Runs inside the caller's tidy.
+ */
+function batchedAttention(
+  q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, heads: number, scale: number, budget: number, mask: tf.Tensor | undefined,
+): tf.Tensor3D {
+  const [b, nq, c] = q.shape;
+  const nk = k.shape[1];
+  const cv = v.shape[2];
+  const d = c / heads;
+  const dv = cv / heads;
+  const bh = b * heads;
+  const split = (t: tf.Tensor, n: number, dd: number) =>
+    heads === 1 ? t : t.reshape([b, n, heads, dd]).transpose([0, 2, 1, 3]).reshape([bh, n, dd]);
+  const qh = split(tf.mul(q, scale), nq, d) as tf.Tensor3D;
+  const kh = split(k, nk, d) as tf.Tensor3D;
+  const vh = split(v, nk, dv) as tf.Tensor3D;
+  // The mask as [B|1, 1, Nq|1, Nk], broadcast over heads.
+  const ms = mask?.shape ?? [];
+  const m4 = mask ? (mask.rank === 2 ? mask.reshape([1, 1, ms[0]!, nk]) : mask.reshape([ms[0]!, 1, ms[1]!, nk])) : null;
+  const chunk = Math.max(1, Math.min(nq, Math.floor(budget / (bh * nk * 4))));
+  const parts: tf.Tensor[] = [];
+  for (let s = 0; s < nq; s += chunk) {
+    const len = Math.min(chunk, nq - s);
+    parts.push(
+      tf.tidy(() => {
+        const qc = len === nq ? qh : qh.slice([0, s, 0], [bh, len, d]);
+        let scores: tf.Tensor = tf.matMul(qc, kh, false, true); // [B·H, len, Nk]
+        if (m4) {
+          const rows = m4.shape[2] === nq && len !== nq ? m4.slice([0, 0, s, 0], [m4.shape[0], 1, len, nk]) : m4;
+          scores = tf.add(scores.reshape([b, heads, len, nk]), rows).reshape([bh, len, nk]);
+        }
+        return tf.matMul(tf.softmax(scores) as tf.Tensor3D, vh); // [B·H, len, dv]
+      }),
+    );
+  }
+  const o = parts.length === 1 ? parts[0] : tf.concat(parts, 1);
+  if (heads === 1) return o.reshape([b, nq, cv]) as tf.Tensor3D;
+  return o.reshape([b, heads, nq, dv]).transpose([0, 2, 1, 3]).reshape([b, nq, cv]) as tf.Tensor3D;
 }
 
 /**

@@ -1,5 +1,25 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, backendMemoryLimitBytes, assertFits, WASM_HEAP_LIMIT_BYTES } from '@ddsjs/nn';
+import {
+  initBackend,
+  backendMemoryLimitBytes,
+  assertFits,
+  modelWeightBytes,
+  TENSORFLOW_MIN_MODEL_BYTES,
+  WASM_HEAP_LIMIT_BYTES,
+} from '@ddsjs/nn';
+
+function installed(id: string): boolean {
+  try {
+    require.resolve(id);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 describe('initBackend', () => {
   const saved = process.env.DDSJS_BACKEND;
@@ -23,17 +43,54 @@ describe('initBackend', () => {
     expect(await initBackend('cpu')).toBe('wasm');
   });
 
-  test('auto falls back to wasm when tfjs-node and webgpu are not installed', async () => {
+  test('auto takes wasm for a small model and, with tfjs-node installed, tensorflow for a large one', async () => {
     delete process.env.DDSJS_BACKEND;
-    let hasNode = true;
-    try {
-      require.resolve('@tensorflow/tfjs-node');
-    } catch {
-      hasNode = false;
+    const lines: string[] = [];
+    const small = await initBackend('auto', { modelBytes: 13e6, quiet: false, logger: (m) => lines.push(m) });
+    expect(small).toBe(installed('@tensorflow/tfjs-node-gpu') ? 'tensorflow' : 'wasm');
+    if (installed('@tensorflow/tfjs-node') && !installed('@tensorflow/tfjs-node-gpu')) {
+      expect(lines).toEqual([expect.stringMatching(/'wasm' backend \(auto: the model's weights are 12 MB, under 100 MB, where wasm is faster/)]);
     }
-    const got = await initBackend('auto');
-    if (!hasNode) expect(['wasm', 'webgpu']).toContain(got);
-    else expect(got).toBe('tensorflow');
+    const large = await initBackend('auto', { modelBytes: TENSORFLOW_MIN_MODEL_BYTES, quiet: false, logger: (m) => lines.push(m) });
+    expect(large).toBe(installed('@tensorflow/tfjs-node') || installed('@tensorflow/tfjs-node-gpu') ? 'tensorflow' : 'wasm');
+    await initBackend('wasm');
+  });
+
+  test('auto does not load Dawn (webgpu) on a machine that shows no GPU device', () => {
+    // A fresh process: Dawn prints "Couldn't load Vulkan" to stderr when it starts without a GPU.
+    const hasGpuNode = fs.existsSync('/dev/dri') || fs.existsSync('/dev/nvidia0') || fs.existsSync('/dev/dxg');
+    const nn = path.resolve(__dirname, '..', 'dist', 'index.js');
+    const code = `require(${JSON.stringify(nn)}).initBackend('auto', { modelBytes: 1e6 }).then(() => {
+      process.stdout.write(String(Boolean(globalThis.navigator && globalThis.navigator.gpu))); process.exit(0); })`;
+    const env = { ...process.env };
+    delete env.DDSJS_BACKEND;
+    delete env.JEST_WORKER_ID;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env });
+    expect(r.status).toBe(0);
+    if (process.platform === 'linux' && !hasGpuNode) {
+      expect(r.stdout).toBe('false');
+      expect(r.stderr).not.toMatch(/Vulkan|Dawn/);
+    }
+    expect(r.stderr).toMatch(/ddsjs: using the tfjs '(wasm|tensorflow|webgpu)' backend/);
+  });
+
+  test('modelWeightBytes counts the weight files one load reads', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ddsjs-weights-'));
+    try {
+      fs.mkdirSync(path.join(dir, 'unet'));
+      fs.mkdirSync(path.join(dir, 'vae'));
+      fs.writeFileSync(path.join(dir, 'unet', 'diffusion_pytorch_model.safetensors'), Buffer.alloc(400));
+      fs.writeFileSync(path.join(dir, 'unet', 'diffusion_pytorch_model.fp16.safetensors'), Buffer.alloc(200));
+      fs.writeFileSync(path.join(dir, 'unet', 'diffusion_pytorch_model.bin'), Buffer.alloc(999));
+      fs.writeFileSync(path.join(dir, 'vae', 'diffusion_pytorch_model.fp16.safetensors'), Buffer.alloc(30));
+      fs.writeFileSync(path.join(dir, 'model_index.json'), '{}');
+      expect(modelWeightBytes(dir)).toBe(430);
+      expect(modelWeightBytes(dir, 'fp16')).toBe(230);
+      expect(modelWeightBytes(path.join(dir, 'unet', 'diffusion_pytorch_model.bin'))).toBe(999);
+      expect(() => modelWeightBytes(path.join(dir, 'missing'))).toThrow(/ENOENT/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('unknown names are rejected clearly, from the argument or the environment', async () => {
@@ -45,13 +102,8 @@ describe('initBackend', () => {
 
   test('an unavailable explicit backend says what to install', async () => {
     delete process.env.DDSJS_BACKEND;
-    let hasNode = true;
-    try {
-      require.resolve('@tensorflow/tfjs-node');
-    } catch {
-      hasNode = false;
-    }
-    if (!hasNode) await expect(initBackend('tensorflow')).rejects.toThrow(/npm install @tensorflow\/tfjs-node/);
+    const hasNode = installed('@tensorflow/tfjs-node') || installed('@tensorflow/tfjs-node-gpu');
+    if (!hasNode) await expect(initBackend('tensorflow')).rejects.toThrow(/npm run setup:tensorflow.*npm install @tensorflow\/tfjs-node --allow-scripts/);
     else expect(await initBackend('tensorflow')).toBe('tensorflow');
     await initBackend('wasm');
   });

@@ -23,6 +23,14 @@ import {
   globalNorm,
 } from '@ddsjs/nn';
 import { rand, maxRelErr } from './helpers';
+import { backendUnderTest } from '../../../test-utils';
+
+/**
+ * The backend whose gradients these suites check against cpu's native kernels: wasm (which lacks
+ * Conv2DBackpropFilter/Input and UnsortedSegmentSum, so ddsjs composes them), or DDSJS_BACKEND's in its tier (there
+ * every initBackend call, 'cpu' included, gives that backend).
+ */
+const UNDER_TEST = backendUnderTest<'wasm' | 'cpu' | 'tensorflow'>('wasm');
 
 type Case = { k: number; stride: number; pad: Padding4; h: number; w: number };
 const cases: Case[] = [
@@ -52,7 +60,7 @@ async function convGrads(c: Case, mode: GradientMode): Promise<Float32Array[]> {
   return out;
 }
 
-describe('conv2dOp gradients: wasm (composed) vs cpu native Conv2DBackpropFilter/Input', () => {
+describe(`conv2dOp gradients: ${UNDER_TEST} (auto) vs cpu native Conv2DBackpropFilter/Input`, () => {
   test.each(cases)('k=$k stride=$stride pad=$pad on $h×$w', async (c) => {
     await initBackend('cpu');
     const native = await convGrads(c, 'native');
@@ -65,9 +73,14 @@ describe('conv2dOp gradients: wasm (composed) vs cpu native Conv2DBackpropFilter
     }
   });
 
-  test('the native gradient really fails on wasm (so the composed path is needed)', async () => {
-    await initBackend('wasm');
-    await expect(convGrads(cases[0], 'native')).rejects.toThrow(/Conv2DBackpropFilter/);
+  test(`the native gradient fails where the kernel is missing (wasm: so the composed path is needed), else matches it (${UNDER_TEST})`, async () => {
+    await initBackend(UNDER_TEST);
+    if (tf.getKernel('Conv2DBackpropFilter', UNDER_TEST) === undefined) {
+      await expect(convGrads(cases[0], 'native')).rejects.toThrow(/Conv2DBackpropFilter/);
+    } else {
+      const [native, composed] = [await convGrads(cases[0], 'native'), await convGrads(cases[0], 'composed')];
+      for (let i = 0; i < 3; i++) expect(maxRelErr(composed[i], native[i])).toBeLessThan(1e-5);
+    }
   });
 
   test('conv2dFilterGrad / conv2dInputGrad equal tfjs kernels on cpu', async () => {

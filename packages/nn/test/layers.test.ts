@@ -18,12 +18,13 @@ import {
   Padding4,
 } from '@ddsjs/nn';
 import { rand, naiveConv, maxRelErr, erf, values } from './helpers';
+import { backendsUnderTest } from '../../../test-utils';
 
 const sig = (v: number) => 1 / (1 + Math.exp(-v));
 
-describe.each(['wasm', 'cpu'])('layers on %s', (backend) => {
+describe.each(backendsUnderTest(['wasm', 'cpu']))('layers on %s', (backend) => {
   beforeAll(async () => {
-    await initBackend(backend as 'wasm' | 'cpu');
+    await initBackend(backend as 'wasm' | 'cpu' | 'tensorflow');
   });
 
   const convCases: { k: number; stride: number; pad: Padding4; h: number; w: number }[] = [
