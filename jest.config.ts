@@ -14,8 +14,8 @@ process.env.EGL_PLATFORM ??= 'surfaceless';
 //   quality  `npm run test:quality`: the model-quality evaluations of the shipped toy model and its trainer (minutes each);
 //   webgpu   `npm run test:webgpu`: the goldens on the software WebGPU adapter.
 // `npm run test:tensorflow` runs the backend-dependent unit suites again with DDSJS_BACKEND=tensorflow.
-// Wall times on the 2-core dev machine, quiet (load average 2–4): unit 177 s, tensorflow 126 s, webgpu 80 s;
-// quality 1460 s at load average ~12 (its slowest file, toy-model-edits, 1073 s).
+// Wall times on the 2-core dev machine, quiet (load average 2–4): unit 177 s, tensorflow 126 s, webgpu 80 s,
+// quality 593 s (toy-model-edits 588 s); at load average ~12 quality took 1460 s.
 // train-toy.test.ts trains the toy model for a few steps of each stage (≈ 4 min on a busy machine): quality tier too.
 const QUALITY = [
   '<rootDir>/weights-tools/test/toy-model.test.ts',
