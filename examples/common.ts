@@ -2,6 +2,7 @@
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
+import { initBackend, modelWeightBytes } from '@ddsjs/nn';
 import { type StableDiffusion, loadImageForEdit, loadStableDiffusion } from '@ddsjs/sd';
 import { defaultModel } from '@ddsjs/toy-shapes';
 
@@ -70,9 +71,22 @@ export async function exampleInput(args: { image?: string; size: number }): Prom
 }
 
 /** The model of `--model`, else the embedded toy model (fp16), else the tiny random fixture. The caller disposes it. */
-export async function exampleModel(args: { model?: string }): Promise<StableDiffusion> {
-  if (args.model) return loadStableDiffusion(args.model);
+/** The model an example loads: `--model`, else the embedded toy model, else the tiny fixture model. */
+function exampleModelPath(args: { model?: string }): { dir: string; variant?: 'fp16' } {
+  if (args.model) return { dir: args.model };
   const toy = defaultModel();
-  if (toy) return loadStableDiffusion(toy.dir, { variant: toy.variant });
-  return loadStableDiffusion(path.join(__dirname, '..', 'fixtures', 'tiny-sd15'));
+  if (toy) return { dir: toy.dir, variant: toy.variant };
+  return { dir: path.join(__dirname, '..', 'fixtures', 'tiny-sd15') };
+}
+
+/** Starts the backend `auto` picks for the example's model (by its weights' size, as the CLI does); returns its name. */
+export async function exampleBackend(args: { model?: string }): Promise<string> {
+  const { dir, variant } = exampleModelPath(args);
+  return initBackend('auto', { modelBytes: modelWeightBytes(dir, variant) });
+}
+
+/** Loads the example's model (see {@link exampleBackend} for which). */
+export async function exampleModel(args: { model?: string }): Promise<StableDiffusion> {
+  const { dir, variant } = exampleModelPath(args);
+  return loadStableDiffusion(dir, variant ? { variant } : {});
 }

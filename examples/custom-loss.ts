@@ -3,14 +3,13 @@
 // scoreLoss(z, grad), whose gradient w.r.t. z is grad/(h·w); the pixel term is differentiated through the decoder.
 //   npm run example -- examples/custom-loss.ts [--model DIR] [--image FILE --size 512] [--steps 20]
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '@ddsjs/nn';
 import { writeImage } from '@ddsjs/sd';
 import { ddsGrad, scoreLoss } from '@ddsjs/dds';
-import { exampleArgs, exampleInput, exampleModel, runExample } from './common';
+import { exampleBackend, exampleArgs, exampleInput, exampleModel, runExample } from './common';
 
 async function main() {
   const args = exampleArgs({ steps: 20, out: 'custom-loss.png' }, 'custom-loss.ts');
-  await initBackend();
+  await exampleBackend(args);
   const sd = await exampleModel(args);
   const input = await exampleInput(args);
   const zSource = sd.encodeImage(input);

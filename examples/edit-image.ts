@@ -3,14 +3,13 @@
 //   npm run example -- examples/edit-image.ts --model path/to/stable-diffusion-v1-5 --image cat.jpg --size 512 \
 //       --source "a photo of a cat" --target "a photo of a tiger"
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '@ddsjs/nn';
 import { writeImage } from '@ddsjs/sd';
 import { editImage } from '@ddsjs/dds';
-import { exampleArgs, exampleInput, exampleModel, runExample } from './common';
+import { exampleBackend, exampleArgs, exampleInput, exampleModel, runExample } from './common';
 
 async function main() {
   const args = exampleArgs({ steps: 200, out: 'edit-image.png' }, 'edit-image.ts');
-  await initBackend();
+  await exampleBackend(args);
   const sd = await exampleModel(args);
   const input = await exampleInput(args);
   const { image, latent } = await editImage(sd, input, {

@@ -2,14 +2,13 @@
 // side in one strip: input | SDS | DDS.
 //   npx ts-node examples/sds-vs-dds.ts [--model DIR] [--image FILE --size 512] [--steps 200]
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '@ddsjs/nn';
 import { writeImage, imageStrip } from '@ddsjs/sd';
 import { editImage } from '@ddsjs/dds';
-import { exampleArgs, exampleInput, exampleModel, runExample } from './common';
+import { exampleBackend, exampleArgs, exampleInput, exampleModel, runExample } from './common';
 
 async function main() {
   const args = exampleArgs({ steps: 200, out: 'sds-vs-dds.png' }, 'sds-vs-dds.ts');
-  await initBackend();
+  await exampleBackend(args);
   const sd = await exampleModel(args);
   const input = await exampleInput(args);
   const prompts = { source: args.source, target: args.target };

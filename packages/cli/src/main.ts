@@ -202,6 +202,16 @@ async function startBackend(values: Record<string, unknown>, io: CliIO): Promise
   io.err(`backend: ${used}`);
 }
 
+/** {@link loadModel}, disposing `pending` (a picture prepared before the load) when the load fails. */
+async function loadModelDisposing(model: { path: string; variant: 'fp16' | undefined }, io: CliIO, pending: tf.Tensor | null): Promise<StableDiffusion> {
+  try {
+    return await loadModel(model, io);
+  } catch (e) {
+    pending?.dispose();
+    throw e;
+  }
+}
+
 async function loadModel(model: { path: string; variant: 'fp16' | undefined }, io: CliIO): Promise<StableDiffusion> {
   const t0 = Date.now();
   let bar: Progress | null = null;
@@ -335,13 +345,7 @@ async function runEdit(argv: string[], io: CliIO): Promise<number> {
       throw e;
     }
   }
-  let sd: StableDiffusion;
-  try {
-    sd = await loadModel(model, io);
-  } catch (e) {
-    input?.dispose();
-    throw e;
-  }
+  const sd = await loadModelDisposing(model, io, input);
   let mask: tf.Tensor4D | undefined;
   const ctrl = new AbortController();
   let stoppedAt = 0;
@@ -654,13 +658,7 @@ async function runTranslate(argv: string[], io: CliIO): Promise<void> {
   const model = resolveModel(modelValues);
   await startBackend(values, io);
   let input = await preparePictureEarly(image, sizes, io);
-  let sd: StableDiffusion;
-  try {
-    sd = await loadModel(model, io);
-  } catch (e) {
-    input?.dispose();
-    throw e;
-  }
+  const sd = await loadModelDisposing(model, io, input);
   let translator: Translator | null = null;
   try {
     translator = await loadTranslator(dir, sd);

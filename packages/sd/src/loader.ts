@@ -375,26 +375,7 @@ async function loadDiffusersFolder(dir: string, options: LoadStableDiffusionOpti
     files.push(f);
     return safetensorsSource(f, { name: file });
   };
-  try {
-    const jobs: Job[] = [
-      {
-        module: textEncoder,
-        source: await open('text_encoder', 'model'),
-        name: 'text_encoder',
-        load: (s, on) => textEncoder.loadWeights(s, { onTensor: (k) => on(k) }),
-      },
-      unetJob(unet, await open('unet', 'diffusion_pytorch_model'), offload, 'unet'),
-      { module: vae, source: legacyVaeSource(await open('vae', 'diffusion_pytorch_model')), name: 'vae' },
-    ];
-    await runJobs(jobs, options.onProgress);
-  } catch (e) {
-    textEncoder.dispose();
-    unet.dispose();
-    vae.dispose();
-    throw e;
-  } finally {
-    await Promise.all(files.map((f) => f.close()));
-  }
+  await loadComponentWeights({ textEncoder, unet, vae, offload }, open, files, options.onProgress);
   return new StableDiffusion(tokenizer, textEncoder, unet, vae, configs, dir, defaults);
 }
 
@@ -621,6 +602,22 @@ export async function loadStableDiffusionFromUrl(
     files.push(f);
     return safetensorsSource(f, { name: url });
   };
+  await loadComponentWeights({ textEncoder, unet, vae, offload }, open, files, options.onProgress);
+  return new StableDiffusion(tokenizer, textEncoder, unet, vae, configs, base, defaults);
+}
+
+/**
+ * Loads the three components' weights of a diffusers folder (on disk or at a URL: `open(subfolder, baseName)` gives
+ * each component's state-dict source and records the file in `files`), disposing the modules on failure and closing
+ * every opened file either way.
+ */
+async function loadComponentWeights(
+  m: { textEncoder: CLIPTextModel; unet: UNet2DConditionModel; vae: AutoencoderKL; offload: boolean },
+  open: (sub: string, baseName: string) => Promise<StateDictSource>,
+  files: SafetensorsFile[],
+  onProgress: LoadStableDiffusionOptions['onProgress'],
+): Promise<void> {
+  const { textEncoder, unet, vae, offload } = m;
   try {
     const jobs: Job[] = [
       {
@@ -632,7 +629,7 @@ export async function loadStableDiffusionFromUrl(
       unetJob(unet, await open('unet', 'diffusion_pytorch_model'), offload, 'unet'),
       { module: vae, source: legacyVaeSource(await open('vae', 'diffusion_pytorch_model')), name: 'vae' },
     ];
-    await runJobs(jobs, options.onProgress);
+    await runJobs(jobs, onProgress);
   } catch (e) {
     textEncoder.dispose();
     unet.dispose();
@@ -641,5 +638,4 @@ export async function loadStableDiffusionFromUrl(
   } finally {
     await Promise.all(files.map((f) => f.close()));
   }
-  return new StableDiffusion(tokenizer, textEncoder, unet, vae, configs, base, defaults);
 }
