@@ -4,6 +4,7 @@
  * plus the sharp-based image IO (`image.ts`), output-path checks and `inspectModel`. Canvas image IO: `image-browser.ts`. Models load
  * from URLs: {@link loadStableDiffusionFromUrl} (or `loadStableDiffusion(url)`).
  */
+export * from './pipeline';
 export * from './loader';
 export * from './defaults';
 export * from './tokenizer';

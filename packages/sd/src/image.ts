@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { assertOutputExtension, IMAGE_EXTENSIONS, writeFileAtomic } from './output';
 import type { OutputPathError } from './output';
-import type { StableDiffusion } from './loader';
+import type { StableDiffusion } from './pipeline';
 
 /** Resampling kernels {@link loadImageForEdit} can use (sharp's names). */
 export type ResizeKernel = 'nearest' | 'linear' | 'cubic' | 'mitchell' | 'lanczos2' | 'lanczos3';
