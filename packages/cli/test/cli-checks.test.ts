@@ -1,6 +1,6 @@
 // End-to-end through the built `dds` bin: the defects a new user met (issue 25) — outputs and inputs checked before
 // a model loads, Ctrl-C, long prompts, picture sizes, fp16-only folders, numbers, wording, small CLI gaps.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -8,26 +8,18 @@ import sharp from 'sharp';
 import { defaultModel } from '@ddsjs/toy-shapes';
 import { TINY_SD15 } from '../../../test-utils';
 
-const BIN = path.resolve(__dirname, '..', 'dist', 'bin.js');
-const ENV = { ...process.env, DDSJS_BACKEND: 'wasm', DDSJS_DEBUG: '' };
+import { assertBuilt, BIN, ENV, runDds, writeRedDisc } from './helpers';
+
 let tmp: string;
 let photo: string;
-
-function dds(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, encoding: 'utf8', env: ENV, timeout: 120_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const dds = (...args: string[]) => runDds(tmp, args);
 
 beforeAll(async () => {
-  if (!fs.existsSync(BIN)) throw new Error(`${BIN} is missing: run npm run build (npm test does)`);
+  assertBuilt();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ddsjs-cli-checks-'));
   photo = path.join(tmp, 'photo.png');
   // 96×80: a red disc on white, off-centre to the right (a centre crop cuts 8 columns on each side).
-  const w = 96;
-  const h = 80;
-  const px = Buffer.alloc(w * h * 3, 255);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) if ((x - 60) ** 2 + (y - 40) ** 2 < 18 ** 2) px.set([220, 30, 30], (y * w + x) * 3);
-  await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toFile(photo);
+  await writeRedDisc(photo, 96, 80, 60, 40, 18);
   fs.mkdirSync(path.join(tmp, 'sub'));
   fs.linkSync(photo, path.join(tmp, 'hard-link.png'));
   fs.writeFileSync(path.join(tmp, 'notes.txt'), 'a file');

@@ -1,39 +1,22 @@
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { TINY_SD15 } from '../../../test-utils';
 
+import { assertBuilt, runDds, writeRedDisc } from './helpers';
+
 // End-to-end: the built `dds` bin (npm test builds first) on the tiny fixture model.
-const BIN = path.resolve(__dirname, '..', 'dist', 'bin.js');
 let tmp: string;
 let photo: string;
-
-function dds(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], {
-    cwd: tmp,
-    encoding: 'utf8',
-    env: { ...process.env, DDSJS_BACKEND: 'wasm', DDSJS_DEBUG: '' },
-    timeout: 120_000,
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const dds = (...args: string[]) => runDds(tmp, args);
 
 beforeAll(async () => {
-  if (!fs.existsSync(BIN)) throw new Error(`${BIN} is missing: run npm run build (npm test does)`);
+  assertBuilt();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ddsjs-cli-'));
   photo = path.join(tmp, 'photo.png');
   // A 96×80 picture (non-square, so the centre crop matters): red disc on white.
-  const w = 96;
-  const h = 80;
-  const px = Buffer.alloc(w * h * 3, 255);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      if ((x - 48) ** 2 + (y - 40) ** 2 < 20 ** 2) px.set([220, 30, 30], (y * w + x) * 3);
-    }
-  }
-  await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toFile(photo);
+  await writeRedDisc(photo, 96, 80, 48, 40, 20);
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

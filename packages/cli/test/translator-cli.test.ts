@@ -1,23 +1,13 @@
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { TINY_SD15 } from '../../../test-utils';
+import { assertBuilt, runDds } from './helpers';
 
 // End-to-end: the built `dds` bin (npm test builds first) trains a translator on the tiny fixture model and runs it.
-const BIN = path.resolve(__dirname, '..', 'dist', 'bin.js');
 let tmp: string;
-
-function dds(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], {
-    cwd: tmp,
-    encoding: 'utf8',
-    env: { ...process.env, DDSJS_BACKEND: 'wasm', DDSJS_DEBUG: '' },
-    timeout: 300_000,
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const dds = (...args: string[]) => runDds(tmp, args, 300_000);
 
 const TRAIN = [
   'train-translator',
@@ -34,7 +24,7 @@ const TRAIN = [
 ];
 
 beforeAll(async () => {
-  if (!fs.existsSync(BIN)) throw new Error(`${BIN} is missing: run npm run build (npm test does)`);
+  assertBuilt();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ddsjs-translator-cli-'));
   await sharp({ create: { width: 80, height: 64, channels: 3, background: '#d02020' } }).png().toFile(path.join(tmp, 'photo.png'));
 });
