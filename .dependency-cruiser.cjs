@@ -4,6 +4,7 @@ const PKG = {
   // the package's files, or its name where the import is not resolved (e.g. dist/ not built yet)
   safetensors: '^(packages/safetensors/|@ddsjs/safetensors($|/))',
   nn: '^(packages/nn/|@ddsjs/nn($|/))',
+  train: '^(packages/train/|@ddsjs/train($|/))',
   sd: '^(packages/sd/|@ddsjs/sd($|/))',
   dds: '^(packages/dds/|@ddsjs/dds($|/))',
   cli: '^(packages/cli/|@ddsjs/cli($|/))',
@@ -15,11 +16,12 @@ const PKG = {
 const ALLOWED = {
   safetensors: [],
   nn: [],
-  toy: [],
+  train: ['safetensors', 'nn'],
+  toy: ['nn'],
   sd: ['safetensors', 'nn'],
-  dds: ['safetensors', 'nn', 'sd'],
+  dds: ['safetensors', 'nn', 'train', 'sd'],
   cli: ['safetensors', 'nn', 'sd', 'dds', 'toy'],
-  tools: ['safetensors', 'nn', 'sd', 'dds', 'toy'],
+  tools: ['safetensors', 'nn', 'train', 'sd', 'dds', 'toy'],
   web: ['safetensors', 'nn', 'sd', 'dds', 'toy'],
 };
 const forbidden = Object.entries(ALLOWED).map(([from, ok]) => ({

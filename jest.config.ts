@@ -40,7 +40,7 @@ const base: Config = {
     ],
   },
   moduleNameMapper: {
-    '^@ddsjs/(safetensors|nn|sd|dds|toy-shapes|cli)$': '<rootDir>/packages/$1/src',
+    '^@ddsjs/(safetensors|nn|train|sd|dds|toy-shapes|cli)$': '<rootDir>/packages/$1/src',
     '^@ddsjs/weights-tools$': '<rootDir>/weights-tools/src',
   },
   modulePathIgnorePatterns: ['<rootDir>/packages/.*/dist', '<rootDir>/weights-tools/dist'],
