@@ -17,7 +17,7 @@ export { makeRandom, scaleConfigs, scaleChannels, randomParameter } from './rand
 export type { MakeRandomOptions, MakeRandomResult } from './random';
 export { SafetensorsStreamWriter, byteLength } from './writer';
 export type { TensorSpec } from './writer';
-export { f32ArrayToF16, Rng, hashString } from './numeric';
+export { f32ArrayToF16 } from './numeric';
 export type { F16Conversion } from './numeric';
 export {
   COMPONENTS,

@@ -1,6 +1,7 @@
 // `dds-weights make-random`: a diffusers folder with the real SD 1.5 / 2.1 architecture (optionally narrower)
 // and seeded random weights, for benchmarks and memory tests without downloading a model.
 import * as path from 'node:path';
+import { hashString, Rng } from '@ddsjs/nn';
 import { BUILTIN_CONFIGS } from '@ddsjs/sd';
 import {
   COMPONENTS,
@@ -13,7 +14,7 @@ import {
   writeConfigs,
   writeTokenizer,
 } from './folder';
-import { Rng, f32ArrayToF16, hashString } from './numeric';
+import { f32ArrayToF16 } from './numeric';
 import { SafetensorsStreamWriter } from './writer';
 
 /** Options of {@link makeRandom}. */

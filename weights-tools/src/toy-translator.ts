@@ -40,7 +40,7 @@ import {
   sceneInput,
   summariseEdits,
 } from './toy-quality';
-import { abortOnInterrupt } from './interrupt';
+import { abortOnInterrupt } from '@ddsjs/train';
 import { shipTranslatorFp16 } from './fp16';
 
 /** The colour of every picture of the toy translator's source domain. */

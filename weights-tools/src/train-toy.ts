@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { BACKEND_NAMES, BackendName, Module, Parameter, globalNorm, initBackend, toTorchLayout, tfSeed } from '@ddsjs/nn';
+import { BACKEND_NAMES, BackendName, Module, initBackend, mixSeed, toTorchLayout, tfSeed } from '@ddsjs/nn';
 import {
   AutoencoderKL,
   CLIPTextModel,
@@ -30,7 +30,23 @@ import {
 import { SafetensorsFile, TensorData, f32ToF16, writeSafetensors } from '@ddsjs/safetensors';
 import { BACKGROUND_NAMES, type BackgroundName, Rng, type SceneSpec, captions, renderScene, sampleScene } from '@ddsjs/toy-shapes';
 import { RawComponentConfigs, prepareOutdir, writeConfigs, writeTokenizer } from './folder';
-import { abortOnInterrupt } from './interrupt';
+import {
+  Adam,
+  LossLog,
+  TrainingRun,
+  abortOnInterrupt,
+  clipScale,
+  configDiff,
+  configHash,
+  finiteNumber,
+  gradNorm,
+  nonNegativeInt,
+  nonNegativeNumber,
+  numberInRange,
+  positiveInt,
+  positiveNumber,
+  writeJsonAtomic,
+} from '@ddsjs/train';
 
 /** Named architecture presets of {@link toyConfigs}. */
 export type ToyPreset = 'toy' | 'toy16' | 'micro';
@@ -327,6 +343,11 @@ interface TrainState {
   /** The folder the weights were initialised from (`initFrom`), when they were. */
   initFrom?: string;
   seconds: number;
+  /**
+   * Per phase, the options that shape its trajectory and their {@link configHash}, recorded when the phase starts: a
+   * resume that would continue a phase with other options is refused (absent in states of older versions).
+   */
+  trajectory?: Partial<Record<'vae' | 'unet', { hash: string; config: Record<string, unknown> }>>;
 }
 
 const PHASE_SALT = { vae: 0x5eed_0001, unet: 0x5eed_0002 } as const;
@@ -337,96 +358,9 @@ function blockMean(t: tf.Tensor4D, f: number): tf.Tensor4D {
   return tf.mean(t.reshape([n, h / f, f, w / f, f, c]), [2, 4]) as tf.Tensor4D;
 }
 
+/** The toy trainer's seed mixing (`mixSeed(parts, 'fnv1a')`): every batch, pool picture and noise is drawn from it. */
 function mix(...xs: number[]): number {
-  let h = 0x811c9dc5;
-  for (const x of xs) {
-    h = Math.imul(h ^ (x >>> 0), 0x01000193) >>> 0;
-    h = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> 0;
-  }
-  return h >>> 0;
-}
-
-function checkPositiveInt(v: number, name: string, allowZero = false): void {
-  if (!Number.isInteger(v) || v < (allowZero ? 0 : 1)) throw new Error(`train-toy: ${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${v}`);
-}
-
-function checkPositive(v: number, name: string): void {
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`train-toy: ${name} must be a positive number, got ${v}`);
-}
-
-/** Adam (β = 0.9, 0.999, ε = 1e-8) over named parameters, with moments saved/restored by parameter name. */
-class NamedAdam {
-  private readonly m = new Map<string, tf.Variable>();
-  private readonly v = new Map<string, tf.Variable>();
-  step = 0;
-  constructor(private readonly params: [string, Parameter][]) {
-    const zeroVariable = (p: Parameter) => {
-      const z = tf.zeros([...p.shape]);
-      const v = tf.variable(z, false);
-      z.dispose();
-      return v;
-    };
-    for (const [n, p] of params) {
-      this.m.set(n, zeroVariable(p));
-      this.v.set(n, zeroVariable(p));
-    }
-  }
-
-  /** Applies one update with `grads` (by variable name), clipped to global norm `clip`; returns the pre-clip norm. */
-  async apply(grads: tf.NamedTensorMap, lr: number, clip: number): Promise<number> {
-    this.step++;
-    const t = this.step;
-    const b1 = 0.9;
-    const b2 = 0.999;
-    const normT = globalNorm(this.params.map(([, p]) => grads[p.value.name]));
-    const norm = (await normT.data())[0];
-    normT.dispose();
-    const scale = norm > clip ? clip / norm : 1;
-    const lrT = (lr * Math.sqrt(1 - b2 ** t)) / (1 - b1 ** t);
-    tf.tidy(() => {
-      for (const [n, p] of this.params) {
-        const g = tf.mul(grads[p.value.name], scale);
-        const m = this.m.get(n) as tf.Variable;
-        const v = this.v.get(n) as tf.Variable;
-        m.assign(tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1)));
-        v.assign(tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2)));
-        p.value.assign(tf.sub(p.value, tf.mul(lrT, tf.div(m, tf.add(tf.sqrt(v), 1e-8)))));
-      }
-    });
-    return norm;
-  }
-
-  async save(file: string): Promise<void> {
-    const tensors: Record<string, TensorData> = {};
-    for (const [n] of this.params) {
-      const m = this.m.get(n) as tf.Variable;
-      tensors[`m.${n}`] = { dtype: 'F32', shape: m.shape, data: (await m.data()) as Float32Array };
-      tensors[`v.${n}`] = { dtype: 'F32', shape: m.shape, data: (await (this.v.get(n) as tf.Variable).data()) as Float32Array };
-    }
-    await writeSafetensors(file, tensors, { step: String(this.step) });
-  }
-
-  async load(file: string): Promise<void> {
-    const f = await SafetensorsFile.open(file);
-    try {
-      for (const [n, p] of this.params) {
-        for (const [k, map] of [['m', this.m], ['v', this.v]] as const) {
-          const key = `${k}.${n}`;
-          if (!f.keys().includes(key)) throw new Error(`${file}: missing optimizer tensor '${key}'`);
-          const t = tf.tensor(await f.readFloat32(key), [...p.shape]);
-          (map.get(n) as tf.Variable).assign(t);
-          t.dispose();
-        }
-      }
-      this.step = Number(f.metadata.step ?? 0);
-    } finally {
-      await f.close();
-    }
-  }
-
-  dispose(): void {
-    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
-  }
+  return mixSeed(xs, 'fnv1a');
 }
 
 /**
@@ -567,30 +501,34 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
     checkpointEvery: options.checkpointEvery ?? 250,
     poolSize: options.poolSize ?? (micro ? 64 : 8192),
   };
-  checkPositiveInt(o.vaeSteps, 'vaeSteps', true);
-  checkPositiveInt(o.unetSteps, 'unetSteps', true);
-  checkPositiveInt(o.vaeBatch, 'vaeBatch');
-  checkPositiveInt(o.unetBatch, 'unetBatch');
-  checkPositiveInt(o.checkpointEvery, 'checkpointEvery');
-  checkPositiveInt(o.poolSize, 'poolSize');
+  const T = 'train-toy';
+  nonNegativeInt(T, 'vaeSteps', o.vaeSteps);
+  nonNegativeInt(T, 'unetSteps', o.unetSteps);
+  positiveInt(T, 'vaeBatch', o.vaeBatch);
+  positiveInt(T, 'unetBatch', o.unetBatch);
+  positiveInt(T, 'checkpointEvery', o.checkpointEvery);
+  positiveInt(T, 'poolSize', o.poolSize);
   const bgWeights = options.poolBackgroundWeights;
   if (bgWeights !== undefined) {
     for (const [k, w] of Object.entries(bgWeights)) {
       if (!(BACKGROUND_NAMES as readonly string[]).includes(k)) throw new Error(`train-toy: poolBackgroundWeights: unknown background '${k}' (one of ${BACKGROUND_NAMES.join(', ')})`);
-      if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) throw new Error(`train-toy: poolBackgroundWeights.${k} must be a non-negative number, got ${String(w)}`);
+      nonNegativeNumber(T, `poolBackgroundWeights.${k}`, w);
     }
     if (BACKGROUND_NAMES.every((b) => (bgWeights[b] ?? 1) === 0)) throw new Error('train-toy: poolBackgroundWeights: every background has weight 0');
   }
-  checkPositive(o.vaeLr, 'vaeLr');
-  checkPositive(o.unetLr, 'unetLr');
-  checkPositive(o.gradClip, 'gradClip');
-  checkPositive(o.shapeWeight, 'shapeWeight');
-  if (!(o.klWeight >= 0)) throw new Error(`train-toy: klWeight must be ≥ 0, got ${o.klWeight}`);
-  if (!(o.vaeLatentMaskWeight >= 0 && Number.isFinite(o.vaeLatentMaskWeight))) throw new Error(`train-toy: vaeLatentMaskWeight must be a non-negative number, got ${o.vaeLatentMaskWeight}`);
-  if (!Number.isFinite(o.vaeLatentMaskLevel)) throw new Error(`train-toy: vaeLatentMaskLevel must be a finite number, got ${o.vaeLatentMaskLevel}`);
-  if (!(o.noiseOffset >= 0 && Number.isFinite(o.noiseOffset))) throw new Error(`train-toy: noiseOffset must be a non-negative number, got ${o.noiseOffset}`);
-  if (!(o.captionDropout >= 0 && o.captionDropout < 1)) throw new Error(`train-toy: captionDropout must be in [0, 1), got ${o.captionDropout}`);
-  if (options.timeBudgetSeconds !== undefined) checkPositive(options.timeBudgetSeconds, 'timeBudgetSeconds');
+  positiveNumber(T, 'vaeLr', o.vaeLr);
+  positiveNumber(T, 'unetLr', o.unetLr);
+  positiveNumber(T, 'gradClip', o.gradClip);
+  positiveNumber(T, 'shapeWeight', o.shapeWeight);
+  nonNegativeNumber(T, 'klWeight', o.klWeight);
+  finiteNumber(T, 'vaeLogvarInit', o.vaeLogvarInit);
+  nonNegativeNumber(T, 'vaeLowFreqWeight', o.vaeLowFreqWeight);
+  nonNegativeNumber(T, 'vaeLatentColourWeight', o.vaeLatentColourWeight);
+  nonNegativeNumber(T, 'vaeLatentMaskWeight', o.vaeLatentMaskWeight);
+  finiteNumber(T, 'vaeLatentMaskLevel', o.vaeLatentMaskLevel);
+  nonNegativeNumber(T, 'noiseOffset', o.noiseOffset);
+  numberInRange(T, 'captionDropout', o.captionDropout, 0, 1, { hi: true });
+  if (options.timeBudgetSeconds !== undefined) positiveNumber(T, 'timeBudgetSeconds', options.timeBudgetSeconds);
 
   // ---- state: fresh or resumed
   let state: TrainState;
@@ -599,7 +537,7 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
     log(`resuming ${outdir}: VAE step ${state.vaeStep}, UNet step ${state.unetStep}`);
   } else {
     const seed = options.seed ?? 0;
-    if (!Number.isInteger(seed) || seed < 0) throw new Error(`train-toy: seed must be a non-negative integer, got ${seed}`);
+    nonNegativeInt(T, 'seed', seed);
     prepareOutdir(outdir, options.force);
     // A forced fresh start must not inherit an older run's log, optimizer moments or state.
     for (const f of ['loss.jsonl', 'adam-vae.safetensors', 'adam-unet.safetensors', 'state.json']) fs.rmSync(path.join(trainDir, f), { force: true });
@@ -629,6 +567,26 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
   }
   if (state.unetStep > 0 && o.vaeSteps > state.vaeStep) {
     throw new Error(`train-toy: UNet training has started (step ${state.unetStep}); the VAE cannot be trained further (vaeSteps ${o.vaeSteps} > ${state.vaeStep})`);
+  }
+
+  // ---- a resume continues a phase only with the options that shaped it
+  const phaseTrajectory = {
+    vae: {
+      seed, vaeBatch: o.vaeBatch, vaeLr: o.vaeLr, klWeight: o.klWeight, shapeWeight: o.shapeWeight, vaeLowFreqWeight: o.vaeLowFreqWeight,
+      vaeLatentColourWeight: o.vaeLatentColourWeight, vaeLatentMaskWeight: o.vaeLatentMaskWeight, vaeLatentMaskLevel: o.vaeLatentMaskLevel,
+      vaeFreezeEncoder: o.vaeFreezeEncoder, gradClip: o.gradClip, fixedBatch: options.fixedBatch ?? false,
+    },
+    unet: {
+      seed, unetBatch: o.unetBatch, unetLr: o.unetLr, captionDropout: o.captionDropout, noiseOffset: o.noiseOffset, gradClip: o.gradClip,
+      poolSize: o.poolSize, poolBackgroundWeights: bgWeights ?? null, fixedBatch: options.fixedBatch ?? false,
+    },
+  };
+  for (const [phase, done, total] of [['vae', state.vaeStep, o.vaeSteps], ['unet', state.unetStep, o.unetSteps]] as const) {
+    const rec = state.trajectory?.[phase];
+    if (rec && done > 0 && done < total && rec.hash !== configHash(phaseTrajectory[phase])) {
+      const diffs = configDiff(rec.config, phaseTrajectory[phase]);
+      throw new Error(`train-toy: the ${phase} phase of ${outdir} was trained with other options (${diffs.join('; ')}); resume with the same options or pass --force to start afresh`);
+    }
   }
 
   // ---- modules
@@ -673,8 +631,7 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
   const ctxTable = tf.tidy(() => text.forward(tokenizer.encode(texts)));
 
   const schedule = makeNoiseSchedule(schedCfg, vaeCfg.scalingFactor);
-  const lossLog = fs.openSync(path.join(trainDir, 'loss.jsonl'), 'a');
-  const deadline = options.timeBudgetSeconds !== undefined ? t0 + options.timeBudgetSeconds * 1000 : Infinity;
+  const lossLog = new LossLog(path.join(trainDir, 'loss.jsonl'));
   const result: TrainToyResult = {
     outdir, vaeSteps: state.vaeStep, unetSteps: state.unetStep, done: false, seconds: 0,
     vaeSecondsPerStep: NaN, unetSecondsPerStep: NaN, vaeLosses: [], unetLosses: [], scalingFactor: state.scalingFactor ?? vaeCfg.scalingFactor,
@@ -689,7 +646,7 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
       if (fp16) await writeComponent(path.join(outdir, fp16Name(FILES[k])), m, true);
     }
   };
-  const checkpoint = async (adam: NamedAdam | null, phase: 'vae' | 'unet') => {
+  const checkpoint = async (adam: Adam | null, phase: 'vae' | 'unet') => {
     state.seconds += (Date.now() - lastSave) / 1000;
     lastSave = Date.now();
     await writeFolder(false);
@@ -700,14 +657,12 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
       fs.copyFileSync(path.join(outdir, FILES[phase]), path.join(dir, `${phase}-${step}.safetensors`));
     }
     if (adam) await adam.save(path.join(trainDir, `adam-${phase}.safetensors`));
-    const tmp = stateFile + '.tmp';
-    fs.writeFileSync(tmp, JSON.stringify(state, null, 2) + '\n');
-    fs.renameSync(tmp, stateFile);
+    writeJsonAtomic(stateFile, state);
     log(`checkpoint: VAE step ${state.vaeStep}, UNet step ${state.unetStep} → ${outdir}`);
   };
   let lastSave = Date.now();
 
-  /** Runs one phase; returns false when stopped by the time budget or the signal. */
+  /** Runs one phase on the training-run loop; returns false when stopped by the time budget or the signal. */
   const runPhase = async (
     phase: 'vae' | 'unet',
     module: Module,
@@ -717,40 +672,61 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
   ): Promise<boolean> => {
     const done = () => (phase === 'vae' ? state.vaeStep : state.unetStep);
     if (done() >= total) return true;
+    const trajectory = phaseTrajectory[phase];
+    state.trajectory = { ...state.trajectory, [phase]: { hash: configHash(trajectory), config: trajectory } };
     const params = module.namedParameters().filter(([, p]) => p.isTrainable);
-    const adam = new NamedAdam(params);
+    const adam = new Adam(params);
     const adamFile = path.join(trainDir, `adam-${phase}.safetensors`);
-    if (done() > 0 && fs.existsSync(adamFile)) await adam.load(adamFile);
-    const times: number[] = [];
     try {
-      while (done() < total) {
-        const s0 = Date.now();
-        const step = done();
+      if (done() > 0 && fs.existsSync(adamFile)) await adam.load(adamFile);
+      const run = new TrainingRun({
+        name: 'train-toy',
+        start: done(),
+        total,
+        checkpointEvery: o.checkpointEvery,
+        checkpoint: async (n) => {
+          await checkpoint(adam, phase);
+          return { dir: outdir, step: n };
+        },
+        lastCheckpoint: done() > 0 ? { dir: outdir, step: done() } : null,
+        timeBudgetSeconds: options.timeBudgetSeconds,
+        startedAt: t0,
+        signal: options.signal,
+        lossLog,
+        logFields: { phase },
+        labels: { loss: `${phase} loss` },
+        updates: phase === 'vae' ? 'the VAE' : 'the UNet',
+        advice: 'resume from it with a lower learning rate (or start afresh with --force)',
+        onStep: (p) => {
+          (phase === 'vae' ? result.vaeLosses : result.unetLosses).push(p.values.loss as number);
+          if (phase === 'vae') result.vaeSecondsPerStep = p.secondsPerStep;
+          else result.unetSecondsPerStep = p.secondsPerStep;
+          options.onProgress?.({ phase, step: p.done, total, loss: p.values.loss as number, secondsPerStep: p.secondsPerStep, etaSeconds: p.etaSeconds });
+        },
+      });
+      const r = await run.run(async (step) => {
         const { loss, grads } = stepFn(step);
-        const lossValue = (await loss.data())[0];
-        if (!Number.isFinite(lossValue)) {
-          tf.dispose([loss, ...Object.values(grads)]);
-          throw new Error(`train-toy: ${phase} loss is ${lossValue} at step ${step} (try a lower learning rate)`);
+        const dispose = () => tf.dispose([loss, ...Object.values(grads)]);
+        try {
+          const lossValue = (await loss.data())[0];
+          return {
+            values: { loss: lossValue },
+            apply: async () => {
+              const norm = await gradNorm(params.map(([, p]) => grads[p.value.name]));
+              const lr = lrAt(step);
+              adam.apply(new Map(params.map(([n, p]) => [n, grads[p.value.name]] as [string, tf.Tensor])), lr, clipScale(norm, o.gradClip));
+              if (phase === 'vae') state.vaeStep++;
+              else state.unetStep++;
+              return { gradNorm: norm, lr };
+            },
+            dispose,
+          };
+        } catch (e) {
+          dispose();
+          throw e;
         }
-        const gradNorm = await adam.apply(grads, lrAt(step), o.gradClip);
-        tf.dispose([loss, ...Object.values(grads)]);
-        if (phase === 'vae') state.vaeStep++;
-        else state.unetStep++;
-        const dt = (Date.now() - s0) / 1000;
-        times.push(dt);
-        (phase === 'vae' ? result.vaeLosses : result.unetLosses).push(lossValue);
-        fs.writeSync(lossLog, JSON.stringify({ phase, step: done(), loss: lossValue, gradNorm, lr: lrAt(step), seconds: dt }) + '\n');
-        const steady = times.length > 1 ? times.slice(1) : times;
-        const sps = steady.reduce((a, b) => a + b, 0) / steady.length;
-        if (phase === 'vae') result.vaeSecondsPerStep = sps;
-        else result.unetSecondsPerStep = sps;
-        options.onProgress?.({ phase, step: done(), total, loss: lossValue, secondsPerStep: sps, etaSeconds: sps * (total - done()) });
-        const stop = Date.now() >= deadline || options.signal?.aborted === true;
-        if (done() % o.checkpointEvery === 0 || done() === total || stop) await checkpoint(adam, phase);
-        if (stop && done() < total) return false;
-        await new Promise((r) => setImmediate(r));
-      }
-      return true;
+      });
+      return r.stop === 'done';
     } finally {
       adam.dispose();
     }
@@ -902,7 +878,7 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
     if (options.fp16 ?? true) await writeFolder(true);
     return finish(true);
   } finally {
-    fs.closeSync(lossLog);
+    lossLog.close();
     tf.dispose(ctxTable);
     vae.dispose();
     unet.dispose();

@@ -2,10 +2,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '@ddsjs/nn';
+import { initBackend, Rng } from '@ddsjs/nn';
 import { loadStableDiffusion } from '@ddsjs/sd';
 import { SafetensorsFile } from '@ddsjs/safetensors';
-import { makeRandom, scaleConfigs, randomParameter, Rng } from '@ddsjs/weights-tools';
+import { makeRandom, scaleConfigs, randomParameter } from '@ddsjs/weights-tools';
 
 let tmp: string;
 beforeAll(async () => {

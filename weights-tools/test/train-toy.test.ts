@@ -198,12 +198,12 @@ describe('trainToy (micro preset, wasm)', () => {
     expect(read(a, 'vae').equals(read(whole, 'vae'))).toBe(true);
     expect(read(a, 'unet').equals(read(whole, 'unet'))).toBe(false);
     expect(read(a, 'unet').equals(read(b, 'unet'))).toBe(true);
-    await expect(trainToy({ ...opts, outdir: path.join(tmp, 'bad-offset'), noiseOffset: -0.1 })).rejects.toThrow(/noiseOffset must be a non-negative number/);
+    await expect(trainToy({ ...opts, outdir: path.join(tmp, 'bad-offset'), noiseOffset: -0.1 })).rejects.toThrow(/noiseOffset must be a non-negative finite number/);
   });
 
   it('--vae-latent-mask-weight gives the latent a foreground channel: channel 3 ≈ +level on the shape, −level off it', async () => {
     expect(parseTrainToyArgs(['out', '--vae-latent-mask-weight', '4', '--vae-latent-mask-level', '1.5']).options).toMatchObject({ vaeLatentMaskWeight: 4, vaeLatentMaskLevel: 1.5 });
-    await expect(trainToy({ outdir: path.join(tmp, 'bad-mask'), preset: 'micro', vaeLatentMaskWeight: -1 })).rejects.toThrow(/vaeLatentMaskWeight must be a non-negative number/);
+    await expect(trainToy({ outdir: path.join(tmp, 'bad-mask'), preset: 'micro', vaeLatentMaskWeight: -1 })).rejects.toThrow(/vaeLatentMaskWeight must be a non-negative finite number/);
     await expect(trainToy({ outdir: path.join(tmp, 'bad-mask'), preset: 'micro', vaeLatentMaskLevel: NaN })).rejects.toThrow(/vaeLatentMaskLevel must be a finite number/);
     // Channel 3 of the posterior mean at the shape's centre cell minus at a corner cell (background), for a square
     // covering the middle of a 16×16 picture: the term should make it ≈ 2 × level; without it nothing ties it.

@@ -1,39 +1,25 @@
-/**
- * A small deterministic pseudo-random generator (SplitMix32 mixing of a 32-bit counter). Same seed → same sequence
- * on every platform; used for timestep draws and for deriving per-step seeds in the editing loop.
- */
-export class SeededRandom {
-  private state: number;
+import { Rng } from '@ddsjs/nn';
 
+/**
+ * The seeded stream of the DDS/SDS loops: `@ddsjs/nn`'s {@link Rng} on its SplitMix32 algorithm (SplitMix32 mixing
+ * of a 32-bit counter). Same seed → same sequence on every platform; used for timestep draws and for deriving
+ * per-step seeds in the editing loop. `next()` is uniform in [0, 1), `int(low, high)` in [low, high).
+ */
+export class SeededRandom extends Rng {
   /** @param seed any finite number; its integer part modulo 2³² seeds the stream. */
   constructor(seed: number) {
-    if (!Number.isFinite(seed)) throw new Error(`SeededRandom: seed must be a finite number, got ${seed}`);
-    this.state = Math.trunc(seed) >>> 0;
+    if (typeof seed !== 'number' || !Number.isFinite(seed)) throw new Error(`SeededRandom: seed must be a finite number, got ${seed}`);
+    super(seed, 'splitmix32');
   }
 
-  /** The next 32-bit unsigned integer. */
+  /** The next 32-bit unsigned integer (= `nextU32()`). */
   nextUint32(): number {
-    this.state = (this.state + 0x9e3779b9) >>> 0;
-    let z = this.state;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-    return (z ^ (z >>> 16)) >>> 0;
-  }
-
-  /** A float uniform in [0, 1). */
-  next(): number {
-    return this.nextUint32() / 4294967296;
-  }
-
-  /** An integer uniform in [low, high) (high exclusive, like `torch.randint`). */
-  int(low: number, high: number): number {
-    if (!(high > low)) throw new Error(`SeededRandom.int: empty range [${low}, ${high})`);
-    return low + Math.floor(this.next() * (high - low));
+    return this.nextU32();
   }
 }
 
 /** Draws an integer uniform in [low, high) from `rng`, or from `Math.random` when `rng` is undefined. */
-export function randomInt(rng: SeededRandom | undefined, low: number, high: number): number {
+export function randomInt(rng: Rng | undefined, low: number, high: number): number {
   if (rng) return rng.int(low, high);
   if (!(high > low)) throw new Error(`randomInt: empty range [${low}, ${high})`);
   return low + Math.floor(Math.random() * (high - low));

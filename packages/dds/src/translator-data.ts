@@ -4,10 +4,10 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { hashString, mixSeed } from '@ddsjs/nn';
 import { loadImageForEdit, nativeImageSize } from '@ddsjs/sd';
 import type { StableDiffusion } from '@ddsjs/sd';
 import { SafetensorsFile, writeSafetensors } from '@ddsjs/safetensors';
-import { SeededRandom } from './rng';
 import { teacherFingerprint, TeacherFingerprint } from './translator';
 
 /** Latents given directly: `[N, h, w, C]` (or a list of such tensors), scaled like the VAE's (`mean × scalingFactor`). */
@@ -100,18 +100,6 @@ export function listTranslatorImages(dir: string): string[] {
 
 function fail(msg: string): never {
   throw new Error(`trainTranslator: ${msg}`);
-}
-
-/** Mixes integers into one 32-bit seed (SplitMix32 steps): a pure function, the same on every platform. */
-export function mixSeed(...parts: number[]): number {
-  let h = 0x6a09e667;
-  for (const p of parts) h = new SeededRandom((h ^ (Math.trunc(p) >>> 0)) >>> 0).nextUint32();
-  return h >>> 0;
-}
-
-/** A 32-bit hash of a string (for seeds derived from prompts). */
-export function hashString(s: string): number {
-  return createHash('sha256').update(s).digest().readUInt32LE(0);
 }
 
 function defaultSize(sd: StableDiffusion): number {
@@ -219,7 +207,7 @@ async function fromGenerated(
     }
     const rows: Float32Array[] = [];
     for (let k = 0; k < n; k++) {
-      const r = await sd.generate(prompt, { steps, guidanceScale, negativePrompt, seed: mixSeed(seed, hashString(prompt), k), height: size, width: size });
+      const r = await sd.generate(prompt, { steps, guidanceScale, negativePrompt, seed: mixSeed([seed, hashString(prompt, 'sha256'), k]), height: size, width: size });
       r.image.dispose();
       try {
         rows.push(...(await latentRows(r.latents)));

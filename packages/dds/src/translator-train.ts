@@ -3,12 +3,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { globalNorm, type Parameter } from '@ddsjs/nn';
+import { mixSeed, Rng } from '@ddsjs/nn';
 import type { StableDiffusion } from '@ddsjs/sd';
-import { SafetensorsFile, TensorData } from '@ddsjs/safetensors';
+import { Adam, checkSameTrajectory, clipScale, DivergedError, finiteNumber, gradNorm, nonNegativeInt, nonNegativeNumber, numberInRange, positiveInt, positiveNumber, TrainingRun } from '@ddsjs/train';
 import { DEFAULT_GUIDANCE_SCALE, ddsGrad, scoreLoss } from './score';
 import { DEFAULT_LOSS_SCALE } from './edit';
-import { SeededRandom } from './rng';
 import type { ScoreModel, ScoreOptions, TextEmbeddings, Weighting } from './types';
 import {
   checkTasks,
@@ -25,7 +24,7 @@ import {
   unetConfigToJson,
   writeTranslatorFolder,
 } from './translator';
-import { datasetHash, mixSeed, prepareTranslatorData, TranslatorData, TranslatorDataProgress, TranslatorDataset } from './translator-data';
+import { datasetHash, prepareTranslatorData, TranslatorData, TranslatorDataProgress, TranslatorDataset } from './translator-data';
 
 /** Default number of training steps of {@link trainTranslator}. */
 export const DEFAULT_TRANSLATOR_STEPS = 1000;
@@ -211,103 +210,6 @@ export function translatorGrads(
   }
 }
 
-/**
- * Adam over named parameters, with state that can be saved and restored exactly (so that a resumed run equals an
- * uninterrupted one). Missing gradients count as zero.
- */
-class NamedAdam {
-  private readonly m = new Map<string, tf.Variable>();
-  private readonly v = new Map<string, tf.Variable>();
-  step = 0;
-  constructor(
-    private readonly params: [string, Parameter][],
-    readonly beta1 = 0.9,
-    readonly beta2 = 0.999,
-    readonly eps = 1e-8,
-  ) {
-    const zeroVariable = (shape: readonly number[]): tf.Variable => {
-      const z = tf.zeros([...shape]);
-      const v = tf.variable(z, false);
-      z.dispose();
-      return v;
-    };
-    for (const [n, p] of params) {
-      this.m.set(n, zeroVariable(p.shape));
-      this.v.set(n, zeroVariable(p.shape));
-    }
-  }
-
-  /** ‖g‖₂ over every gradient. */
-  async gradNorm(grads: Map<string, tf.Tensor>): Promise<number> {
-    const t = globalNorm([...grads.values()]);
-    try {
-      return (await t.data())[0];
-    } finally {
-      t.dispose();
-    }
-  }
-
-  /** One update with `grads` scaled by `scale` (gradient clipping). */
-  apply(grads: Map<string, tf.Tensor>, lr: number, scale: number): void {
-    this.step++;
-    const t = this.step;
-    const lrT = (lr * Math.sqrt(1 - this.beta2 ** t)) / (1 - this.beta1 ** t);
-    tf.tidy(() => {
-      for (const [n, p] of this.params) {
-        const g0 = grads.get(n);
-        const g = g0 ? (scale === 1 ? g0 : tf.mul(g0, scale)) : tf.zeros([...p.shape]);
-        const m = this.m.get(n)!;
-        const v = this.v.get(n)!;
-        m.assign(tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1)));
-        v.assign(tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2)));
-        p.value.assign(tf.sub(p.value, tf.mul(lrT, tf.div(m, tf.add(tf.sqrt(v), this.eps)))));
-      }
-    });
-  }
-
-  async tensors(): Promise<Record<string, TensorData>> {
-    const out: Record<string, TensorData> = {};
-    for (const [n, p] of this.params) {
-      out[`m.${n}`] = { dtype: 'F32', shape: [...p.shape], data: (await this.m.get(n)!.data()) as Float32Array };
-      out[`v.${n}`] = { dtype: 'F32', shape: [...p.shape], data: (await this.v.get(n)!.data()) as Float32Array };
-    }
-    return out;
-  }
-
-  async load(file: string, checkpointId: string): Promise<void> {
-    const f = await SafetensorsFile.open(file);
-    try {
-      if (f.metadata.checkpoint_id !== checkpointId) {
-        throw new Error(`${file} does not belong to its folder's ${TRANSLATOR_FILES.meta} (an interrupted write?)`);
-      }
-      const keys = new Set(f.keys());
-      const missing = this.params.flatMap(([n]) => [`m.${n}`, `v.${n}`]).filter((k) => !keys.has(k));
-      if (missing.length) throw new Error(`${file}: missing optimiser tensors (${missing.length}): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`);
-      for (const [n, p] of this.params) {
-        for (const [k, map] of [['m', this.m], ['v', this.v]] as const) {
-          const key = `${k}.${n}`;
-          const shape = f.info(key).shape;
-          if (shape.length !== p.shape.length || shape.some((d, i) => d !== p.shape[i])) {
-            throw new Error(`${file}: '${key}' is [${shape}], expected [${p.shape}]`);
-          }
-          const t = tf.tensor(await f.readFloat32(key), [...p.shape]);
-          map.get(n)!.assign(t);
-          t.dispose();
-        }
-      }
-      const step = Number(f.metadata.adam_step);
-      if (!Number.isInteger(step) || step < 0) throw new Error(`${file}: no valid 'adam_step' in its metadata`);
-      this.step = step;
-    } finally {
-      await f.close();
-    }
-  }
-
-  dispose(): void {
-    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
-  }
-}
-
 /** What {@link TrainTranslatorOptions.onStep} receives after every training step. */
 export interface TranslatorStepInfo {
   /** 0-based index of the step just taken (counting resumed steps). */
@@ -330,7 +232,7 @@ export interface TranslatorStepInfo {
   gradNorm: number;
   /** Milliseconds since this run started (after data preparation). */
   elapsedMs: number;
-  /** Estimated milliseconds left (mean step time of this run × steps left). */
+  /** Estimated milliseconds left (mean step time of this run, the first step left out once there are two, × steps left). */
   etaMs: number;
   /** Whether a checkpoint was written after this step. */
   checkpointed: boolean;
@@ -389,30 +291,15 @@ export interface TrainTranslatorOptions extends Omit<CreateTranslatorOptions, 's
   signal?: AbortSignal;
 }
 
-/** Thrown by {@link trainTranslator} when the loss or the gradient stops being finite. */
-export class TranslatorDivergedError extends Error {
-  constructor(
-    message: string,
-    /** The 0-based step whose loss or gradient was not finite. */
-    readonly step: number,
-    /** The last checkpoint written (folder and steps done), or null when none was. */
-    readonly lastCheckpoint: { dir: string; step: number } | null,
-  ) {
-    super(message);
+/**
+ * Thrown by {@link trainTranslator} when the loss or the gradient stops being finite: `step` is the 0-based step
+ * whose loss or gradient was not finite, `lastCheckpoint` the last checkpoint written (folder and steps done) or null.
+ */
+export class TranslatorDivergedError extends DivergedError {
+  constructor(message: string, step: number, lastCheckpoint: { dir: string; step: number } | null) {
+    super(message, step, lastCheckpoint);
     this.name = 'TranslatorDivergedError';
   }
-}
-
-function nonNegInt(name: string, v: number): number {
-  if (!Number.isInteger(v) || v < 0) throw new Error(`trainTranslator: ${name} must be a non-negative integer, got ${v}`);
-  return v;
-}
-
-function posNum(name: string, v: number, allowZero = false): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (!allowZero && v === 0)) {
-    throw new Error(`trainTranslator: ${name} must be a ${allowZero ? 'non-negative' : 'positive'} finite number, got ${v}`);
-  }
-  return v;
 }
 
 /**
@@ -446,17 +333,6 @@ function trajectoryOptions(o: TrainTranslatorOptions, r: Required<Pick<TrainTran
   };
 }
 
-/** Fisher–Yates permutation of 0…n−1 from a seed. */
-function permutation(n: number, seed: number): number[] {
-  const p = Array.from({ length: n }, (_, i) => i);
-  const rng = new SeededRandom(seed);
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(0, i + 1);
-    [p[i], p[j]] = [p[j], p[i]];
-  }
-  return p;
-}
-
 /**
  * The data order: step s trains task `taskAt(s)` (uniform over the tasks, from (seed, s)) on the next `batchSize`
  * items of that task's source prompt, each prompt's items being visited epoch by epoch in an order shuffled from
@@ -476,7 +352,7 @@ class DataOrder {
   }
 
   taskAt(step: number): number {
-    return new SeededRandom(mixSeed(this.seed, SALT_TASK, step)).int(0, this.tasks.length);
+    return new Rng(mixSeed([this.seed, SALT_TASK, step]), 'splitmix32').int(0, this.tasks.length);
   }
 
   /** Advances the counters over steps [0, start) without building batches (resume). */
@@ -495,7 +371,7 @@ class DataOrder {
       const epoch = Math.floor(at / pool.length);
       let cached = this.perms.get(pi);
       if (!cached || cached.epoch !== epoch) {
-        cached = { epoch, perm: permutation(pool.length, mixSeed(this.seed, SALT_SHUFFLE, pi, epoch)) };
+        cached = { epoch, perm: new Rng(mixSeed([this.seed, SALT_SHUFFLE, pi, epoch]), 'splitmix32').permutation(pool.length) };
         this.perms.set(pi, cached);
       }
       items.push(pool[cached.perm[at % pool.length]]);
@@ -503,8 +379,6 @@ class DataOrder {
     return { task, items };
   }
 }
-
-const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
  * Trains a zero-shot image-to-image translation network (the DDS paper, Section 5) and returns it.
@@ -527,17 +401,15 @@ export async function trainTranslator(sd: StableDiffusion, options: TrainTransla
   if (!options || typeof options !== 'object') throw new Error(`${fn}: options must be an object { tasks, data, ... }`);
   const o = options;
   const tasks = checkTasks(fn, o.tasks);
-  const steps = nonNegInt('steps', o.steps ?? DEFAULT_TRANSLATOR_STEPS);
-  const batchSize = nonNegInt('batchSize', o.batchSize ?? 1);
-  if (batchSize < 1) throw new Error(`${fn}: batchSize must be at least 1, got ${batchSize}`);
-  const lr = posNum('lr', o.lr ?? DEFAULT_TRANSLATOR_LR);
-  const seed = o.seed ?? 0;
-  if (!Number.isFinite(seed)) throw new Error(`${fn}: seed must be a finite number, got ${seed}`);
-  const clip = o.clipGradNorm === undefined ? Infinity : posNum('clipGradNorm', o.clipGradNorm);
-  posNum('lossScale', o.lossScale ?? DEFAULT_LOSS_SCALE, true);
-  posNum('cycleWeight', o.cycleWeight ?? 0, true);
-  posNum('identityWeight', o.identityWeight ?? 0, true);
-  const checkpointEvery = nonNegInt('checkpointEvery', o.checkpointEvery ?? 0);
+  const steps = nonNegativeInt(fn, 'steps', o.steps ?? DEFAULT_TRANSLATOR_STEPS);
+  const batchSize = positiveInt(fn, 'batchSize', o.batchSize ?? 1);
+  const lr = positiveNumber(fn, 'lr', o.lr ?? DEFAULT_TRANSLATOR_LR);
+  const seed = finiteNumber(fn, 'seed', o.seed ?? 0);
+  const clip = o.clipGradNorm === undefined ? Infinity : positiveNumber(fn, 'clipGradNorm', o.clipGradNorm);
+  nonNegativeNumber(fn, 'lossScale', o.lossScale ?? DEFAULT_LOSS_SCALE);
+  nonNegativeNumber(fn, 'cycleWeight', o.cycleWeight ?? 0);
+  nonNegativeNumber(fn, 'identityWeight', o.identityWeight ?? 0);
+  const checkpointEvery = nonNegativeInt(fn, 'checkpointEvery', o.checkpointEvery ?? 0);
   const resumeFrom = o.resumeFrom;
   if (resumeFrom !== undefined && (typeof resumeFrom !== 'string' || resumeFrom === '')) throw new Error(`${fn}: resumeFrom must be a checkpoint folder`);
   const checkpointDir = o.checkpointDir ?? resumeFrom;
@@ -550,14 +422,14 @@ export async function trainTranslator(sd: StableDiffusion, options: TrainTransla
     }
   }
   const adamOpts = { beta1: o.adam?.beta1 ?? 0.9, beta2: o.adam?.beta2 ?? 0.999, eps: o.adam?.eps ?? 1e-8 };
-  for (const [k, v] of Object.entries(adamOpts)) {
-    if (!Number.isFinite(v) || v < 0 || (k !== 'eps' && v >= 1)) throw new Error(`${fn}: adam.${k} is out of range: ${v}`);
-  }
+  numberInRange(fn, 'adam.beta1', adamOpts.beta1, 0, 1, { hi: true });
+  numberInRange(fn, 'adam.beta2', adamOpts.beta2, 0, 1, { hi: true });
+  nonNegativeNumber(fn, 'adam.eps', adamOpts.eps);
   if (o.guidanceWarmup !== undefined) {
     const gw = o.guidanceWarmup;
     if (!gw || typeof gw !== 'object') throw new Error(`${fn}: guidanceWarmup must be { steps, from? }`);
-    nonNegInt('guidanceWarmup.steps', gw.steps);
-    if (gw.from !== undefined) posNum('guidanceWarmup.from', gw.from, true);
+    nonNegativeInt(fn, 'guidanceWarmup.steps', gw.steps);
+    if (gw.from !== undefined) nonNegativeNumber(fn, 'guidanceWarmup.from', gw.from);
   }
   const trajectory = trajectoryOptions(o, { batchSize, lr, seed });
 
@@ -574,10 +446,7 @@ export async function trainTranslator(sd: StableDiffusion, options: TrainTransla
     if (JSON.stringify(meta.tasks) !== JSON.stringify(tasks)) {
       throw new Error(`${fn}: resumeFrom ${resumeFrom} was trained on the tasks ${JSON.stringify(meta.tasks)}, not ${JSON.stringify(tasks)}`);
     }
-    const diffs = Object.keys({ ...trajectory, ...meta.training.options })
-      .filter((k) => JSON.stringify(trajectory[k]) !== JSON.stringify(meta.training!.options[k]))
-      .map((k) => `${k}: ${JSON.stringify(meta.training!.options[k])} in the checkpoint, ${JSON.stringify(trajectory[k])} now`);
-    if (diffs.length) throw new Error(`${fn}: resumeFrom ${resumeFrom} was trained with other options (${diffs.join('; ')}); resume with the same options`);
+    checkSameTrajectory(fn, `resumeFrom ${resumeFrom}`, meta.training.options, trajectory);
     const fp = meta.teacher?.fingerprint;
     if (fp && (fp.vae !== fingerprint.vae || fp.textEncoder !== fingerprint.textEncoder || (fp.unet && fingerprint.unet && fp.unet !== fingerprint.unet))) {
       throw new Error(`${fn}: resumeFrom ${resumeFrom} was trained with another teacher (${meta.teacher!.source}) than ${sd.source}`);
@@ -602,15 +471,11 @@ export async function trainTranslator(sd: StableDiffusion, options: TrainTransla
   }
 
   const params = translator.unet.namedParameters().filter(([, p]) => p.isTrainable);
-  const adam = new NamedAdam(params, adamOpts.beta1, adamOpts.beta2, adamOpts.eps);
+  const adam = new Adam(params, adamOpts);
   let uncond: tf.Tensor3D | null = null;
-  const saved: { last: { dir: string; step: number } | null } = { last: null };
   const started = Date.now();
   try {
-    if (resumeFrom) {
-      await adam.load(path.join(resumeFrom, TRANSLATOR_FILES.optimizer), checkpointId!);
-      saved.last = { dir: resumeFrom, step: translator.stepsDone };
-    }
+    if (resumeFrom) await adam.load(path.join(resumeFrom, TRANSLATOR_FILES.optimizer), { checkpoint_id: checkpointId! });
 
     // ---- data
     const data: TranslatorDataset = await prepareTranslatorData(sd, o.data, {
@@ -645,75 +510,79 @@ export async function trainTranslator(sd: StableDiffusion, options: TrainTransla
     uncond = sd.encodePrompt(o.negativePrompt ?? '');
     const [h, w, c] = data.shape;
 
-    const checkpoint = async (): Promise<void> => {
+    const checkpoint = async (): Promise<{ dir: string; step: number }> => {
       record.seconds = priorSeconds + (Date.now() - started) / 1000;
-      await writeTranslatorFolder(translator, checkpointDir!, [
-        { name: TRANSLATOR_FILES.optimizer, tensors: await adam.tensors(), metadata: { adam_step: String(adam.step) } },
-      ]);
-      saved.last = { dir: checkpointDir!, step: record.step };
+      await writeTranslatorFolder(translator, checkpointDir!, [{ name: TRANSLATOR_FILES.optimizer, ...(await adam.state()) }]);
+      return { dir: checkpointDir!, step: record.step };
     };
 
     const loopStart = Date.now();
-    for (let step = start; step < steps; step++) {
-      if (o.signal?.aborted) break;
-      const { task, items } = order.next(step);
-      const batch = new Float32Array(items.length * h * w * c);
-      items.forEach((it, k) => batch.set(data.latents[it], k * h * w * c));
-      const zSource = tf.tensor4d(batch, [items.length, h, w, c]);
-      let g: TranslatorGrads;
-      try {
-        g = translatorGrads(sd, translator, { zSource, task, uncond }, {
-          guidanceScale: guidanceAtStep(step, o.guidanceScale ?? DEFAULT_GUIDANCE_SCALE, o.guidanceWarmup),
-          tRange: o.tRange,
-          weighting: o.weighting,
-          unetBatch: o.unetBatch,
-          seed: mixSeed(seed, SALT_NOISE, step),
-          lossScale: o.lossScale,
-          cycleWeight: o.cycleWeight,
-          identityWeight: o.identityWeight,
-        });
-      } finally {
-        zSource.dispose();
-      }
-      let info: Omit<TranslatorStepInfo, 'elapsedMs' | 'etaMs' | 'checkpointed' | 'translator'>;
-      try {
-        const read = async (t: tf.Scalar | null) => (t ? (await t.data())[0] : null);
-        const total = (await read(g.total))!;
-        const loss = (await read(g.dds))!;
-        const cycle = await read(g.cycle);
-        const identity = await read(g.identity);
-        const gradNorm = await adam.gradNorm(g.grads);
-        info = { step, steps, task, timesteps: g.timestep, loss, total, cycle, identity, gradNorm };
-        if (![total, loss, cycle ?? 0, identity ?? 0, gradNorm].every(Number.isFinite)) {
-          const last = saved.last;
-          const where = last
-            ? `the last good checkpoint (step ${last.step}) is in ${last.dir}: resume from it with a lower lr or clipGradNorm`
-            : checkpointDir
-              ? `no checkpoint was written yet`
-              : `no checkpointDir was given, so nothing was saved`;
-          throw new TranslatorDivergedError(
-            `${fn}: training diverged at step ${step + 1}: total loss ${total}, DDS loss ${loss}${cycle !== null ? `, cycle ${cycle}` : ''}${identity !== null ? `, identity ${identity}` : ''}, gradient norm ${gradNorm}; stopped before updating the student; ${where}`,
-            step,
-            last,
-          );
+    let current: { task: number; timesteps: number[] } = { task: 0, timesteps: [] };
+    const run = new TrainingRun({
+      name: fn,
+      start,
+      total: steps,
+      checkpointEvery,
+      checkpoint: checkpointDir ? checkpoint : undefined,
+      lastCheckpoint: resumeFrom ? { dir: resumeFrom, step: start } : null,
+      signal: o.signal,
+      checkSignalBefore: true,
+      labels: { total: 'total loss', loss: 'DDS loss', cycle: 'cycle', identity: 'identity', gradNorm: 'gradient norm' },
+      updates: 'the student',
+      advice: 'resume from it with a lower lr or clipGradNorm',
+      onStep: o.onStep
+        ? (p) => {
+            const v = p.values;
+            return o.onStep!({
+              step: p.step, steps, task: current.task, timesteps: current.timesteps, loss: v.loss!, total: v.total!, cycle: v.cycle, identity: v.identity, gradNorm: v.gradNorm!,
+              elapsedMs: Date.now() - loopStart, etaMs: p.etaSeconds * 1000, checkpointed: p.checkpointed, translator,
+            });
+          }
+        : undefined,
+    });
+    const read = async (t: tf.Scalar | null) => (t ? (await t.data())[0] : null);
+    try {
+      await run.run(async (step) => {
+        const { task, items } = order.next(step);
+        const batch = new Float32Array(items.length * h * w * c);
+        items.forEach((it, k) => batch.set(data.latents[it], k * h * w * c));
+        const zSource = tf.tensor4d(batch, [items.length, h, w, c]);
+        let g: TranslatorGrads;
+        try {
+          g = translatorGrads(sd, translator, { zSource, task, uncond: uncond! }, {
+            guidanceScale: guidanceAtStep(step, o.guidanceScale ?? DEFAULT_GUIDANCE_SCALE, o.guidanceWarmup),
+            tRange: o.tRange,
+            weighting: o.weighting,
+            unetBatch: o.unetBatch,
+            seed: mixSeed([seed, SALT_NOISE, step]),
+            lossScale: o.lossScale,
+            cycleWeight: o.cycleWeight,
+            identityWeight: o.identityWeight,
+          });
+        } finally {
+          zSource.dispose();
         }
-        adam.apply(g.grads, lr, gradNorm > clip ? clip / gradNorm : 1);
-      } finally {
-        g.dispose();
-      }
-      record.step = step + 1;
-      let checkpointed = false;
-      if (checkpointDir && ((checkpointEvery > 0 && (step + 1) % checkpointEvery === 0) || step + 1 === steps)) {
-        await checkpoint();
-        checkpointed = true;
-      }
-      const elapsedMs = Date.now() - loopStart;
-      const done = step + 1 - start;
-      const go = o.onStep ? await o.onStep({ ...info, elapsedMs, etaMs: (elapsedMs / done) * (steps - step - 1), checkpointed, translator }) : undefined;
-      if (go === false) break;
-      await yieldToEventLoop();
+        try {
+          const values = { total: await read(g.total), loss: await read(g.dds), cycle: await read(g.cycle), identity: await read(g.identity), gradNorm: await gradNorm([...g.grads.values()]) };
+          current = { task, timesteps: g.timestep };
+          return {
+            values,
+            apply: () => {
+              adam.apply(g.grads, lr, clipScale(values.gradNorm, clip));
+              record.step = step + 1;
+            },
+            dispose: () => g.dispose(),
+          };
+        } catch (e) {
+          g.dispose();
+          throw e;
+        }
+      });
+    } catch (e) {
+      if (e instanceof DivergedError) throw new TranslatorDivergedError(e.message, e.step, e.lastCheckpoint);
+      throw e;
     }
-    const last = saved.last;
+    const last = run.lastCheckpoint;
     if (checkpointDir && (!last || last.step !== record.step || path.resolve(last.dir) !== path.resolve(checkpointDir))) await checkpoint();
     record.seconds = priorSeconds + (Date.now() - started) / 1000;
     return translator;

@@ -428,7 +428,7 @@ describe('trainTranslator', () => {
     );
     await expect(trainTranslator(sd, opts({ checkpointEvery: 2 }))).rejects.toThrow(/checkpointEvery needs checkpointDir/);
     await expect(trainTranslator(sd, opts({ lr: -1 }))).rejects.toThrow(/lr must be a positive finite number, got -1/);
-    await expect(trainTranslator(sd, opts({ batchSize: 0 }))).rejects.toThrow(/batchSize must be at least 1/);
+    await expect(trainTranslator(sd, opts({ batchSize: 0 }))).rejects.toThrow(/batchSize must be a positive integer, got 0/);
     const rgb = tf.zeros([2, 8, 8, 3]) as tf.Tensor4D;
     await expect(trainTranslator(sd, opts({ data: { latents: rgb, prompt: RED } }))).rejects.toThrow(/data latents have 3 channels, the student reads 4/);
     rgb.dispose();

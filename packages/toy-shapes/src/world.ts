@@ -1,5 +1,6 @@
 // The synthetic "toy shapes" world: one coloured shape on a plain background, with its caption and its mask.
-// Deterministic given a seed (own PRNG, no Math.random), free of tfjs, so tests and training share it.
+// Deterministic given a seed (@ddsjs/nn's seeded Rng, no Math.random; no tensors), so tests and training share it.
+import { Rng as BaseRng } from '@ddsjs/nn';
 
 /** The shapes of the world. */
 export const SHAPES = ['circle', 'square', 'triangle'] as const;
@@ -111,47 +112,14 @@ export function parseCaption(text: string): { colour: ColourName; shape: ShapeNa
 }
 
 /**
- * A small deterministic PRNG (mulberry32 on a 32-bit state). Same seed, same sequence, on every platform.
+ * The world's random stream: `@ddsjs/nn`'s seeded {@link BaseRng} on its mulberry32 algorithm, the stream every
+ * picture set of the world was drawn from. Same seed, same sequence, on every platform. `next()` and
+ * `uniform(lo, hi)` are uniform in [0, 1) and [lo, hi), `int(n)` in [0, n); `pick`, `shuffle` and `normal` as in
+ * `@ddsjs/nn`. `seed` is any finite number (a RangeError otherwise); it is reduced to 32 bits.
  */
-export class Rng {
-  private state: number;
-  /** `seed` is any finite number; it is reduced to 32 bits. */
+export class Rng extends BaseRng {
   constructor(seed: number) {
-    if (!Number.isFinite(seed)) throw new RangeError(`Rng: seed must be a finite number, got ${seed}`);
-    this.state = Math.trunc(seed) >>> 0;
-  }
-
-  /** A float uniform in [0, 1). */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-
-  /** A float uniform in [lo, hi). */
-  uniform(lo: number, hi: number): number {
-    return lo + (hi - lo) * this.next();
-  }
-
-  /** An integer uniform in [0, n). */
-  int(n: number): number {
-    if (!Number.isInteger(n) || n < 1) throw new RangeError(`Rng.int: n must be a positive integer, got ${n}`);
-    return Math.floor(this.next() * n);
-  }
-
-  /** A uniformly chosen element of `items` (non-empty). */
-  pick<T>(items: readonly T[]): T {
-    if (items.length === 0) throw new RangeError('Rng.pick: empty list');
-    return items[this.int(items.length)];
-  }
-
-  /** A standard normal sample (Box–Muller). */
-  normal(): number {
-    const u = 1 - this.next();
-    const v = this.next();
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+    super(seed, 'mulberry32');
   }
 }
 
