@@ -31,8 +31,12 @@ export {
 } from './folder';
 export type { ComponentName, ParamSpec, RawComponentConfigs } from './folder';
 export { main } from './main';
-export { trainToy, toyConfigs, TOY_PRESETS, formatTrainProgress, parseTrainToyArgs, runTrainToyCommand, TRAIN_TOY_HELP } from './train-toy';
-export type { TrainToyOptions, TrainToyResult, TrainToyProgress, TrainToyArgs, ToyPreset } from './train-toy';
+export { trainToy } from './train-toy';
+export { toyConfigs, TOY_PRESETS } from './toy/presets';
+export type { ToyPreset } from './toy/presets';
+export type { TrainToyOptions, TrainToyResult, TrainToyProgress } from './toy/options';
+export { formatTrainProgress, parseTrainToyArgs, runTrainToyCommand, TRAIN_TOY_HELP } from './commands/train-toy';
+export type { TrainToyArgs } from './commands/train-toy';
 export {
   evaluateGeneration,
   evaluateEdits,
@@ -66,9 +70,6 @@ export {
   formatSensitivity,
   formatToyTranslatorEvaluation,
   toyTranslatorStrip,
-  runTrainToyTranslatorCommand,
-  runEvalToyTranslatorCommand,
-  TRAIN_TOY_TRANSLATOR_HELP,
-  EVAL_TOY_TRANSLATOR_HELP,
 } from './toy-translator';
+export { runTrainToyTranslatorCommand, runEvalToyTranslatorCommand, TRAIN_TOY_TRANSLATOR_HELP, EVAL_TOY_TRANSLATOR_HELP } from './commands/toy-translator';
 export type { ToyTranslatorEvalOptions, ToyTranslatorEvaluation, TaskConfusion, TaskSensitivity } from './toy-translator';

@@ -229,7 +229,7 @@ describe('dds-weights train-toy-translator / eval-toy-translator (on the tiny fi
     const os = await import('node:os');
     const fs = await import('node:fs');
     const path = await import('node:path');
-    const { runTrainToyTranslatorCommand, runEvalToyTranslatorCommand } = await import('../src/toy-translator');
+    const { runTrainToyTranslatorCommand, runEvalToyTranslatorCommand } = await import('../src/commands/toy-translator');
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'toy-translator-'));
     try {
       const out: string[] = [];

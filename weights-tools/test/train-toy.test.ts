@@ -15,7 +15,10 @@ import {
 } from '@ddsjs/sd';
 import { Rng, renderScene, sampleScene } from '@ddsjs/toy-shapes';
 import { sceneInput } from '../src/toy-quality';
-import { TRAIN_TOY_HELP, formatTrainProgress, parseTrainToyArgs, poolScene, runTrainToyCommand, toyConfigs, trainToy } from '../src/train-toy';
+import { TRAIN_TOY_HELP, formatTrainProgress, parseTrainToyArgs, runTrainToyCommand } from '../src/commands/train-toy';
+import { poolScene } from '../src/toy/data';
+import { toyConfigs } from '../src/toy/presets';
+import { trainToy } from '../src/train-toy';
 
 let tmp: string;
 beforeAll(async () => {
