@@ -4,11 +4,11 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { hashString, mixSeed } from '@ddsjs/nn';
+import { hashString, mixSeed, Rng } from '@ddsjs/nn';
 import { loadImageForEdit, nativeImageSize } from '@ddsjs/sd';
 import type { StableDiffusion } from '@ddsjs/sd';
 import { SafetensorsFile, writeSafetensors } from '@ddsjs/safetensors';
-import { teacherFingerprint, TeacherFingerprint } from './translator';
+import { teacherFingerprint, TeacherFingerprint, type TranslatorTask } from './translator';
 
 /** Latents given directly: `[N, h, w, C]` (or a list of such tensors), scaled like the VAE's (`mean × scalingFactor`). */
 export interface TranslatorLatentData {
@@ -270,4 +270,56 @@ export function datasetHash(d: TranslatorDataset): string {
   h.update(JSON.stringify({ shape: d.shape, prompts: d.prompts }));
   for (const l of d.latents) h.update(new Uint8Array(l.buffer, l.byteOffset, l.byteLength));
   return h.digest('hex');
+}
+
+// Salts of the translator trainer's per-step streams: task choice, data order (DDS noise: 3, in translator-train.ts).
+const SALT_TASK = 1;
+const SALT_SHUFFLE = 2;
+
+/**
+ * The data order: step s trains task `taskAt(s)` (uniform over the tasks, from (seed, s)) on the next `batchSize`
+ * items of that task's source prompt, each prompt's items being visited epoch by epoch in an order shuffled from
+ * (seed, prompt, epoch). Pure functions of the seed and the step, so a resumed run replays the same batches.
+ */
+export class DataOrder {
+  private readonly pos: number[];
+  private readonly perms = new Map<number, { epoch: number; perm: number[] }>();
+  constructor(
+    private readonly seed: number,
+    private readonly tasks: readonly TranslatorTask[],
+    private readonly pools: number[][],
+    private readonly poolOfTask: number[],
+    private readonly batch: number,
+  ) {
+    this.pos = pools.map(() => 0);
+  }
+
+  /** The task trained at step `step`. */
+  taskAt(step: number): number {
+    return new Rng(mixSeed([this.seed, SALT_TASK, step]), 'splitmix32').int(0, this.tasks.length);
+  }
+
+  /** Advances the counters over steps [0, start) without building batches (resume). */
+  skip(start: number): void {
+    for (let s = 0; s < start; s++) this.pos[this.poolOfTask[this.taskAt(s)]] += this.batch;
+  }
+
+  /** The item indices of step `step` (call for consecutive steps). */
+  next(step: number): { task: number; items: number[] } {
+    const task = this.taskAt(step);
+    const pi = this.poolOfTask[task];
+    const pool = this.pools[pi];
+    const items: number[] = [];
+    for (let k = 0; k < this.batch; k++) {
+      const at = this.pos[pi]++;
+      const epoch = Math.floor(at / pool.length);
+      let cached = this.perms.get(pi);
+      if (!cached || cached.epoch !== epoch) {
+        cached = { epoch, perm: new Rng(mixSeed([this.seed, SALT_SHUFFLE, pi, epoch]), 'splitmix32').permutation(pool.length) };
+        this.perms.set(pi, cached);
+      }
+      items.push(pool[cached.perm[at % pool.length]]);
+    }
+    return { task, items };
+  }
 }

@@ -24,16 +24,14 @@ import {
   unetConfigToJson,
   writeTranslatorFolder,
 } from './translator';
-import { datasetHash, prepareTranslatorData, TranslatorData, TranslatorDataProgress, TranslatorDataset } from './translator-data';
+import { DataOrder, datasetHash, prepareTranslatorData, TranslatorData, TranslatorDataProgress, TranslatorDataset } from './translator-data';
 
 /** Default number of training steps of {@link trainTranslator}. */
 export const DEFAULT_TRANSLATOR_STEPS = 1000;
 /** Default Adam learning rate of {@link trainTranslator} (fine-tuning a Stable Diffusion-sized UNet). */
 export const DEFAULT_TRANSLATOR_LR = 1e-5;
 
-// Salts of the per-step random streams: task choice, data order, DDS noise.
-const SALT_TASK = 1;
-const SALT_SHUFFLE = 2;
+// Salt of the per-step DDS noise stream (the task choice and data order use theirs: see DataOrder).
 const SALT_NOISE = 3;
 
 /** The differentiable DDS loss of {@link ddsLoss}. */
@@ -331,53 +329,6 @@ function trajectoryOptions(o: TrainTranslatorOptions, r: Required<Pick<TrainTran
     // Recorded only when used, so checkpoints written before the option existed still resume.
     ...(o.guidanceWarmup && o.guidanceWarmup.steps > 0 ? { guidanceWarmup: { steps: o.guidanceWarmup.steps, from: o.guidanceWarmup.from ?? 1 } } : {}),
   };
-}
-
-/**
- * The data order: step s trains task `taskAt(s)` (uniform over the tasks, from (seed, s)) on the next `batchSize`
- * items of that task's source prompt, each prompt's items being visited epoch by epoch in an order shuffled from
- * (seed, prompt, epoch). Pure functions of the seed and the step, so a resumed run replays the same batches.
- */
-class DataOrder {
-  private readonly pos: number[];
-  private readonly perms = new Map<number, { epoch: number; perm: number[] }>();
-  constructor(
-    private readonly seed: number,
-    private readonly tasks: readonly TranslatorTask[],
-    private readonly pools: number[][],
-    private readonly poolOfTask: number[],
-    private readonly batch: number,
-  ) {
-    this.pos = pools.map(() => 0);
-  }
-
-  taskAt(step: number): number {
-    return new Rng(mixSeed([this.seed, SALT_TASK, step]), 'splitmix32').int(0, this.tasks.length);
-  }
-
-  /** Advances the counters over steps [0, start) without building batches (resume). */
-  skip(start: number): void {
-    for (let s = 0; s < start; s++) this.pos[this.poolOfTask[this.taskAt(s)]] += this.batch;
-  }
-
-  /** The item indices of step `step` (call for consecutive steps). */
-  next(step: number): { task: number; items: number[] } {
-    const task = this.taskAt(step);
-    const pi = this.poolOfTask[task];
-    const pool = this.pools[pi];
-    const items: number[] = [];
-    for (let k = 0; k < this.batch; k++) {
-      const at = this.pos[pi]++;
-      const epoch = Math.floor(at / pool.length);
-      let cached = this.perms.get(pi);
-      if (!cached || cached.epoch !== epoch) {
-        cached = { epoch, perm: new Rng(mixSeed([this.seed, SALT_SHUFFLE, pi, epoch]), 'splitmix32').permutation(pool.length) };
-        this.perms.set(pi, cached);
-      }
-      items.push(pool[cached.perm[at % pool.length]]);
-    }
-    return { task, items };
-  }
 }
 
 /**
