@@ -215,7 +215,7 @@ export async function trainToy(options: TrainToyOptions): Promise<TrainToyResult
         logFields: { phase },
         labels: { loss: `${phase} loss` },
         updates: phase === 'vae' ? 'the VAE' : 'the UNet',
-        advice: 'resume from it with a lower learning rate (or start afresh with --force)',
+        advice: 'it is a loadable model; to train on, start afresh (--force) with a lower learning rate',
         onStep: (p) => {
           (phase === 'vae' ? result.vaeLosses : result.unetLosses).push(p.values.loss as number);
           if (phase === 'vae') result.vaeSecondsPerStep = p.secondsPerStep;
