@@ -48,9 +48,11 @@ export interface EditSettings {
 
 /**
  * The steps, learning rate and guidance scale the editing loop uses, each with its source: the option when given,
- * else the model's `defaults.edit` (its folder's `ddsjs_defaults.json`), else the method's
+ * else the model's value for this method (`defaults.edit.methods[method]`, its folder's `ddsjs_defaults.json`
+ * `edit.methods.<method>`), else the model's value for every method (`defaults.edit`), else the method's
  * {@link EDIT_METHOD_DEFAULTS} (`opts.method`, default 'dds'). {@link editLatent} / {@link editImage} resolve their
- * settings with it, and the CLI prints them from it. Throws for an unknown method.
+ * settings with it, and the CLI prints them from it. Throws for an unknown method, given or named in
+ * `defaults.edit.methods`.
  */
 export function resolveEditDefaults(
   model: Pick<ScoreModel, 'defaults'> | undefined,
@@ -58,7 +60,15 @@ export function resolveEditDefaults(
 ): EditSettings {
   const method = checkMethod('resolveEditDefaults', opts?.method);
   const { steps, lr, guidanceScale } = opts ?? {};
-  return resolveDefaults({ steps, lr, guidanceScale }, model?.defaults?.edit, EDIT_METHOD_DEFAULTS[method]);
+  const edit = model?.defaults?.edit;
+  const own = edit?.methods;
+  const unknown = own ? Object.keys(own).find((m) => !EDIT_METHODS.includes(m as EditMethod)) : undefined;
+  if (unknown !== undefined) {
+    throw new Error(`resolveEditDefaults: the model's defaults (edit.methods) name an unknown method '${unknown}'; methods are ${EDIT_METHODS.join(', ')}`);
+  }
+  const m = own?.[method];
+  const fromModel = { steps: m?.steps ?? edit?.steps, lr: m?.lr ?? edit?.lr, guidanceScale: m?.guidanceScale ?? edit?.guidanceScale };
+  return resolveDefaults({ steps, lr, guidanceScale }, fromModel, EDIT_METHOD_DEFAULTS[method]);
 }
 
 function checkMethod(fn: string, method: unknown): EditMethod {

@@ -21,6 +21,13 @@ export interface ScoreUNet {
   forward(sample: tf.Tensor4D, timestep: number | tf.Tensor1D, context: tf.Tensor3D): tf.Tensor4D;
 }
 
+/** The editing loop's settings a model folder may give (all, or one method's). */
+export interface EditSettingsValues {
+  readonly lr?: number;
+  readonly steps?: number;
+  readonly guidanceScale?: number;
+}
+
 /**
  * What {@link sdsGrad} and {@link ddsGrad} need from a Stable Diffusion pipeline: the UNet and the schedule.
  * The object returned by `loadStableDiffusion` satisfies it structurally; tests can pass a fake.
@@ -31,9 +38,12 @@ export interface ScoreModel {
   /**
    * The model's own defaults of the editing loop (`loadStableDiffusion` reads them from the folder's
    * `ddsjs_defaults.json`): {@link editLatent} / {@link editImage} use them for the options not given, in place of
-   * the notebook's 200 steps, lr 0.1 and guidance 7.5. `sdsGrad` / `ddsGrad` ignore them.
+   * the notebook's 200 steps, lr 0.1 and guidance 7.5; `edit.methods[method]` (JSON `edit.methods.<method>`) wins
+   * over `edit` for that method. `sdsGrad` / `ddsGrad` ignore them.
    */
-  readonly defaults?: { readonly edit?: { readonly lr?: number; readonly steps?: number; readonly guidanceScale?: number } };
+  readonly defaults?: {
+    readonly edit?: EditSettingsValues & { readonly methods?: Readonly<Record<string, EditSettingsValues>> };
+  };
 }
 
 /** The VAE calls the editing loop uses (NHWC; images in [−1, 1]; latents unscaled). Returned tensors are the caller's. */

@@ -146,6 +146,21 @@ describe('editLatent (fake UNet)', () => {
     });
   });
 
+  it("resolveEditDefaults: the model's per-method values (edit.methods) win over its shared ones, options over both", () => {
+    const model = { defaults: { edit: { lr: 0.005, steps: 50, methods: { nfsd: { lr: 0.02 }, flowedit: { guidanceScale: 3 } } } } };
+    expect(resolveEditDefaults(model, { method: 'nfsd' })).toEqual({
+      steps: { value: 50, source: 'model' },
+      lr: { value: 0.02, source: 'model' },
+      guidanceScale: { value: 7.5, source: 'library' },
+    });
+    expect(resolveEditDefaults(model, { method: 'dds' }).lr).toEqual({ value: 0.005, source: 'model' });
+    expect(resolveEditDefaults(model, { method: 'flowedit' }).guidanceScale).toEqual({ value: 3, source: 'model' });
+    expect(resolveEditDefaults(model, { method: 'pds' }).guidanceScale).toEqual({ value: 100, source: 'library' });
+    expect(resolveEditDefaults(model, { method: 'nfsd', lr: 0.1 }).lr).toEqual({ value: 0.1, source: 'option' });
+    const typo = { defaults: { edit: { methods: { nfds: { lr: 0.02 } } } } };
+    expect(() => resolveEditDefaults(typo, { method: 'dds' })).toThrow(/unknown method 'nfds'/);
+  });
+
   it("takes steps, lr and guidance from the model's defaults (ddsjs_defaults.json) when not given; options win", async () => {
     const sd = { ...fakeModel(), defaults: { edit: { lr: 0.02, steps: 3, guidanceScale: 2 } } };
     const zSource = tf.randomNormal([1, 4, 4, 4], 0, 1, 'float32', 9) as tf.Tensor4D;

@@ -36,7 +36,7 @@ beforeAll(async () => {
 afterAll(() => {
   tf.dispose([...Object.values(emb ?? {}), z, zSource, eps, epsPrime]);
   unet?.dispose();
-  printErrors('scores.safetensors (wasm)');
+  printErrors(`scores.safetensors (${tf.getBackend()})`);
 });
 
 /** Runs `f`, checks that it leaves no tensor behind once its result is disposed. */

@@ -15,22 +15,34 @@ const path = nodeModule<typeof NodePath>('path');
  * { "edit": { "lr": 0.01 }, "generate": { "guidance_scale": 3 }, "_why": "free text" }
  * ```
  *
- * Keys: `edit.lr`, `edit.steps`, `edit.guidance_scale` (the DDS/SDS editing loop, `editImage`/`editLatent` of
- * @ddsjs/dds), `generate.guidance_scale`, `generate.steps` ({@link StableDiffusion.generate}). Keys starting with
+ * Keys: `edit.lr`, `edit.steps`, `edit.guidance_scale` (the editing loop, `editImage`/`editLatent` of @ddsjs/dds,
+ * for every method), `edit.methods.<method>.{lr, steps, guidance_scale}` (one editing method's own values, which
+ * win over `edit`'s for that method; the method names are checked by @ddsjs/dds's `resolveEditDefaults`),
+ * `generate.guidance_scale`, `generate.steps` ({@link StableDiffusion.generate}). Keys starting with
  * `_` are comments. Anything else is an error naming the key, so a typo cannot silently leave a default unchanged.
  * A folder without the file gets the papers' defaults (editing: 200 steps, lr 0.1, guidance 7.5; generation: 50
  * steps, guidance 7.5).
  */
 export const DEFAULTS_FILE = 'ddsjs_defaults.json';
 
-/** Defaults of the DDS/SDS editing loop that a model folder may set (see {@link DEFAULTS_FILE}). */
-export interface EditDefaults {
+/** One editing method's settings in a {@link DEFAULTS_FILE} (see {@link EditDefaults}). */
+export interface EditMethodDefaults {
   /** SGD learning rate (the notebook's 0.1 when absent). */
   readonly lr?: number;
   /** Optimisation steps (200 when absent). */
   readonly steps?: number;
   /** Classifier-free guidance scale of the editing score (7.5 when absent). */
   readonly guidanceScale?: number;
+}
+
+/**
+ * Defaults of the editing loop that a model folder may set (see {@link DEFAULTS_FILE}): values for every method,
+ * and under `methods` (JSON `edit.methods`) one method's own values, keyed by its name (`'nfsd'`, `'flowedit'`, …),
+ * which win over the shared ones for that method.
+ */
+export interface EditDefaults extends EditMethodDefaults {
+  /** Per-method values, keyed by editing method name. */
+  readonly methods?: Readonly<Record<string, EditMethodDefaults>>;
 }
 
 /** Defaults of text-to-image generation that a model folder may set (see {@link DEFAULTS_FILE}). */
@@ -80,20 +92,39 @@ export function parsePipelineDefaults(json: unknown, where: string): PipelineDef
       throw new Error(`${where}: unknown key "${section}" (expected "edit", "generate" or "_comment" keys)`);
     }
     if (!isObject(value)) throw new Error(`${where}: "${section}" must be an object`);
-    const fields = SECTIONS[section];
-    const parsed: Record<string, number> = {};
-    for (const [key, v] of Object.entries(value)) {
-      if (key.startsWith('_')) continue;
-      const field = fields.find((f) => f.key === key);
-      if (!field) throw new Error(`${where}: unknown key "${section}.${key}" (expected ${fields.map((f) => `"${f.key}"`).join(', ')})`);
-      if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || (field.integer && !Number.isInteger(v))) {
-        throw new Error(`${where}: "${section}.${key}" must be a positive ${field.integer ? 'integer' : 'number'}, got ${JSON.stringify(v)}`);
+    const parsed: Record<string, unknown> = parseFields(value, SECTIONS[section], section, where, section === 'edit');
+    if (section === 'edit' && value.methods !== undefined) {
+      if (!isObject(value.methods)) throw new Error(`${where}: "edit.methods" must be an object`);
+      const methods: Record<string, EditMethodDefaults> = {};
+      for (const [name, m] of Object.entries(value.methods)) {
+        if (name.startsWith('_')) continue;
+        if (!/^[a-z][a-z0-9_-]*$/.test(name)) throw new Error(`${where}: "edit.methods.${name}" is not a method name`);
+        if (!isObject(m)) throw new Error(`${where}: "edit.methods.${name}" must be an object`);
+        methods[name] = parseFields(m, SECTIONS.edit, `edit.methods.${name}`, where, false);
       }
-      parsed[field.name] = v;
+      parsed.methods = methods;
     }
     out[section] = parsed;
   }
   return out;
+}
+
+/** The numeric `fields` of one object of a {@link DEFAULTS_FILE} (`path` names it in errors; `methods` skipped when `nested`). */
+function parseFields(value: Record<string, unknown>, fields: Field[], at: string, where: string, nested: boolean): Record<string, number> {
+  const parsed: Record<string, number> = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (key.startsWith('_') || (nested && key === 'methods')) continue;
+    const field = fields.find((f) => f.key === key);
+    if (!field) {
+      const expected = [...fields.map((f) => `"${f.key}"`), ...(nested ? ['"methods"'] : [])].join(', ');
+      throw new Error(`${where}: unknown key "${at}.${key}" (expected ${expected})`);
+    }
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || (field.integer && !Number.isInteger(v))) {
+      throw new Error(`${where}: "${at}.${key}" must be a positive ${field.integer ? 'integer' : 'number'}, got ${JSON.stringify(v)}`);
+    }
+    parsed[field.name] = v;
+  }
+  return parsed;
 }
 
 /**

@@ -29,12 +29,24 @@ describe('ddsjs_defaults.json', () => {
   test('rejects unknown keys, bad values and non-objects, naming the file and key', () => {
     expect(() => parsePipelineDefaults([], 'F')).toThrow(/F must hold a JSON object/);
     expect(() => parsePipelineDefaults({ edits: {} }, 'F')).toThrow(/F: unknown key "edits"/);
-    expect(() => parsePipelineDefaults({ edit: { learning_rate: 0.1 } }, 'F')).toThrow(/unknown key "edit.learning_rate" \(expected "lr", "steps", "guidance_scale"\)/);
+    expect(() => parsePipelineDefaults({ edit: { learning_rate: 0.1 } }, 'F')).toThrow(/unknown key "edit.learning_rate" \(expected "lr", "steps", "guidance_scale", "methods"\)/);
     expect(() => parsePipelineDefaults({ edit: 3 }, 'F')).toThrow(/"edit" must be an object/);
     expect(() => parsePipelineDefaults({ edit: { lr: -1 } }, 'F')).toThrow(/"edit.lr" must be a positive number, got -1/);
     expect(() => parsePipelineDefaults({ edit: { lr: '0.1' } }, 'F')).toThrow(/"edit.lr" must be a positive number, got "0.1"/);
     expect(() => parsePipelineDefaults({ generate: { steps: 2.5 } }, 'F')).toThrow(/"generate.steps" must be a positive integer/);
     expect(() => parsePipelineDefaults({ generate: { guidance_scale: null } }, 'F')).toThrow(/"generate.guidance_scale" must be a positive number/);
+  });
+
+  test('edit.methods: per-method values parsed like edit\'s, validated the same way', () => {
+    expect(
+      parsePipelineDefaults({ edit: { lr: 0.005, methods: { nfsd: { lr: 0.02, _why: 'x' }, flowedit: { guidance_scale: 3, steps: 40 }, _c: 1 } } }, 'f'),
+    ).toEqual({ edit: { lr: 0.005, methods: { nfsd: { lr: 0.02 }, flowedit: { guidanceScale: 3, steps: 40 } } } });
+    expect(() => parsePipelineDefaults({ edit: { methods: [] } }, 'F')).toThrow(/F: "edit.methods" must be an object/);
+    expect(() => parsePipelineDefaults({ edit: { methods: { csd: 0.1 } } }, 'F')).toThrow(/F: "edit.methods.csd" must be an object/);
+    expect(() => parsePipelineDefaults({ edit: { methods: { 'C S D': {} } } }, 'F')).toThrow(/"edit.methods.C S D" is not a method name/);
+    expect(() => parsePipelineDefaults({ edit: { methods: { csd: { lr: 0 } } } }, 'F')).toThrow(/F: "edit.methods.csd.lr" must be a positive number, got 0/);
+    expect(() => parsePipelineDefaults({ edit: { methods: { csd: { methods: {} } } } }, 'F')).toThrow(/unknown key "edit.methods.csd.methods" \(expected "lr", "steps", "guidance_scale"\)/);
+    expect(() => parsePipelineDefaults({ generate: { methods: {} } }, 'F')).toThrow(/unknown key "generate.methods"/);
   });
 
   test('readPipelineDefaults: {} without the file, the file named in errors for invalid JSON', () => {

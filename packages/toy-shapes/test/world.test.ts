@@ -243,9 +243,9 @@ describe('model folder export', () => {
     expect(du(TRANSLATOR_DIR)).toBeLessThanOrEqual(10 * 1024 * 1024);
   });
 
-  it("records its editing lr and generation guidance in the folder's ddsjs_defaults.json (what the loader reads)", () => {
+  it("records its editing lr (per method where validation chose another) and generation guidance in the folder's ddsjs_defaults.json (what the loader reads)", () => {
     const json = JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'ddsjs_defaults.json'), 'utf8'));
-    expect(json.edit).toEqual({ lr: 0.005 });
+    expect(json.edit).toEqual({ lr: 0.005, methods: { nfsd: { lr: 0.01 }, csd: { lr: 0.04 }, flowedit: { guidance_scale: 3 } } });
     expect(json.generate).toEqual({ guidance_scale: 3 });
   });
 });
