@@ -14,7 +14,7 @@ const PKG = {
 /** For each package, the workspaces it may import (besides itself). */
 const ALLOWED = {
   safetensors: [],
-  nn: [],
+  nn: ['safetensors'],
   toy: [],
   sd: ['safetensors', 'nn'],
   dds: ['safetensors', 'nn', 'sd'],

@@ -12,15 +12,15 @@ import {
   loadImageForEdit,
   LoadImageForEditOptions,
   loadStableDiffusion,
-  OutputPathError,
   resolveGenerateDefaults,
   StableDiffusion,
   writeImage,
 } from '@ddsjs/sd';
-import { editImage, EDIT_METHODS, EditMethod, resolveEditDefaults, listTranslatorImages, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TranslatorDivergedError, TRANSLATOR_FILES } from '@ddsjs/dds';
+import { editImage, EDIT_METHODS, EditMethod, resolveEditDefaults, listTranslatorImages, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TRANSLATOR_FILES } from '@ddsjs/dds';
 import { defaultModel, defaultTranslatorDir } from '@ddsjs/toy-shapes';
 import { CliError, CommandSpec, commandHelp, parseCommand, num, str, MAX_SEED } from './args';
 import { Progress } from './progress';
+import { exitCodeFor, userMessage } from './errors';
 
 const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
 
@@ -271,17 +271,9 @@ function describeFit(file: string, f: ImageFit): string {
   return f.width === f.sourceWidth && f.height === f.sourceHeight ? `${from}, used as is` : `${from} → resized to ${f.width}×${f.height}`;
 }
 
-/** Library function names that prefix their messages; the CLI shows the cause without them. */
-const LIBRARY_PREFIX = /^(trainTranslator|loadTranslator|createTranslator|Translator[.\w]*|loadImageForEdit|readImage|writeImage): /;
-
-/** `loadImageForEdit` for the CLI: its user-input errors become one-line CLI errors, and the fit is reported. */
+/** `loadImageForEdit` for the CLI, reporting the fit. */
 async function prepareImage(image: string, opts: LoadImageForEditOptions, io: CliIO | null): Promise<tf.Tensor4D> {
-  try {
-    return await loadImageForEdit(image, { ...opts, onFit: io ? (f) => io.err(`image: ${describeFit(image, f)}`) : undefined });
-  } catch (e) {
-    const m = (e as Error)?.message ?? '';
-    throw LIBRARY_PREFIX.test(m) ? new CliError(m.replace(LIBRARY_PREFIX, '')) : e;
-  }
+  return loadImageForEdit(image, { ...opts, onFit: io ? (f) => io.err(`image: ${describeFit(image, f)}`) : undefined });
 }
 
 /**
@@ -508,13 +500,6 @@ async function runInspect(argv: string[], io: CliIO): Promise<void> {
   io.out(text);
 }
 
-/** Library errors that are the user's input (bad options, data, folders) become one-line usage errors, without the function prefix. */
-function asCliError(e: unknown): unknown {
-  if (e instanceof TranslatorDivergedError || e instanceof CliError) return e;
-  const m = (e as Error)?.message ?? '';
-  return LIBRARY_PREFIX.test(m) ? new CliError(m.replace(LIBRARY_PREFIX, '')) : e;
-}
-
 async function runTrainTranslator(argv: string[], io: CliIO): Promise<void> {
   const { values, help } = parseCommand(TRAIN_TRANSLATOR, argv);
   if (help) return io.out(commandHelp(TRAIN_TRANSLATOR));
@@ -607,8 +592,6 @@ async function runTrainTranslator(argv: string[], io: CliIO): Promise<void> {
     io.err(`trained ${done} steps in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
     if (ctrl.signal.aborted) io.err(`stopped at step ${done} of ${steps}; run the same command again to resume`);
     io.out(`wrote ${out} (${done} steps)`);
-  } catch (e) {
-    throw asCliError(e);
   } finally {
     process.removeListener('SIGINT', onSigint);
     translator?.dispose();
@@ -682,8 +665,6 @@ async function runTranslate(argv: string[], io: CliIO): Promise<void> {
     io.err(`task: ${applied.length ? applied.map((t) => `${JSON.stringify(t.source)} → ${JSON.stringify(t.target)}`).join(', ') : `${JSON.stringify(task)} (a source prompt: the picture's own domain)`}`);
     io.err(`translated in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
     io.out(`wrote ${out}`);
-  } catch (e) {
-    throw asCliError(e);
   } finally {
     input?.dispose();
     translator?.dispose();
@@ -692,8 +673,9 @@ async function runTranslate(argv: string[], io: CliIO): Promise<void> {
 }
 
 /**
- * Runs the `dds` command line. Returns the exit code: 0 on success, 2 on a usage or input error (printed as one
- * line, no stack trace; set DDSJS_DEBUG=1 for the stack), 1 on an unexpected failure.
+ * Runs the `dds` command line. Returns the exit code: 0 on success, 2 on a usage or input error (a `CliError`, or a
+ * library `DdsError` whose code names the user's input: see errors.ts; printed as one line, no stack trace; set
+ * DDSJS_DEBUG=1 for the stack), 1 on an unexpected failure.
  */
 export async function main(argv: string[], io: CliIO = defaultIO): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -714,9 +696,8 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
     else throw new CliError(`unknown command '${cmd}' (commands: ${COMMANDS.map((c) => c.name).join(', ')})`);
     return 0;
   } catch (e) {
-    const err = e as Error;
-    if (process.env.DDSJS_DEBUG) io.err(err.stack ?? String(err));
-    io.err(`dds: error: ${(err?.message ?? String(e)).split('\n').join(' ')}`);
-    return e instanceof CliError || e instanceof OutputPathError ? 2 : 1;
+    if (process.env.DDSJS_DEBUG) io.err((e as Error)?.stack ?? String(e));
+    io.err(`dds: error: ${userMessage(e)}`);
+    return exitCodeFor(e);
   }
 }

@@ -32,3 +32,6 @@ export {
 export type { CsdScales, PdsCoefficients } from './family';
 export * from './edit';
 export * from './flowedit';
+// The typed errors of every ddsjs package (defined in @ddsjs/safetensors, the lowest package).
+export { DDS_ERROR_CODES, DdsError, InvalidArgumentError, IoError, ModelFormatError, SafetensorsError, isDdsError } from '@ddsjs/safetensors';
+export type { DdsErrorCode } from '@ddsjs/safetensors';

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Module, toTorchLayout } from '@ddsjs/nn';
 import { imageToLatents, latentsToImage, safetensorsSource, parseUNetConfig, UNet2DConditionConfig, UNet2DConditionModel } from '@ddsjs/sd';
 import type { StableDiffusion } from '@ddsjs/sd';
-import { SafetensorsFile, writeSafetensors, TensorData, f32ToF16 } from '@ddsjs/safetensors';
+import { f32ToF16, InvalidArgumentError, IoError, ModelFormatError, SafetensorsFile, TensorData, writeSafetensors } from '@ddsjs/safetensors';
 import type { EditVae } from './types';
 
 /** One translation task: pictures described by `source` are turned into pictures described by `target`. */
@@ -159,8 +159,8 @@ export interface LoadTranslatorOptions {
   checkTeacher?: boolean;
 }
 
-function fail(fn: string, msg: string): never {
-  throw new Error(`${fn}: ${msg}`);
+function fail(fn: string, msg: string, Err: new (message: string) => Error = InvalidArgumentError): never {
+  throw new Err(`${fn}: ${msg}`);
 }
 
 function describe(x: unknown): string {
@@ -603,7 +603,7 @@ export async function writeTranslatorFolder(
       for (const [key, t] of Object.entries(weights)) {
         const data = t.data as Float32Array;
         const at = data.findIndex((v) => Number.isFinite(v) && Math.abs(v) > 65504);
-        if (at >= 0) throw new Error(`saveTranslator: weight ${key}[${at}] = ${data[at]} is beyond the float16 range; save in float32`);
+        if (at >= 0) throw new InvalidArgumentError(`saveTranslator: weight ${key}[${at}] = ${data[at]} is beyond the float16 range; save in float32`);
         weights[key] = { dtype: 'F16', shape: t.shape, data: f32ToF16(data) };
       }
     }
@@ -652,53 +652,53 @@ function readJson(fn: string, file: string): unknown {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    fail(fn, `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    fail(fn, `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, IoError);
   }
   try {
     return JSON.parse(text);
   } catch (e) {
-    return fail(fn, `${file} is not valid JSON: ${(e as Error).message}`);
+    return fail(fn, `${file} is not valid JSON: ${(e as Error).message}`, ModelFormatError);
   }
 }
 
 /** Reads and validates a folder's translator.json. */
 export function readTranslatorMeta(dir: string, fn = 'loadTranslator'): TranslatorMeta {
   if (typeof dir !== 'string' || dir === '') fail(fn, 'dir must be a translator folder path');
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) fail(fn, `no such folder: ${dir}`);
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) fail(fn, `no such folder: ${dir}`, IoError);
   const file = path.join(dir, TRANSLATOR_FILES.meta);
-  if (!fs.existsSync(file)) fail(fn, `${dir} is not a translator folder: ${TRANSLATOR_FILES.meta} is missing`);
+  if (!fs.existsSync(file)) fail(fn, `${dir} is not a translator folder: ${TRANSLATOR_FILES.meta} is missing`, ModelFormatError);
   const m = readJson(fn, file) as Partial<TranslatorMeta>;
-  if (!m || typeof m !== 'object' || m.format !== TRANSLATOR_FORMAT) fail(fn, `${file}: not a translator description (format must be '${TRANSLATOR_FORMAT}')`);
-  if (m.version !== TRANSLATOR_FORMAT_VERSION) fail(fn, `${file}: version ${String(m.version)} is not supported (this is version ${TRANSLATOR_FORMAT_VERSION})`);
+  if (!m || typeof m !== 'object' || m.format !== TRANSLATOR_FORMAT) fail(fn, `${file}: not a translator description (format must be '${TRANSLATOR_FORMAT}')`, ModelFormatError);
+  if (m.version !== TRANSLATOR_FORMAT_VERSION) fail(fn, `${file}: version ${String(m.version)} is not supported (this is version ${TRANSLATOR_FORMAT_VERSION})`, ModelFormatError);
   const tasks = checkTasks(`${fn}: ${file}`, m.tasks);
-  if (!Array.isArray(m.prompts) || !m.prompts.every((p) => typeof p === 'string')) fail(fn, `${file}: 'prompts' must be an array of strings`);
-  if (typeof m.studentTimestep !== 'number' || !Number.isFinite(m.studentTimestep)) fail(fn, `${file}: 'studentTimestep' must be a number`);
-  if (m.residual !== true) fail(fn, `${file}: 'residual' must be true`);
-  if (typeof m.checkpointId !== 'string') fail(fn, `${file}: 'checkpointId' is missing`);
+  if (!Array.isArray(m.prompts) || !m.prompts.every((p) => typeof p === 'string')) fail(fn, `${file}: 'prompts' must be an array of strings`, ModelFormatError);
+  if (typeof m.studentTimestep !== 'number' || !Number.isFinite(m.studentTimestep)) fail(fn, `${file}: 'studentTimestep' must be a number`, ModelFormatError);
+  if (m.residual !== true) fail(fn, `${file}: 'residual' must be true`, ModelFormatError);
+  if (typeof m.checkpointId !== 'string') fail(fn, `${file}: 'checkpointId' is missing`, ModelFormatError);
   return { ...(m as TranslatorMeta), tasks };
 }
 
 async function checkStamp(fn: string, f: SafetensorsFile, file: string, meta: TranslatorMeta): Promise<void> {
   const id = f.metadata.checkpoint_id;
   if (id !== meta.checkpointId) {
-    fail(fn, `${file} does not belong to ${TRANSLATOR_FILES.meta} (checkpoint id ${String(id)} ≠ ${meta.checkpointId}): the folder mixes files of different saves (an interrupted write?)`);
+    fail(fn, `${file} does not belong to ${TRANSLATOR_FILES.meta} (checkpoint id ${String(id)} ≠ ${meta.checkpointId}): the folder mixes files of different saves (an interrupted write?)`, ModelFormatError);
   }
 }
 
 /** Reads `embeddings [P, L, D]` of a translator folder. Caller owns the tensor. */
 async function readEmbeddings(fn: string, dir: string, meta: TranslatorMeta): Promise<tf.Tensor3D> {
   const file = path.join(dir, TRANSLATOR_FILES.embeddings);
-  if (!fs.existsSync(file)) fail(fn, `${file} is missing`);
+  if (!fs.existsSync(file)) fail(fn, `${file} is missing`, ModelFormatError);
   const f = await SafetensorsFile.open(file);
   try {
     await checkStamp(fn, f, file, meta);
-    if (!f.keys().includes('embeddings')) fail(fn, `${file}: no tensor 'embeddings'`);
+    if (!f.keys().includes('embeddings')) fail(fn, `${file}: no tensor 'embeddings'`, ModelFormatError);
     const shape = f.info('embeddings').shape;
     if (shape.length !== 3 || shape[0] !== meta.prompts.length) {
-      fail(fn, `${file}: 'embeddings' is [${shape}], expected [${meta.prompts.length}, L, D] (one row per prompt of translator.json)`);
+      fail(fn, `${file}: 'embeddings' is [${shape}], expected [${meta.prompts.length}, L, D] (one row per prompt of translator.json)`, ModelFormatError);
     }
     const stored = f.metadata.prompts;
-    if (stored !== undefined && stored !== JSON.stringify(meta.prompts)) fail(fn, `${file}: its prompts differ from translator.json's`);
+    if (stored !== undefined && stored !== JSON.stringify(meta.prompts)) fail(fn, `${file}: its prompts differ from translator.json's`, ModelFormatError);
     return tf.tensor3d(await f.readFloat32('embeddings'), shape as [number, number, number]);
   } finally {
     await f.close();
@@ -710,7 +710,7 @@ async function readStudent(fn: string, dir: string, meta: TranslatorMeta): Promi
   const cfgFile = path.join(dir, TRANSLATOR_FILES.config);
   const cfg = parseUNetConfig(readJson(fn, cfgFile), cfgFile);
   const file = path.join(dir, TRANSLATOR_FILES.weights);
-  if (!fs.existsSync(file)) fail(fn, `${file} is missing`);
+  if (!fs.existsSync(file)) fail(fn, `${file} is missing`, ModelFormatError);
   const unet = new UNet2DConditionModel(cfg);
   const f = await SafetensorsFile.open(file);
   try {
@@ -755,6 +755,6 @@ export async function loadTranslator(dir: string, sd?: StableDiffusion, options:
   } catch (e) {
     unet.dispose();
     embeddings.dispose();
-    throw new Error(`${fn}: ${dir}: ${(e as Error).message}`);
+    throw new ModelFormatError(`${fn}: ${dir}: ${(e as Error).message}`);
   }
 }

@@ -3,7 +3,8 @@
  * The browser entry of `@ddsjs/safetensors` (package.json `exports` condition `browser`): the reader over URLs,
  * `ArrayBuffer`s and `Blob`s, without the Node-only file writer. `SafetensorsFile.open` takes URLs here.
  */
-export { SafetensorsError } from './errors';
+export { DDS_ERROR_CODES, DdsError, InvalidArgumentError, IoError, ModelFormatError, SafetensorsError, isDdsError } from './errors';
+export type { DdsErrorCode } from './errors';
 export { KNOWN_DTYPES, SUPPORTED_DTYPES, dtypeBits, isKnownDtype, isSupportedDtype } from './dtypes';
 export type { Dtype, SupportedDtype, DtypeArrayMap, TensorArray } from './dtypes';
 export { SafetensorsFile } from './file';

@@ -20,3 +20,6 @@ export * from './sources';
 export * from './single-file';
 export * from './image-browser';
 export { formatBytes, formatCount } from './format';
+// The typed errors of every ddsjs package (defined in @ddsjs/safetensors, the lowest package).
+export { DDS_ERROR_CODES, DdsError, InvalidArgumentError, IoError, ModelFormatError, SafetensorsError, isDdsError } from '@ddsjs/safetensors';
+export type { DdsErrorCode } from '@ddsjs/safetensors';

@@ -1,6 +1,7 @@
 import type * as NodeFs from 'fs';
 import type * as NodePath from 'path';
 import { nodeModule } from './node-builtins';
+import { ModelFormatError } from '@ddsjs/safetensors';
 
 const fs = nodeModule<typeof NodeFs>('fs');
 const path = nodeModule<typeof NodePath>('path');
@@ -72,22 +73,22 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
  * steps positive integers, no unknown keys (except `_comments`). Returns the camel-cased defaults.
  */
 export function parsePipelineDefaults(json: unknown, where: string): PipelineDefaults {
-  if (!isObject(json)) throw new Error(`${where} must hold a JSON object`);
+  if (!isObject(json)) throw new ModelFormatError(`${where} must hold a JSON object`);
   const out: { edit?: EditDefaults; generate?: GenerateDefaults; file?: string } = {};
   for (const [section, value] of Object.entries(json)) {
     if (section.startsWith('_')) continue;
     if (section !== 'edit' && section !== 'generate') {
-      throw new Error(`${where}: unknown key "${section}" (expected "edit", "generate" or "_comment" keys)`);
+      throw new ModelFormatError(`${where}: unknown key "${section}" (expected "edit", "generate" or "_comment" keys)`);
     }
-    if (!isObject(value)) throw new Error(`${where}: "${section}" must be an object`);
+    if (!isObject(value)) throw new ModelFormatError(`${where}: "${section}" must be an object`);
     const fields = SECTIONS[section];
     const parsed: Record<string, number> = {};
     for (const [key, v] of Object.entries(value)) {
       if (key.startsWith('_')) continue;
       const field = fields.find((f) => f.key === key);
-      if (!field) throw new Error(`${where}: unknown key "${section}.${key}" (expected ${fields.map((f) => `"${f.key}"`).join(', ')})`);
+      if (!field) throw new ModelFormatError(`${where}: unknown key "${section}.${key}" (expected ${fields.map((f) => `"${f.key}"`).join(', ')})`);
       if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || (field.integer && !Number.isInteger(v))) {
-        throw new Error(`${where}: "${section}.${key}" must be a positive ${field.integer ? 'integer' : 'number'}, got ${JSON.stringify(v)}`);
+        throw new ModelFormatError(`${where}: "${section}.${key}" must be a positive ${field.integer ? 'integer' : 'number'}, got ${JSON.stringify(v)}`);
       }
       parsed[field.name] = v;
     }
@@ -107,7 +108,7 @@ export function readPipelineDefaults(dir: string): PipelineDefaults {
   try {
     json = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
+    throw new ModelFormatError(`${file} is not valid JSON: ${(e as Error).message}`);
   }
   return { ...parsePipelineDefaults(json, file), file };
 }

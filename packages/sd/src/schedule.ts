@@ -18,6 +18,7 @@ import type * as NodeFs from 'fs';
 import type * as NodePath from 'path';
 import { nodeModule } from './node-builtins';
 import * as tf from '@tensorflow/tfjs';
+import { InvalidArgumentError, IoError, ModelFormatError } from '@ddsjs/safetensors';
 
 const fs = nodeModule<typeof NodeFs>('fs');
 const path = nodeModule<typeof NodePath>('path');
@@ -109,11 +110,11 @@ export const DDIM_DEFAULTS: Omit<SchedulerConfig, 'source' | 'className'> = {
  */
 export function parseSchedulerConfig(json: unknown, source = 'scheduler_config.json'): SchedulerConfig {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-    throw new Error(`${source}: a scheduler config must be a JSON object`);
+    throw new ModelFormatError(`${source}: a scheduler config must be a JSON object`);
   }
   const o = json as Record<string, unknown>;
   const bad = (key: string, why: string): never => {
-    throw new Error(`${source}: "${key}" ${why} (got ${JSON.stringify(o[key])})`);
+    throw new ModelFormatError(`${source}: "${key}" ${why} (got ${JSON.stringify(o[key])})`);
   };
   const num = (key: string, def: number, check: (v: number) => boolean, what: string): number => {
     const v = o[key];
@@ -177,11 +178,11 @@ export async function loadSchedulerConfig(file: string): Promise<SchedulerConfig
   try {
     stat = await fs.promises.stat(p);
   } catch {
-    throw new Error(`loadSchedulerConfig: ${file} does not exist`);
+    throw new IoError(`loadSchedulerConfig: ${file} does not exist`);
   }
   if (stat.isDirectory()) {
     const found = candidates.find((c) => fs.existsSync(c));
-    if (!found) throw new Error(`loadSchedulerConfig: no scheduler_config.json in ${file} or ${path.join(file, 'scheduler')}`);
+    if (!found) throw new ModelFormatError(`loadSchedulerConfig: no scheduler_config.json in ${file} or ${path.join(file, 'scheduler')}`);
     p = found;
   }
   const text = await fs.promises.readFile(p, 'utf8');
@@ -189,7 +190,7 @@ export async function loadSchedulerConfig(file: string): Promise<SchedulerConfig
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${p}: not valid JSON: ${(e as Error).message}`);
+    throw new ModelFormatError(`${p}: not valid JSON: ${(e as Error).message}`);
   }
   return parseSchedulerConfig(json, p);
 }
@@ -289,7 +290,7 @@ export function computeBetas(cfg: SchedulerConfig): Float32Array {
   else if (cfg.betaSchedule === 'scaled_linear') {
     betas = linspaceFloat32(Math.sqrt(cfg.betaStart), Math.sqrt(cfg.betaEnd), n).map((x) => f32(x * x));
   } else if (cfg.betaSchedule === 'squaredcos_cap_v2') betas = betasForAlphaBar(n);
-  else throw new Error(`${cfg.source}: "beta_schedule" ${JSON.stringify(cfg.betaSchedule)} is not supported`);
+  else throw new InvalidArgumentError(`${cfg.source}: "beta_schedule" ${JSON.stringify(cfg.betaSchedule)} is not supported`);
   if (cfg.rescaleBetasZeroSnr) betas = rescaleZeroTerminalSnr(betas);
   return betas;
 }
@@ -305,10 +306,10 @@ export function computeAlphasCumprod(betas: ArrayLike<number>): Float32Array {
  */
 export function makeNoiseSchedule(cfg: SchedulerConfig, scalingFactor: number): NoiseSchedule {
   if (typeof scalingFactor !== 'number' || !Number.isFinite(scalingFactor) || scalingFactor <= 0) {
-    throw new Error(`makeNoiseSchedule: scalingFactor must be a positive number (vae/config.json "scaling_factor"), got ${scalingFactor}`);
+    throw new InvalidArgumentError(`makeNoiseSchedule: scalingFactor must be a positive number (vae/config.json "scaling_factor"), got ${scalingFactor}`);
   }
   if (cfg.predictionType === 'sample') {
-    throw new Error(`${cfg.source}: "prediction_type" 'sample' is not supported for score distillation; ddsjs needs 'epsilon' or 'v_prediction'`);
+    throw new InvalidArgumentError(`${cfg.source}: "prediction_type" 'sample' is not supported for score distillation; ddsjs needs 'epsilon' or 'v_prediction'`);
   }
   const betas = computeBetas(cfg);
   return {
@@ -323,7 +324,7 @@ export function makeNoiseSchedule(cfg: SchedulerConfig, scalingFactor: number): 
 
 function checkTimestep(t: number, n: number, who: string): void {
   if (!Number.isInteger(t) || t < 0 || t >= n) {
-    throw new RangeError(`${who}: timestep must be an integer in [0, ${n - 1}], got ${t}`);
+    throw new InvalidArgumentError(`${who}: timestep must be an integer in [0, ${n - 1}], got ${t}`);
   }
 }
 
@@ -352,7 +353,7 @@ export function alphaSigma(
     const [alpha, sigma] = one(t);
     return { alpha, sigma };
   }
-  if (!Array.isArray(t)) throw new TypeError(`alphaSigma: timesteps must be a number or an array of numbers, got ${typeof t}`);
+  if (!Array.isArray(t)) throw new InvalidArgumentError(`alphaSigma: timesteps must be a number or an array of numbers, got ${typeof t}`);
   const alpha = new Float32Array(t.length);
   const sigma = new Float32Array(t.length);
   t.forEach((v, i) => ([alpha[i], sigma[i]] = one(v)));
@@ -361,7 +362,7 @@ export function alphaSigma(
 
 function sameShape(a: tf.Tensor, b: tf.Tensor, who: string, na: string, nb: string): void {
   if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) {
-    throw new Error(`${who}: ${na} shape [${a.shape}] differs from ${nb} shape [${b.shape}]`);
+    throw new InvalidArgumentError(`${who}: ${na} shape [${a.shape}] differs from ${nb} shape [${b.shape}]`);
   }
 }
 
@@ -375,7 +376,7 @@ function coefficients(schedule: { alphasCumprod: ArrayLike<number> }, t: Timeste
     return { a: tf.scalar(alpha), s: tf.scalar(sigma) };
   }
   if (shape.length === 0 || t.length !== shape[0]) {
-    throw new Error(`${who}: ${Array.isArray(t) ? t.length : typeof t} timesteps for a batch of ${shape.length ? shape[0] : 'a scalar'}`);
+    throw new InvalidArgumentError(`${who}: ${Array.isArray(t) ? t.length : typeof t} timesteps for a batch of ${shape.length ? shape[0] : 'a scalar'}`);
   }
   const { alpha, sigma } = alphaSigma(schedule, t);
   const rowShape = [t.length, ...shape.slice(1).map(() => 1)];
@@ -387,7 +388,7 @@ function coefficients(schedule: { alphasCumprod: ArrayLike<number> }, t: Timeste
  * α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t). `alphaCumprodT` is ᾱ_t. The caller owns the returned tensor.
  */
 export function vToEps<T extends tf.Tensor>(v: T, zt: T, alphaCumprodT: number): T {
-  if (!(alphaCumprodT >= 0 && alphaCumprodT <= 1)) throw new RangeError(`vToEps: alphaCumprodT must be in [0, 1], got ${alphaCumprodT}`);
+  if (!(alphaCumprodT >= 0 && alphaCumprodT <= 1)) throw new InvalidArgumentError(`vToEps: alphaCumprodT must be in [0, 1], got ${alphaCumprodT}`);
   return vToEpsAt({ alphasCumprod: [alphaCumprodT] }, v, zt, 0);
 }
 
@@ -401,7 +402,7 @@ function vToEpsAt<T extends tf.Tensor>(schedule: { alphasCumprod: ArrayLike<numb
 
 function checkPrediction(schedule: { predictionType: string }, who: string): void {
   if (schedule.predictionType !== 'epsilon' && schedule.predictionType !== 'v_prediction') {
-    throw new Error(`${who}: unsupported predictionType ${JSON.stringify(schedule.predictionType)} (epsilon or v_prediction)`);
+    throw new InvalidArgumentError(`${who}: unsupported predictionType ${JSON.stringify(schedule.predictionType)} (epsilon or v_prediction)`);
   }
 }
 
@@ -447,7 +448,7 @@ export function modelOutputToX0<T extends tf.Tensor>(
  * the returned tensor.
  */
 export function guide<T extends tf.Tensor>(uncond: T, cond: T, scale: number): T {
-  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new RangeError(`guide: the guidance scale must be a finite number, got ${scale}`);
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new InvalidArgumentError(`guide: the guidance scale must be a finite number, got ${scale}`);
   sameShape(uncond, cond, 'guide', 'uncond', 'cond');
   return tf.tidy(() => tf.add(uncond, tf.mul(scale, tf.sub(cond, uncond)))) as T;
 }
@@ -480,7 +481,7 @@ function roundHalfEven(x: number): number {
 export function ddimTimesteps(cfg: Pick<SchedulerConfig, 'numTrainTimesteps' | 'timestepSpacing' | 'stepsOffset'>, numInferenceSteps: number): number[] {
   const n = cfg.numTrainTimesteps;
   if (!Number.isInteger(numInferenceSteps) || numInferenceSteps < 1 || numInferenceSteps > n) {
-    throw new RangeError(`setTimesteps: numInferenceSteps must be an integer in [1, ${n}] (num_train_timesteps), got ${numInferenceSteps}`);
+    throw new InvalidArgumentError(`setTimesteps: numInferenceSteps must be an integer in [1, ${n}] (num_train_timesteps), got ${numInferenceSteps}`);
   }
   const out: number[] = [];
   if (cfg.timestepSpacing === 'linspace') {
@@ -503,7 +504,7 @@ export function ddimTimesteps(cfg: Pick<SchedulerConfig, 'numTrainTimesteps' | '
     const delta = n - ratio - n;
     for (let i = 0; i < len; i++) out.push(roundHalfEven(n + i * delta) - 1);
   } else {
-    throw new Error(`setTimesteps: unsupported timestep_spacing ${JSON.stringify(cfg.timestepSpacing)}`);
+    throw new InvalidArgumentError(`setTimesteps: unsupported timestep_spacing ${JSON.stringify(cfg.timestepSpacing)}`);
   }
   return out;
 }
@@ -569,7 +570,7 @@ export class DDIMScheduler {
 
   /** The timestep DDIM steps to from `t`: `t − num_train_timesteps // num_inference_steps` (negative after the last). */
   prevTimestep(t: number): number {
-    if (this.numInferenceSteps === null) throw new Error('DDIMScheduler: call setTimesteps(numInferenceSteps) before step()');
+    if (this.numInferenceSteps === null) throw new InvalidArgumentError('DDIMScheduler: call setTimesteps(numInferenceSteps) before step()');
     return t - Math.floor(this.config.numTrainTimesteps / this.numInferenceSteps);
   }
 
@@ -590,9 +591,9 @@ export class DDIMScheduler {
     checkTimestep(t, this.config.numTrainTimesteps, 'DDIMScheduler.step');
     sameShape(modelOutput, sample, 'DDIMScheduler.step', 'modelOutput', 'sample');
     const eta = opts.eta ?? 0;
-    if (!(eta >= 0) || !Number.isFinite(eta)) throw new RangeError(`DDIMScheduler.step: eta must be a finite number ≥ 0, got ${eta}`);
+    if (!(eta >= 0) || !Number.isFinite(eta)) throw new InvalidArgumentError(`DDIMScheduler.step: eta must be a finite number ≥ 0, got ${eta}`);
     if (eta > 0) {
-      if (!opts.varianceNoise) throw new Error('DDIMScheduler.step: eta > 0 needs opts.varianceNoise (standard normal noise of the sample shape)');
+      if (!opts.varianceNoise) throw new InvalidArgumentError('DDIMScheduler.step: eta > 0 needs opts.varianceNoise (standard normal noise of the sample shape)');
       sameShape(opts.varianceNoise, sample, 'DDIMScheduler.step', 'varianceNoise', 'sample');
     }
 

@@ -6,6 +6,7 @@
 // config; `singleFileSources` turns them into lazily-read StateDictSources for `loadStateDict`.
 import type { StateDictSource } from '@ddsjs/nn';
 import { KeyMapping, MappedTensor, mappedSource } from './sources';
+import { InvalidArgumentError, ModelFormatError } from '@ddsjs/safetensors';
 
 /** Key prefix of the UNet in an LDM checkpoint. */
 export const LDM_UNET_PREFIX = 'model.diffusion_model.';
@@ -286,7 +287,7 @@ export function detectSingleFileModel(
   const given = options.configsGiven ?? false;
   const unsupported = (what: string, key: string): void => {
     if (given) return;
-    throw new Error(`single-file checkpoint: this is ${what} (key '${key}'), which is not supported; supported: SD 1.x and SD 2.x text-to-image`);
+    throw new ModelFormatError(`single-file checkpoint: this is ${what} (key '${key}'), which is not supported; supported: SD 1.x and SD 2.x text-to-image`);
   };
   if (has.has(KEY.inpainting) && shape(KEY.inpainting)[1] === 9) unsupported('an inpainting model (9 input channels)', KEY.inpainting);
   if (has.has(KEY.playground)) unsupported('Playground v2.5', KEY.playground);
@@ -296,16 +297,16 @@ export function detectSingleFileModel(
   if (has.has(KEY.controlnet)) unsupported('a ControlNet', KEY.controlnet);
   if (has.has(KEY.sd3)) unsupported('SD3', KEY.sd3);
   if (!keys.some((k) => k.startsWith(LDM_UNET_PREFIX))) {
-    throw new Error(`single-file checkpoint: no UNet keys ('${LDM_UNET_PREFIX}…'); is this an LDM/CompVis Stable Diffusion checkpoint?`);
+    throw new ModelFormatError(`single-file checkpoint: no UNet keys ('${LDM_UNET_PREFIX}…'); is this an LDM/CompVis Stable Diffusion checkpoint?`);
   }
   if (!keys.some((k) => k.startsWith(LDM_VAE_PREFIX))) {
-    throw new Error(`single-file checkpoint: no VAE keys ('${LDM_VAE_PREFIX}…')`);
+    throw new ModelFormatError(`single-file checkpoint: no VAE keys ('${LDM_VAE_PREFIX}…')`);
   }
   let textEncoder: LdmTextEncoderKind;
   if (has.has(KEY.clip)) textEncoder = 'clip';
   else if (has.has(KEY.openClip)) textEncoder = 'open_clip';
   else {
-    throw new Error(
+    throw new ModelFormatError(
       `single-file checkpoint: no text encoder in LDM layout (expected '${KEY.clip}' (SD 1.x) or '${KEY.openClip}' (SD 2.x))`,
     );
   }
@@ -370,7 +371,7 @@ export function convertLdmUnetKeys(keys: readonly string[], config: LdmUnetLayou
   const lpbAt = (b: number): number => {
     const l = config.layersPerBlock;
     const v = typeof l === 'number' ? l : l[b];
-    if (v === undefined || !Number.isInteger(v) || v < 1) throw new Error(`convertLdmUnetKeys: invalid layersPerBlock ${JSON.stringify(l)}`);
+    if (v === undefined || !Number.isInteger(v) || v < 1) throw new InvalidArgumentError(`convertLdmUnetKeys: invalid layersPerBlock ${JSON.stringify(l)}`);
     return v;
   };
   // LDM input_blocks index → (down block, slot): slot j < lpb is resnet/attention j, 'down' the downsampler.
@@ -397,7 +398,7 @@ export function convertLdmUnetKeys(keys: readonly string[], config: LdmUnetLayou
   const out: KeyMapping = new Map();
   const put = (diffusers: string, ldmKey: string): void => {
     if (out.has(diffusers)) {
-      throw new Error(`convertLdmUnetKeys: '${ldmKey}' and '${out.get(diffusers)!.from}' both map to '${diffusers}'`);
+      throw new InvalidArgumentError(`convertLdmUnetKeys: '${ldmKey}' and '${out.get(diffusers)!.from}' both map to '${diffusers}'`);
     }
     out.set(diffusers, identity(ldmKey));
   };
@@ -491,7 +492,7 @@ export function convertLdmVaeKeys(keys: readonly string[], config: LdmVaeLayout)
       if (m[2] !== 'norm' && m[3] === 'weight') transform = { kind: 'squeeze' };
     }
     const name = mapped ?? key;
-    if (out.has(name)) throw new Error(`convertLdmVaeKeys: '${key}' and '${out.get(name)!.from}' both map to '${name}'`);
+    if (out.has(name)) throw new InvalidArgumentError(`convertLdmVaeKeys: '${key}' and '${out.get(name)!.from}' both map to '${name}'`);
     out.set(name, transform ? { from: key, transform } : { from: key });
   }
   return out;
@@ -654,7 +655,7 @@ export interface LdmDimensions {
 export function inferLdmDimensions(keys: readonly string[], shape: (key: string) => readonly number[]): LdmDimensions {
   const has = new Set(keys);
   const need = (key: string): readonly number[] => {
-    if (!has.has(key)) throw new Error(`single-file checkpoint: missing '${key}'`);
+    if (!has.has(key)) throw new ModelFormatError(`single-file checkpoint: missing '${key}'`);
     return shape(key);
   };
   const U = LDM_UNET_PREFIX;
