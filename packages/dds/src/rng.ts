@@ -1,3 +1,4 @@
+import { InvalidArgumentError } from '@ddsjs/safetensors';
 /**
  * A small deterministic pseudo-random generator (SplitMix32 mixing of a 32-bit counter). Same seed → same sequence
  * on every platform; used for timestep draws and for deriving per-step seeds in the editing loop.
@@ -7,7 +8,7 @@ export class SeededRandom {
 
   /** @param seed any finite number; its integer part modulo 2³² seeds the stream. */
   constructor(seed: number) {
-    if (!Number.isFinite(seed)) throw new Error(`SeededRandom: seed must be a finite number, got ${seed}`);
+    if (!Number.isFinite(seed)) throw new InvalidArgumentError(`SeededRandom: seed must be a finite number, got ${seed}`);
     this.state = Math.trunc(seed) >>> 0;
   }
 
@@ -27,7 +28,7 @@ export class SeededRandom {
 
   /** An integer uniform in [low, high) (high exclusive, like `torch.randint`). */
   int(low: number, high: number): number {
-    if (!(high > low)) throw new Error(`SeededRandom.int: empty range [${low}, ${high})`);
+    if (!(high > low)) throw new InvalidArgumentError(`SeededRandom.int: empty range [${low}, ${high})`);
     return low + Math.floor(this.next() * (high - low));
   }
 }
@@ -35,6 +36,6 @@ export class SeededRandom {
 /** Draws an integer uniform in [low, high) from `rng`, or from `Math.random` when `rng` is undefined. */
 export function randomInt(rng: SeededRandom | undefined, low: number, high: number): number {
   if (rng) return rng.int(low, high);
-  if (!(high > low)) throw new Error(`randomInt: empty range [${low}, ${high})`);
+  if (!(high > low)) throw new InvalidArgumentError(`randomInt: empty range [${low}, ${high})`);
   return low + Math.floor(Math.random() * (high - low));
 }

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { loadImageForEdit, nativeImageSize } from '@ddsjs/sd';
 import type { StableDiffusion } from '@ddsjs/sd';
-import { SafetensorsFile, writeSafetensors } from '@ddsjs/safetensors';
+import { InvalidArgumentError, SafetensorsFile, writeSafetensors } from '@ddsjs/safetensors';
 import { SeededRandom } from './rng';
 import { teacherFingerprint, TeacherFingerprint } from './translator';
 
@@ -99,7 +99,7 @@ export function listTranslatorImages(dir: string): string[] {
 }
 
 function fail(msg: string): never {
-  throw new Error(`trainTranslator: ${msg}`);
+  throw new InvalidArgumentError(`trainTranslator: ${msg}`);
 }
 
 /** Mixes integers into one 32-bit seed (SplitMix32 steps): a pure function, the same on every platform. */
