@@ -1,7 +1,7 @@
 // `dds-weights make-random`: a diffusers folder with the real SD 1.5 / 2.1 architecture (optionally narrower)
 // and seeded random weights, for benchmarks and memory tests without downloading a model.
 import * as path from 'node:path';
-import { BUILTIN_CONFIGS } from '@ddsjs/sd';
+import { BUILTIN_CONFIGS } from '@ddsjs/sd/internals';
 import {
   COMPONENTS,
   ComponentName,

@@ -20,13 +20,15 @@ import {
   CLIPTokenizer,
   UNet2DConditionModel,
   addNoise,
+} from '@ddsjs/sd';
+import {
   makeNoiseSchedule,
   parseCLIPTextConfig,
   parseSchedulerConfig,
   parseUNetConfig,
   parseVaeConfig,
   safetensorsSource,
-} from '@ddsjs/sd';
+} from '@ddsjs/sd/internals';
 import { SafetensorsFile, TensorData, f32ToF16, writeSafetensors } from '@ddsjs/safetensors';
 import { BACKGROUND_NAMES, type BackgroundName, Rng, type SceneSpec, captions, renderScene, sampleScene } from '@ddsjs/toy-shapes';
 import { RawComponentConfigs, prepareOutdir, writeConfigs, writeTokenizer } from './folder';

@@ -4,18 +4,20 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend, BackendName, modelWeightBytes } from '@ddsjs/nn';
 import {
   checkOutputPath,
-  IMAGE_EXTENSIONS,
-  ImageFit,
-  ImageFitMode,
-  imageStrip,
   inspect,
   loadImageForEdit,
-  LoadImageForEditOptions,
   loadStableDiffusion,
   resolveGenerateDefaults,
   StableDiffusion,
   writeImage,
 } from '@ddsjs/sd';
+import {
+  IMAGE_EXTENSIONS,
+  ImageFit,
+  ImageFitMode,
+  imageStrip,
+  LoadImageForEditOptions,
+} from '@ddsjs/sd/internals';
 import { editImage, EDIT_METHODS, EditMethod, resolveEditDefaults, listTranslatorImages, loadTranslator, readTranslatorMeta, trainTranslator, Translator, TRANSLATOR_FILES } from '@ddsjs/dds';
 import { defaultModel, defaultTranslatorDir } from '@ddsjs/toy-shapes';
 import { CliError, CommandSpec, commandHelp, parseCommand, num, str, MAX_SEED } from './args';

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { imageToLatents, latentsToImage, resolveDefaults } from '@ddsjs/sd';
-import type { ResolvedSetting } from '@ddsjs/sd';
+import type { ResolvedSetting } from '@ddsjs/sd/internals';
 import { SeededRandom } from './rng';
 import { DEFAULT_GUIDANCE_SCALE, ddsGrad, scoreLoss, sdsGrad } from './score';
 import { NFSD_NEGATIVE_PROMPT, csdGrad, nfsdGrad, pdsGrad } from './family';

@@ -4,7 +4,8 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs';
-import { alphaSigma, ddimTimesteps } from '@ddsjs/sd';
+import { alphaSigma } from '@ddsjs/sd';
+import { ddimTimesteps } from '@ddsjs/sd/internals';
 import { SeededRandom } from './rng';
 import { scoreGrad } from './score';
 import type { ScoreModel, TextEmbeddings } from './types';

@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { initBackend, Module } from '@ddsjs/nn';
-import { loadImageForEdit, loadStableDiffusion, parseUNetConfig, StableDiffusion } from '@ddsjs/sd';
+import { loadImageForEdit, loadStableDiffusion, StableDiffusion } from '@ddsjs/sd';
+import { parseUNetConfig } from '@ddsjs/sd/internals';
 import { TINY_SD15 } from '../../../test-utils';
 import {
   createTranslator,

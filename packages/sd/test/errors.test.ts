@@ -2,7 +2,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { initBackend } from '@ddsjs/nn';
-import { alphaSigma, checkOutputPath, DdsError, InvalidArgumentError, IoError, loadStableDiffusion, ModelFormatError, OutputPathError, parseUNetConfig } from '@ddsjs/sd';
+import { alphaSigma, checkOutputPath, DdsError, InvalidArgumentError, loadStableDiffusion, ModelFormatError, OutputPathError } from '@ddsjs/sd';
+import { IoError, parseUNetConfig } from '@ddsjs/sd/internals';
 
 beforeAll(async () => {
   await initBackend('cpu');
