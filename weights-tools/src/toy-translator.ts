@@ -8,13 +8,12 @@ import * as tf from '@tensorflow/tfjs';
 import { type StableDiffusion, writeImage } from '@ddsjs/sd';
 import {
   type Translator,
-  type TranslatorLatentData,
-  type TranslatorTask,
   TRANSLATOR_FILES,
   editImage,
   loadTranslator,
   trainTranslator,
 } from '@ddsjs/dds';
+import { type TranslatorLatentData, type TranslatorTask } from '@ddsjs/dds/internals';
 import {
   BACKGROUND_NAMES,
   COLOURS,

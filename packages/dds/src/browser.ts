@@ -1,37 +1,19 @@
 /**
  * @packageDocumentation
  * The browser entry of `@ddsjs/dds` (package.json `exports` condition `browser`): the scores and the editing loops.
- * The Node entry (index.ts) is this plus the translation network, whose training and files need Node's fs and crypto.
+ * The Node entry (index.ts) adds the translation network, whose training and files need Node's fs and crypto.
+ * Every browser-safe module: `@ddsjs/dds/internals`.
  */
-export * from './types';
-export { SeededRandom } from './rng';
-export {
-  DEFAULT_GUIDANCE_SCALE,
-  DEFAULT_T_RANGE,
-  ddsGrad,
-  scoreGrad,
-  scoreLoss,
-  sdsGrad,
-  stopGradient,
-} from './score';
-export type { ScoreCoef, ScoreSpec, ScoreTerm } from './score';
-export {
-  BRIDGE_SCALE,
-  BRIDGE_SOURCE_MODIFIER,
-  BRIDGE_TARGET_MODIFIER,
-  CSD_NEGATIVE_PROMPT,
-  NFSD_NEGATIVE_PROMPT,
-  NFSD_T_SWITCH,
-  PDS_STEP,
-  bridgeGrad,
-  csdGrad,
-  nfsdGrad,
-  pdsCoefficients,
-  pdsGrad,
-} from './family';
-export type { CsdScales, PdsCoefficients } from './family';
-export * from './edit';
-export * from './flowedit';
-// The typed errors of every ddsjs package (defined in @ddsjs/safetensors, the lowest package).
-export { DDS_ERROR_CODES, DdsError, InvalidArgumentError, IoError, ModelFormatError, SafetensorsError, isDdsError } from '@ddsjs/safetensors';
-export type { DdsErrorCode } from '@ddsjs/safetensors';
+
+// Scores: the gradients of SDS, DDS and their family (CSD, NFSD, PDS, the bridge), and the loss that applies one.
+export { ddsGrad, scoreGrad, scoreLoss, sdsGrad } from './score';
+export { bridgeGrad, csdGrad, nfsdGrad, pdsGrad } from './family';
+export type { EditModel, ScoreModel, TextEmbeddings } from './types';
+
+// Editing loops: edit a picture or a latent by a score, with the model folder's defaults.
+export { EDIT_METHODS, editImage, editLatent, resolveEditDefaults } from './edit';
+export type { EditImageOptions, EditMethod } from './edit';
+export { flowEditLatent } from './flowedit';
+
+// Errors: the typed errors (all of them, with their codes, in @ddsjs/dds/internals and @ddsjs/nn).
+export { DdsError, InvalidArgumentError } from '@ddsjs/safetensors';

@@ -2,7 +2,8 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
-import { DdsError, InvalidArgumentError, IoError, readTranslatorMeta, scoreLoss, TranslatorDivergedError } from '@ddsjs/dds';
+import { DdsError, InvalidArgumentError, readTranslatorMeta, scoreLoss, TranslatorDivergedError } from '@ddsjs/dds';
+import { IoError } from '@ddsjs/dds/internals';
 
 beforeAll(async () => {
   await initBackend('cpu');
