@@ -18,7 +18,8 @@ export { CLIPTextModel } from './clip';
 export { CLIPTokenizer } from './tokenizer';
 
 // Schedules: the diffusion math every loop uses (α/σ, noising, model output → ε, guidance) and DDIM sampling.
-export { DDIMScheduler, addNoise, alphaSigma, guide, modelOutputToEps } from './schedule';
+export { addNoise, alphaSigma, guide, modelOutputToEps } from './schedule';
+export { DDIMScheduler } from './ddim';
 export type { NoiseSchedule } from './schedule';
 
 // IO: pictures (canvas, blobs, RGBA pixels) to and from tensors and latents, the model's native size.

@@ -3,7 +3,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError, IoError, ModelFormatError, safetensorsCandidates, SafetensorsFile } from '@ddsjs/safetensors';
-import { LDM_CLIP_PREFIX, LDM_OPEN_CLIP_PREFIX, LDM_UNET_PREFIX, LDM_VAE_PREFIX, detectSingleFileModel } from './single-file';
+import { detectSingleFileModel } from './single-file';
+import { LDM_CLIP_PREFIX, LDM_OPEN_CLIP_PREFIX, LDM_UNET_PREFIX, LDM_VAE_PREFIX } from './single-file-keys';
 import { formatBytes, formatCount } from './format';
 
 /** Options of {@link inspect}. */

@@ -14,9 +14,13 @@ export * from './blocks';
 export * from './unet';
 export * from './vae';
 export * from './schedule';
+export * from './scheduler-config';
+export * from './ddim';
 export * from './codec';
 export * from './sources';
 export * from './single-file';
+export * from './single-file-configs';
+export * from './single-file-keys';
 export * from './image-browser';
 export { formatBytes, formatCount } from './format';
 // The typed errors of every ddsjs package (defined in @ddsjs/safetensors, the lowest package).
