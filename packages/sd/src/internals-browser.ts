@@ -7,6 +7,7 @@ export * from './pipeline';
 export * from './loader';
 export * from './defaults';
 export * from './tokenizer';
+export * from './tokenizer-files';
 export * from './clip';
 export * from './clip-config';
 export * from './config';

@@ -6,7 +6,8 @@ import { assertFits, backendMemoryLimitBytes, Module, ModuleList, StateDictSourc
 import { findSafetensors, InvalidArgumentError, IoError, ModelFormatError, SafetensorsFile } from '@ddsjs/safetensors';
 import { defaultFetch, isUrl, joinUrl } from '@ddsjs/safetensors/internals';
 import type { UrlSourceOptions } from '@ddsjs/safetensors';
-import { CLIP_TOKENIZER_FILES, CLIPTokenizer, CLIPTokenizerFiles } from './tokenizer';
+import { CLIPTokenizer } from './tokenizer';
+import { CLIP_TOKENIZER_FILES, CLIPTokenizerFiles } from './tokenizer-files';
 import { CLIPTextModel } from './clip';
 import { CLIPTextConfig, parseCLIPTextConfig } from './clip-config';
 import { UNet2DConditionModel, TimestepInput } from './unet';
