@@ -2,7 +2,8 @@
  * @packageDocumentation
  * `@ddsjs/dds/internals` in a browser (package.json `exports` condition `browser`): every browser-safe module of
  * `@ddsjs/dds` (the scores and the editing loops); the Node internals (internals.ts) add the translation network.
- */export * from './types';
+ */
+export * from './types';
 export { SeededRandom } from './rng';
 export {
   DEFAULT_GUIDANCE_SCALE,

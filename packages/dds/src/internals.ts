@@ -3,7 +3,8 @@
  * `@ddsjs/dds/internals`: every module of `@ddsjs/dds` (score constants and coefficients, the translator's files,
  * data and training pieces) for the tools, tests and advanced callers that need more than the curated entry
  * (`@ddsjs/dds`). Not a stable API: names here may move between releases.
- */export * from './internals-browser';
+ */
+export * from './internals-browser';
 // The zero-shot image-to-image translation network (DDS paper, Section 5); see docs/translator.md.
 export {
   DEFAULT_STUDENT_TIMESTEP,
