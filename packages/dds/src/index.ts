@@ -9,19 +9,19 @@
  */
 
 // Scores: the gradients of SDS, DDS and their family (CSD, NFSD, PDS, the bridge), and the loss that applies one.
-export { ddsGrad, scoreGrad, scoreLoss, sdsGrad } from './score';
-export { bridgeGrad, csdGrad, nfsdGrad, pdsGrad } from './family';
-export type { EditModel, ScoreModel, TextEmbeddings } from './types';
+export { ddsGrad, scoreGrad, scoreLoss, sdsGrad } from './score/score';
+export { bridgeGrad, csdGrad, nfsdGrad, pdsGrad } from './score/family';
+export type { EditModel, ScoreModel, TextEmbeddings } from './score/types';
 
 // Editing loops: edit a picture or a latent by a score, with the model folder's defaults.
-export { EDIT_METHODS, editImage, editLatent, resolveEditDefaults } from './edit';
-export type { EditImageOptions, EditMethod } from './edit';
-export { flowEditLatent } from './flowedit';
+export { EDIT_METHODS, editImage, editLatent, resolveEditDefaults } from './score/edit';
+export type { EditImageOptions, EditMethod } from './score/edit';
+export { flowEditLatent } from './score/flowedit';
 
 // Translator: a network trained by DDS that edits in one forward pass; its files, data and training.
-export { Translator, createTranslator, loadTranslator, readTranslatorMeta, saveTranslator, TRANSLATOR_FILES } from './translator';
-export { listTranslatorImages, prepareTranslatorData } from './translator-data';
-export { TranslatorDivergedError, trainTranslator } from './translator-train';
+export { Translator, createTranslator, loadTranslator, readTranslatorMeta, saveTranslator, TRANSLATOR_FILES } from './translator/translator';
+export { listTranslatorImages, prepareTranslatorData } from './translator/translator-data';
+export { TranslatorDivergedError, trainTranslator } from './translator/translator-train';
 
 // Errors: the typed errors (all of them, with their codes, in @ddsjs/dds/internals and @ddsjs/nn).
 export { DdsError, InvalidArgumentError } from '@ddsjs/safetensors';

@@ -3,8 +3,8 @@
  * `@ddsjs/dds/internals` in a browser (package.json `exports` condition `browser`): every browser-safe module of
  * `@ddsjs/dds` (the scores and the editing loops); the Node internals (internals.ts) add the translation network.
  */
-export * from './types';
-export { SeededRandom } from './rng';
+export * from './score/types';
+export { SeededRandom } from './score/rng';
 export {
   DEFAULT_GUIDANCE_SCALE,
   DEFAULT_T_RANGE,
@@ -13,8 +13,8 @@ export {
   scoreLoss,
   sdsGrad,
   stopGradient,
-} from './score';
-export type { ScoreCoef, ScoreSpec, ScoreTerm } from './score';
+} from './score/score';
+export type { ScoreCoef, ScoreSpec, ScoreTerm } from './score/score';
 export {
   BRIDGE_SCALE,
   BRIDGE_SOURCE_MODIFIER,
@@ -28,10 +28,10 @@ export {
   nfsdGrad,
   pdsCoefficients,
   pdsGrad,
-} from './family';
-export type { CsdScales, PdsCoefficients } from './family';
-export * from './edit';
-export * from './flowedit';
+} from './score/family';
+export type { CsdScales, PdsCoefficients } from './score/family';
+export * from './score/edit';
+export * from './score/flowedit';
 // The typed errors of every ddsjs package (defined in @ddsjs/safetensors, the lowest package).
 export { DDS_ERROR_CODES, DdsError, InvalidArgumentError, IoError, ModelFormatError, SafetensorsError, isDdsError } from '@ddsjs/safetensors';
 export type { DdsErrorCode } from '@ddsjs/safetensors';

@@ -19,7 +19,7 @@ export {
   studentUNetConfig,
   teacherFingerprint,
   unetConfigToJson,
-} from './translator';
+} from './translator/translator';
 export type {
   CreateTranslatorOptions,
   LoadTranslatorOptions,
@@ -32,8 +32,8 @@ export type {
   TranslatorTask,
   TranslatorTaskRef,
   TranslatorTrainingRecord,
-} from './translator';
-export { prepareTranslatorData, listTranslatorImages } from './translator-data';
+} from './translator/translator';
+export { prepareTranslatorData, listTranslatorImages } from './translator/translator-data';
 export type {
   PrepareTranslatorDataOptions,
   TranslatorData,
@@ -43,7 +43,7 @@ export type {
   TranslatorGeneratedData,
   TranslatorImageData,
   TranslatorLatentData,
-} from './translator-data';
+} from './translator/translator-data';
 export {
   DEFAULT_TRANSLATOR_LR,
   DEFAULT_TRANSLATOR_STEPS,
@@ -52,11 +52,11 @@ export {
   guidanceAtStep,
   trainTranslator,
   translatorGrads,
-} from './translator-train';
+} from './translator/translator-train';
 export type {
   DdsLossResult,
   TrainTranslatorOptions,
   TranslatorGrads,
   TranslatorLossOptions,
   TranslatorStepInfo,
-} from './translator-train';
+} from './translator/translator-train';

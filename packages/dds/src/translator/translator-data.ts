@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { loadImageForEdit, nativeImageSize } from '@ddsjs/sd';
 import type { StableDiffusion } from '@ddsjs/sd';
 import { InvalidArgumentError, SafetensorsFile, writeSafetensors } from '@ddsjs/safetensors';
-import { SeededRandom } from './rng';
+import { SeededRandom } from '../score/rng';
 import { teacherFingerprint, TeacherFingerprint } from './translator';
 
 /** Latents given directly: `[N, h, w, C]` (or a list of such tensors), scaled like the VAE's (`mean × scalingFactor`). */

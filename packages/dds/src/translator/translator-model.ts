@@ -8,7 +8,7 @@ import { imageToLatents, latentsToImage, UNet2DConditionModel } from '@ddsjs/sd'
 import { UNet2DConditionConfig } from '@ddsjs/sd/internals';
 import type { StableDiffusion } from '@ddsjs/sd';
 import { InvalidArgumentError } from '@ddsjs/safetensors';
-import type { EditVae } from './types';
+import type { EditVae } from '../score/types';
 
 /** One translation task: pictures described by `source` are turned into pictures described by `target`. */
 export interface TranslatorTask {

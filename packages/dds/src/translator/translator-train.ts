@@ -6,10 +6,10 @@ import * as tf from '@tensorflow/tfjs';
 import { globalNorm, type Parameter } from '@ddsjs/nn';
 import type { StableDiffusion } from '@ddsjs/sd';
 import { DdsError, InvalidArgumentError, ModelFormatError, SafetensorsFile, TensorData } from '@ddsjs/safetensors';
-import { DEFAULT_GUIDANCE_SCALE, ddsGrad, scoreLoss } from './score';
-import { DEFAULT_LOSS_SCALE } from './edit';
-import { SeededRandom } from './rng';
-import type { ScoreModel, ScoreOptions, TextEmbeddings, Weighting } from './types';
+import { DEFAULT_GUIDANCE_SCALE, ddsGrad, scoreLoss } from '../score/score';
+import { DEFAULT_LOSS_SCALE } from '../score/edit';
+import { SeededRandom } from '../score/rng';
+import type { ScoreModel, ScoreOptions, TextEmbeddings, Weighting } from '../score/types';
 import {
   checkTasks,
   createTranslator,
