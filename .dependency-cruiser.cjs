@@ -15,7 +15,7 @@ const PKG = {
 /** For each package, the workspaces it may import (besides itself). */
 const ALLOWED = {
   safetensors: [],
-  nn: [],
+  nn: ['safetensors'],
   train: ['safetensors', 'nn'],
   toy: ['nn'],
   sd: ['safetensors', 'nn'],

@@ -2,7 +2,8 @@
 // side in one strip: input | SDS | DDS.
 //   npx ts-node examples/sds-vs-dds.ts [--model DIR] [--image FILE --size 512] [--steps 200]
 import * as tf from '@tensorflow/tfjs';
-import { writeImage, imageStrip } from '@ddsjs/sd';
+import { writeImage } from '@ddsjs/sd';
+import { imageStrip } from '@ddsjs/sd/internals';
 import { editImage } from '@ddsjs/dds';
 import { exampleBackend, exampleArgs, exampleInput, exampleModel, runExample } from './common';
 

@@ -5,7 +5,8 @@ import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 const tf = require('@tensorflow/tfjs');
 const { initBackend } = require('@ddsjs/nn');
-const { loadStableDiffusion, rgbaToEditTensor } = require('@ddsjs/sd');
+const { loadStableDiffusion } = require('@ddsjs/sd');
+const { rgbaToEditTensor } = require('@ddsjs/sd/internals');
 const { editImage } = require('@ddsjs/dds');
 const world = require('@ddsjs/toy-shapes');
 

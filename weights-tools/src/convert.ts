@@ -12,7 +12,7 @@ import {
   resolveSingleFileConfigs,
   singleFileSources,
   SingleFileModelType,
-} from '@ddsjs/sd';
+} from '@ddsjs/sd/internals';
 import {
   COMPONENTS,
   ComponentName,

@@ -7,14 +7,16 @@ import {
   AutoencoderKL,
   checkOutputPath,
   OutputPathError,
-  BUNDLED_TOKENIZER_DIR,
   CLIPTextModel,
   UNet2DConditionModel,
+} from '@ddsjs/sd';
+import {
+  BUNDLED_TOKENIZER_DIR,
   parseCLIPTextConfig,
   parseUNetConfig,
   parseVaeConfig,
   RawConfigs,
-} from '@ddsjs/sd';
+} from '@ddsjs/sd/internals';
 
 /** The weight-bearing components of a diffusers Stable Diffusion folder. */
 export type ComponentName = 'unet' | 'vae' | 'text_encoder';
@@ -163,4 +165,4 @@ export function readJsonObject(file: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
-export { formatBytes, formatCount } from '@ddsjs/sd';
+export { formatBytes, formatCount } from '@ddsjs/sd/internals';

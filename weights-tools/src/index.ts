@@ -5,8 +5,9 @@
  * weights, as torch's `.half()`), `make-random` (real SD 1.5 / 2.1 architectures with seeded random weights).
  * Every tool streams one tensor at a time with plain typed arrays (no tfjs tensors).
  */
-export { inspect, inspectModel } from '@ddsjs/sd';
-export type { InspectOptions } from '@ddsjs/sd';
+export { inspect } from '@ddsjs/sd';
+export { inspectModel } from '@ddsjs/sd/internals';
+export type { InspectOptions } from '@ddsjs/sd/internals';
 export { convertSingleFile } from './convert';
 export type { ConvertSingleFileOptions, ConvertSingleFileResult } from './convert';
 export { toFp16, fp16VariantName, shipTranslatorFp16 } from './fp16';

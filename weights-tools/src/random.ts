@@ -2,7 +2,7 @@
 // and seeded random weights, for benchmarks and memory tests without downloading a model.
 import * as path from 'node:path';
 import { hashString, Rng } from '@ddsjs/nn';
-import { BUILTIN_CONFIGS } from '@ddsjs/sd';
+import { BUILTIN_CONFIGS } from '@ddsjs/sd/internals';
 import {
   COMPONENTS,
   ComponentName,

@@ -5,7 +5,8 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendName, initBackend } from '@ddsjs/nn';
 import { type StableDiffusion, loadStableDiffusion } from '@ddsjs/sd';
-import { DEFAULT_GUIDANCE_SCALE, EDIT_METHODS, ddsGrad, editImage } from '@ddsjs/dds';
+import { EDIT_METHODS, ddsGrad, editImage } from '@ddsjs/dds';
+import { DEFAULT_GUIDANCE_SCALE } from '@ddsjs/dds/internals';
 import type { EditMethod } from '@ddsjs/dds';
 import {
   BACKGROUND_NAMES,

@@ -5,11 +5,10 @@ import * as tf from '@tensorflow/tfjs';
 import type { StableDiffusion } from '@ddsjs/sd';
 import {
   type Translator,
-  type TranslatorLatentData,
-  type TranslatorTask,
   editImage,
   trainTranslator,
 } from '@ddsjs/dds';
+import { type TranslatorLatentData, type TranslatorTask } from '@ddsjs/dds/internals';
 import {
   BACKGROUND_NAMES,
   COLOURS,

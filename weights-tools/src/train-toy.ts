@@ -18,12 +18,8 @@ import {
   CLIPTextModel,
   CLIPTokenizer,
   UNet2DConditionModel,
-  makeNoiseSchedule,
-  parseCLIPTextConfig,
-  parseSchedulerConfig,
-  parseUNetConfig,
-  parseVaeConfig,
 } from '@ddsjs/sd';
+import { makeNoiseSchedule, parseCLIPTextConfig, parseSchedulerConfig, parseUNetConfig, parseVaeConfig } from '@ddsjs/sd/internals';
 import { captions } from '@ddsjs/toy-shapes';
 import { Adam, LossLog, TrainingRun, clipScale, configHash, gradNorm, nonNegativeInt, writeJsonAtomic } from '@ddsjs/train';
 import { prepareOutdir, writeConfigs, writeTokenizer } from './folder';

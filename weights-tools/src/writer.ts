@@ -3,7 +3,8 @@
 import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { dtypeBits, SupportedDtype, TensorArray } from '@ddsjs/safetensors';
+import { SupportedDtype, TensorArray } from '@ddsjs/safetensors';
+import { dtypeBits } from '@ddsjs/safetensors/internals';
 
 /** One tensor of a file to be written by {@link SafetensorsStreamWriter}: name, dtype and shape (no data). */
 export interface TensorSpec {

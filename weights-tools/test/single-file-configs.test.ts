@@ -4,7 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { initBackend } from '@ddsjs/nn';
 import { SafetensorsFile, writeSafetensors, TensorData } from '@ddsjs/safetensors';
-import { convertLdmUnetKeys, LDM_UNET_PREFIX, loadStableDiffusion, readRawConfigs } from '@ddsjs/sd';
+import { loadStableDiffusion } from '@ddsjs/sd';
+import { convertLdmUnetKeys, LDM_UNET_PREFIX, readRawConfigs } from '@ddsjs/sd/internals';
 import { componentParams, randomParameter } from '@ddsjs/weights-tools';
 import { TINY_SD15 } from '../../test-utils';
 

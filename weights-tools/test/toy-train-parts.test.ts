@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
-import { AutoencoderKL, parseVaeConfig } from '@ddsjs/sd';
+import { AutoencoderKL } from '@ddsjs/sd';
+import { parseVaeConfig } from '@ddsjs/sd/internals';
 import { captions } from '@ddsjs/toy-shapes';
 import { configHash } from '@ddsjs/train';
 import { makeBatch, unetDraws } from '../src/toy/data';

@@ -9,10 +9,8 @@ import {
   CLIPTextModel,
   UNet2DConditionModel,
   loadStableDiffusion,
-  parseCLIPTextConfig,
-  parseUNetConfig,
-  parseVaeConfig,
 } from '@ddsjs/sd';
+import { parseCLIPTextConfig, parseUNetConfig, parseVaeConfig } from '@ddsjs/sd/internals';
 import { Rng, renderScene, sampleScene } from '@ddsjs/toy-shapes';
 import { sceneInput } from '../src/toy-quality';
 import { TRAIN_TOY_HELP, formatTrainProgress, parseTrainToyArgs, runTrainToyCommand } from '../src/commands/train-toy';

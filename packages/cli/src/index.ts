@@ -1,3 +1,4 @@
-export { main, EDIT, GENERATE, INSPECT } from './main';
-export type { CliIO } from './main';
+export { main } from './main';
+export { EDIT, GENERATE, INSPECT } from './commands';
+export type { CliIO } from './shared';
 export { CliError } from './args';

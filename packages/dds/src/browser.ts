@@ -1,34 +1,19 @@
 /**
  * @packageDocumentation
  * The browser entry of `@ddsjs/dds` (package.json `exports` condition `browser`): the scores and the editing loops.
- * The Node entry (index.ts) is this plus the translation network, whose training and files need Node's fs and crypto.
+ * The Node entry (index.ts) adds the translation network, whose training and files need Node's fs and crypto.
+ * Every browser-safe module: `@ddsjs/dds/internals`.
  */
-export * from './types';
-export { SeededRandom } from './rng';
-export {
-  DEFAULT_GUIDANCE_SCALE,
-  DEFAULT_T_RANGE,
-  ddsGrad,
-  scoreGrad,
-  scoreLoss,
-  sdsGrad,
-  stopGradient,
-} from './score';
-export type { ScoreCoef, ScoreSpec, ScoreTerm } from './score';
-export {
-  BRIDGE_SCALE,
-  BRIDGE_SOURCE_MODIFIER,
-  BRIDGE_TARGET_MODIFIER,
-  CSD_NEGATIVE_PROMPT,
-  NFSD_NEGATIVE_PROMPT,
-  NFSD_T_SWITCH,
-  PDS_STEP,
-  bridgeGrad,
-  csdGrad,
-  nfsdGrad,
-  pdsCoefficients,
-  pdsGrad,
-} from './family';
-export type { CsdScales, PdsCoefficients } from './family';
-export * from './edit';
-export * from './flowedit';
+
+// Scores: the gradients of SDS, DDS and their family (CSD, NFSD, PDS, the bridge), and the loss that applies one.
+export { ddsGrad, scoreGrad, scoreLoss, sdsGrad } from './score/score';
+export { bridgeGrad, csdGrad, nfsdGrad, pdsGrad } from './score/family';
+export type { EditModel, ScoreModel, TextEmbeddings } from './score/types';
+
+// Editing loops: edit a picture or a latent by a score, with the model folder's defaults.
+export { EDIT_METHODS, editImage, editLatent, resolveEditDefaults } from './score/edit';
+export type { EditImageOptions, EditMethod } from './score/edit';
+export { flowEditLatent } from './score/flowedit';
+
+// Errors: the typed errors (all of them, with their codes, in @ddsjs/dds/internals and @ddsjs/nn).
+export { DdsError, InvalidArgumentError } from '@ddsjs/safetensors';

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
 import { readGoldens, relErr } from '../../../test-utils';
-import { ddsGrad, defaultLossScale, EDIT_METHODS, editImage, editLatent, EditModel, EditStepInfo, flowEditLatent, LIBRARY_EDIT_DEFAULTS, resolveEditDefaults, SeededRandom, TextEmbeddings } from '../src';
+import { ddsGrad, EDIT_METHODS, editImage, editLatent, EditModel, flowEditLatent, resolveEditDefaults, TextEmbeddings } from '../src';
+import { defaultLossScale, EditStepInfo, LIBRARY_EDIT_DEFAULTS, SeededRandom } from '../src/internals';
 import { alphaSigma } from '@ddsjs/sd';
 import type { UNet2DConditionModel } from '../../sd/src/unet';
 import type { AutoencoderKL } from '../../sd/src/vae';

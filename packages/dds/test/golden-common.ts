@@ -2,7 +2,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { Golden, relErr } from '../../../test-utils';
 import { nhwc } from './tiny';
-import type { ScoreModel, ScoreSchedule } from '../src';
+import type { ScoreModel } from '../src';
+import type { ScoreSchedule } from '../src/internals';
 
 /** Measured errors, printed by {@link printErrors}. */
 export const errors: Record<string, number> = {};

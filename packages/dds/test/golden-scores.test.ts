@@ -3,8 +3,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
 import { Golden, readGoldens } from '../../../test-utils';
-import { bridgeGrad, csdGrad, nfsdGrad, pdsCoefficients, pdsGrad } from '../src';
-import type { ScoreModel, ScoreResult } from '../src';
+import { bridgeGrad, csdGrad, nfsdGrad, pdsGrad } from '../src';
+import { pdsCoefficients } from '../src/internals';
+import type { ScoreModel } from '../src';
+import type { ScoreResult } from '../src/internals';
 import type { UNet2DConditionModel } from '../../sd/src/unet';
 import { goldenSchedule, loadTinyUNet, nhwc } from './tiny';
 import { check, checkScalar, printErrors } from './golden-common';

@@ -2,8 +2,10 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
 import { relErr } from '../../../test-utils';
 import { addNoise, alphaSigma } from '@ddsjs/sd';
-import { bridgeGrad, csdGrad, ddsGrad, nfsdGrad, pdsGrad, scoreGrad, scoreLoss, sdsGrad, SeededRandom, stopGradient } from '../src';
-import type { ScoreResult, TextEmbeddings } from '../src';
+import { bridgeGrad, csdGrad, ddsGrad, nfsdGrad, pdsGrad, scoreGrad, scoreLoss, sdsGrad } from '../src';
+import { SeededRandom, stopGradient } from '../src/internals';
+import type { TextEmbeddings } from '../src';
+import type { ScoreResult } from '../src/internals';
 import { fakeModel, fakeUnetRow, FakeCall } from './fakes';
 
 const B = 2;

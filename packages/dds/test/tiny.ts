@@ -8,7 +8,8 @@ import { loadUNetConfig, loadVaeConfig } from '../../sd/src/config';
 import { UNet2DConditionModel } from '../../sd/src/unet';
 import { AutoencoderKL } from '../../sd/src/vae';
 import { safetensorsSource } from '../../sd/src/sources';
-import type { ScoreSchedule, TextEmbeddings } from '../src';
+import type { TextEmbeddings } from '../src';
+import type { ScoreSchedule } from '../src/internals';
 
 async function loadWeights(module: { loadStateDict(s: StateDictSource): Promise<void> }, file: string): Promise<void> {
   const f = await SafetensorsFile.open(file);

@@ -5,25 +5,28 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { initBackend, Module } from '@ddsjs/nn';
-import { loadImageForEdit, loadStableDiffusion, parseUNetConfig, StableDiffusion } from '@ddsjs/sd';
+import { loadImageForEdit, loadStableDiffusion, StableDiffusion } from '@ddsjs/sd';
+import { parseUNetConfig } from '@ddsjs/sd/internals';
 import { TINY_SD15 } from '../../../test-utils';
 import {
   createTranslator,
   ddsGrad,
-  ddsLoss,
-  guidanceAtStep,
   loadTranslator,
   prepareTranslatorData,
   saveTranslator,
   scoreLoss,
   trainTranslator,
-  TrainTranslatorOptions,
   Translator,
   TranslatorDivergedError,
+} from '../src';
+import {
+  ddsLoss,
+  guidanceAtStep,
+  TrainTranslatorOptions,
   translatorGrads,
   TranslatorStepInfo,
   unetConfigToJson,
-} from '../src';
+} from '../src/internals';
 
 // The tiny fixture model (UNet block_out_channels [32,64,64,64], cross_attention_dim 32) at 8×8 latents (64×64
 // pictures): every training step here is a student forward + backward and one 4-row teacher forward.

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
+import { DdsError, InvalidArgumentError } from '@ddsjs/safetensors';
 
 // Plain `require` so that bundlers and tsc do not try to resolve the optional peer dependencies.
 declare const require: (id: string) => unknown;
@@ -301,7 +302,7 @@ export async function initBackend(name: BackendName = 'auto', options: InitBacke
   const want = (env ? env : name) as string;
   const source = env ? 'DDSJS_BACKEND' : 'initBackend';
   if (want !== 'auto' && !(BACKEND_NAMES as readonly string[]).includes(want)) {
-    throw new Error(`${source}: unknown backend '${want}'; expected one of auto, ${BACKEND_NAMES.join(', ')}`);
+    throw new InvalidArgumentError(`${source}: unknown backend '${want}'; expected one of auto, ${BACKEND_NAMES.join(', ')}`);
   }
   let reason = '';
   if (want === 'auto') {
@@ -328,14 +329,14 @@ export async function initBackend(name: BackendName = 'auto', options: InitBacke
       }
       failures.push(`${candidate}: ${err}`);
     }
-    if (!found) throw new Error(`initBackend: no tfjs backend could be started (${failures.join('; ')})`);
+    if (!found) throw new DdsError('UNSUPPORTED', `initBackend: no tfjs backend could be started (${failures.join('; ')})`);
     reason = reason ? ` (auto: ${reason})` : '';
   } else {
     const target = want as Exclude<BackendName, 'auto'>;
     if (tf.getBackend() !== target || !tf.findBackend(target)) {
       const err = await tryBackend(target, true);
       if (err) {
-        throw new Error(`${source}: the '${target}' backend is not available (${err}); to use it: ${INSTALL_HINT[target]}`);
+        throw new DdsError('UNSUPPORTED', `${source}: the '${target}' backend is not available (${err}); to use it: ${INSTALL_HINT[target]}`);
       }
     }
   }
@@ -379,7 +380,7 @@ function formatBytes(n: number): string {
  */
 export function assertFits(bytesNeeded: number, what: string, backend: string = tf.getBackend(), headroomBytes = 0): void {
   if (!Number.isFinite(bytesNeeded) || bytesNeeded < 0) {
-    throw new Error(`assertFits: bytesNeeded must be a non-negative number, got ${bytesNeeded} (for ${what})`);
+    throw new InvalidArgumentError(`assertFits: bytesNeeded must be a non-negative number, got ${bytesNeeded} (for ${what})`);
   }
   const limit = backendMemoryLimitBytes(backend);
   if (!Number.isFinite(limit)) return;
@@ -389,7 +390,7 @@ export function assertFits(bytesNeeded: number, what: string, backend: string = 
       .filter(Boolean)
       .join(', ');
     const already = extra ? ` (${extra})` : '';
-    throw new Error(
+    throw new InvalidArgumentError(
       `${what} needs ${formatBytes(bytesNeeded)} of float32 weights; the ${backend} backend's heap stops at ` +
         `${limit / 1024 ** 3} GiB${already}. Use --backend tensorflow|webgpu|cpu (DDSJS_BACKEND=…) instead.`,
     );

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Module, Parameter } from './module';
 import { conv2dOp, gatherAxis, Padding4 } from './ops';
+import { InvalidArgumentError } from '@ddsjs/safetensors';
 
 /** `torch.nn.Linear`: `y = x·Wᵀ + b` over the last axis of any-rank `x`. */
 export class Linear extends Module {
@@ -67,7 +68,7 @@ export class Conv2d extends Module {
   forward(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
       if (x.shape[3] !== this.inChannels) {
-        throw new Error(`Conv2d expects ${this.inChannels} input channels, got [${x.shape}]`);
+        throw new InvalidArgumentError(`Conv2d expects ${this.inChannels} input channels, got [${x.shape}]`);
       }
       return conv2dOp(x, this.weight.value as tf.Tensor4D, this.bias?.value as tf.Tensor1D | undefined, {
         stride: this.stride,
@@ -116,7 +117,7 @@ export class GroupNorm extends Module {
   ) {
     super();
     if (numChannels % numGroups !== 0) {
-      throw new Error(`GroupNorm: ${numChannels} channels are not divisible into ${numGroups} groups`);
+      throw new InvalidArgumentError(`GroupNorm: ${numChannels} channels are not divisible into ${numGroups} groups`);
     }
     this.weight = affine ? this.param('weight', [numChannels], 'plain', 'ones') : null;
     this.bias = affine ? this.param('bias', [numChannels], 'plain', 'zeros') : null;
@@ -128,7 +129,7 @@ export class GroupNorm extends Module {
       const shape = x.shape;
       const n = shape[0];
       const c = shape[shape.length - 1];
-      if (c !== this.numChannels) throw new Error(`GroupNorm expects ${this.numChannels} channels, got [${shape}]`);
+      if (c !== this.numChannels) throw new InvalidArgumentError(`GroupNorm expects ${this.numChannels} channels, got [${shape}]`);
       const g = this.numGroups;
       const cg = c / g;
       const xr = x.reshape([n, -1, g, cg]);
@@ -163,7 +164,7 @@ export class LayerNorm extends Module {
   /** `x[..., dim]` → same shape. Caller owns the result. */
   forward<T extends tf.Tensor>(x: T): T {
     return tf.tidy(() => {
-      if (x.shape[x.rank - 1] !== this.dim) throw new Error(`LayerNorm expects last axis ${this.dim}, got [${x.shape}]`);
+      if (x.shape[x.rank - 1] !== this.dim) throw new InvalidArgumentError(`LayerNorm expects last axis ${this.dim}, got [${x.shape}]`);
       const { mean, variance } = tf.moments(x, -1, true);
       let y: tf.Tensor = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.eps)));
       if (this.weight && this.bias) y = tf.add(tf.mul(y, this.weight.value), this.bias.value);

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { tfSeed } from './ops';
+import { DdsError, InvalidArgumentError } from '@ddsjs/safetensors';
 
 /**
  * How a parameter's checkpoint (PyTorch) layout maps to its tfjs layout.
@@ -33,15 +34,18 @@ export interface LoadStateDictOptions {
   onTensor?: (key: string, index: number, total: number) => void;
 }
 
-/** Thrown by {@link Module.loadStateDict} when keys are missing, unexpected or mis-shaped. */
-export class StateDictError extends Error {
+/**
+ * Thrown by {@link Module.loadStateDict} when keys are missing, unexpected or mis-shaped. Its code is
+ * `'MISSING_WEIGHT'` when keys are missing, else `'SHAPE_MISMATCH'` (mis-shaped or unexpected keys).
+ */
+export class StateDictError extends DdsError {
   constructor(
     message: string,
     readonly missing: string[],
     readonly unexpected: string[],
     readonly misShaped: { key: string; expected: number[]; got: number[] }[],
   ) {
-    super(message);
+    super(missing.length ? 'MISSING_WEIGHT' : 'SHAPE_MISMATCH', message);
     this.name = 'StateDictError';
   }
 }
@@ -71,7 +75,7 @@ export class Parameter {
 
   /** The parameter's value (a `tf.Variable`, owned by the module; do not dispose). Throws if never set. */
   get value(): tf.Variable {
-    if (!this.variable) throw new Error('parameter used before it was loaded or initialised');
+    if (!this.variable) throw new InvalidArgumentError('parameter used before it was loaded or initialised');
     return this.variable;
   }
 
@@ -81,7 +85,7 @@ export class Parameter {
    */
   set(t: tf.Tensor): void {
     if (!shapesEqual(t.shape, this.shape)) {
-      throw new Error(`parameter shape mismatch: expected [${this.shape}], got [${t.shape}]`);
+      throw new InvalidArgumentError(`parameter shape mismatch: expected [${this.shape}], got [${t.shape}]`);
     }
     const f = t.dtype === 'float32' ? t : tf.cast(t, 'float32');
     if (this.variable) this.variable.assign(f);
@@ -129,7 +133,7 @@ export class Module {
 
   /** Registers a parameter called `name` with tfjs-layout `shape` (and an optional default-initialisation hint). */
   protected param(name: string, shape: number[], layout: ParamLayout = 'plain', init: ParamInit = 'auto'): Parameter {
-    if (this.ownParams.has(name) || this.ownChildren.has(name)) throw new Error(`duplicate name '${name}'`);
+    if (this.ownParams.has(name) || this.ownChildren.has(name)) throw new InvalidArgumentError(`duplicate name '${name}'`);
     const p = new Parameter(shape, layout, true, init);
     this.ownParams.set(name, p);
     return p;
@@ -137,7 +141,7 @@ export class Module {
 
   /** Registers a child module called `name` and returns it. */
   protected child<M extends Module>(name: string, m: M): M {
-    if (this.ownParams.has(name) || this.ownChildren.has(name)) throw new Error(`duplicate name '${name}'`);
+    if (this.ownParams.has(name) || this.ownChildren.has(name)) throw new InvalidArgumentError(`duplicate name '${name}'`);
     this.ownChildren.set(name, m);
     return m;
   }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { InvalidArgumentError } from '@ddsjs/safetensors';
 
 /** Explicit zero padding `[top, bottom, left, right]`. */
 export type Padding4 = [number, number, number, number];
@@ -152,17 +153,17 @@ export function conv2dOp(x: tf.Tensor4D, w: tf.Tensor4D, bias: tf.Tensor1D | und
   return tf.tidy(() => {
     const stride = options.stride ?? 1;
     const [pt, pb, pl, pr] = options.padding ?? [0, 0, 0, 0];
-    if (x.rank !== 4) throw new Error(`conv2dOp: x must be NHWC rank 4, got [${x.shape}]`);
-    if (w.rank !== 4) throw new Error(`conv2dOp: w must be [kh,kw,in,out], got [${w.shape}]`);
+    if (x.rank !== 4) throw new InvalidArgumentError(`conv2dOp: x must be NHWC rank 4, got [${x.shape}]`);
+    if (w.rank !== 4) throw new InvalidArgumentError(`conv2dOp: w must be [kh,kw,in,out], got [${w.shape}]`);
     const [kh, kw, cin, cout] = w.shape;
     const [n, h, wd, c] = x.shape;
-    if (c !== cin) throw new Error(`conv2dOp: x has ${c} channels [${x.shape}] but w expects ${cin} [${w.shape}]`);
-    if (!Number.isInteger(stride) || stride < 1) throw new Error(`conv2dOp: stride must be a positive integer, got ${stride}`);
+    if (c !== cin) throw new InvalidArgumentError(`conv2dOp: x has ${c} channels [${x.shape}] but w expects ${cin} [${w.shape}]`);
+    if (!Number.isInteger(stride) || stride < 1) throw new InvalidArgumentError(`conv2dOp: stride must be a positive integer, got ${stride}`);
     if ([pt, pb, pl, pr].some((p) => !Number.isInteger(p) || p < 0)) {
-      throw new Error(`conv2dOp: padding must be non-negative integers, got [${options.padding}]`);
+      throw new InvalidArgumentError(`conv2dOp: padding must be non-negative integers, got [${options.padding}]`);
     }
     if (h + pt + pb < kh || wd + pl + pr < kw) {
-      throw new Error(`conv2dOp: input [${x.shape}] padded by [${[pt, pb, pl, pr]}] is smaller than the ${kh}×${kw} kernel`);
+      throw new InvalidArgumentError(`conv2dOp: input [${x.shape}] padded by [${[pt, pb, pl, pr]}] is smaller than the ${kh}×${kw} kernel`);
     }
     const recording = tapeOn();
     if (!recording && bias) {
@@ -197,7 +198,7 @@ export function conv2dOp(x: tf.Tensor4D, w: tf.Tensor4D, bias: tf.Tensor1D | und
 export function gatherAxis<T extends tf.Tensor>(x: T, indices: tf.Tensor1D | number[], axis = 0, gradient: GradientMode = 'auto'): T {
   return tf.tidy(() => {
     const ax = axis < 0 ? axis + x.rank : axis;
-    if (ax < 0 || ax >= x.rank) throw new Error(`gatherAxis: axis ${axis} is out of range for [${x.shape}]`);
+    if (ax < 0 || ax >= x.rank) throw new InvalidArgumentError(`gatherAxis: axis ${axis} is out of range for [${x.shape}]`);
     const idx = Array.isArray(indices) ? tf.tensor1d(indices, 'int32') : indices.dtype === 'int32' ? indices : tf.cast(indices, 'int32');
     if (!tapeOn() || !useComposed(gradient, 'UnsortedSegmentSum')) return tf.gather(x, idx, ax) as T;
     const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
@@ -243,11 +244,11 @@ export function nearestIndices(inSize: number, outSize: number): number[] {
  */
 export function upsampleNearest(x: tf.Tensor4D, size?: [number, number]): tf.Tensor4D {
   return tf.tidy(() => {
-    if (x.rank !== 4) throw new Error(`upsampleNearest: x must be NHWC rank 4, got [${x.shape}]`);
+    if (x.rank !== 4) throw new InvalidArgumentError(`upsampleNearest: x must be NHWC rank 4, got [${x.shape}]`);
     const [n, h, w, c] = x.shape;
     const [oh, ow] = size ?? [h * 2, w * 2];
     if (!(Number.isInteger(oh) && Number.isInteger(ow) && oh > 0 && ow > 0)) {
-      throw new Error(`upsampleNearest: size must be two positive integers, got [${size}]`);
+      throw new InvalidArgumentError(`upsampleNearest: size must be two positive integers, got [${size}]`);
     }
     if (oh === h * 2 && ow === w * 2) {
       // Two concats (10-40× faster than tile or gather on wasm; differentiable everywhere): duplicate each
@@ -310,7 +311,7 @@ export const MASK_MIN = -3.4028234663852886e38;
  * is hidden). Caller owns the result.
  */
 export function causalMask(n: number): tf.Tensor2D {
-  if (!Number.isInteger(n) || n < 1) throw new Error(`causalMask: n must be a positive integer, got ${n}`);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`causalMask: n must be a positive integer, got ${n}`);
   const data = new Float32Array(n * n);
   for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) data[i * n + j] = MASK_MIN;
   return tf.tensor2d(data, [n, n]);
@@ -340,16 +341,16 @@ export function attention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, option
   return tf.tidy(() => {
     const { heads } = options;
     if (q.rank !== 3 || k.rank !== 3 || v.rank !== 3) {
-      throw new Error(`attention: q, k, v must be [B,N,C]; got [${q.shape}], [${k.shape}], [${v.shape}]`);
+      throw new InvalidArgumentError(`attention: q, k, v must be [B,N,C]; got [${q.shape}], [${k.shape}], [${v.shape}]`);
     }
     const [b, nq, c] = q.shape;
     const nk = k.shape[1];
     const cv = v.shape[2];
     if (k.shape[0] !== b || v.shape[0] !== b || k.shape[2] !== c || v.shape[1] !== nk) {
-      throw new Error(`attention: mismatched shapes q [${q.shape}], k [${k.shape}], v [${v.shape}]`);
+      throw new InvalidArgumentError(`attention: mismatched shapes q [${q.shape}], k [${k.shape}], v [${v.shape}]`);
     }
     if (!Number.isInteger(heads) || heads < 1 || c % heads !== 0 || cv % heads !== 0) {
-      throw new Error(`attention: ${c} (q/k) and ${cv} (v) channels must be divisible by heads=${heads}`);
+      throw new InvalidArgumentError(`attention: ${c} (q/k) and ${cv} (v) channels must be divisible by heads=${heads}`);
     }
     if (options.mask) {
       const ms = options.mask.shape;
@@ -359,16 +360,16 @@ export function attention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, option
         ms[r - 1] === nk &&
         (ms[r - 2] === nq || ms[r - 2] === 1) &&
         (r === 2 || ms[0] === b || ms[0] === 1);
-      if (!ok) throw new Error(`attention: mask [${ms}] is not broadcastable to [${nq},${nk}] or [${b},${nq},${nk}]`);
+      if (!ok) throw new InvalidArgumentError(`attention: mask [${ms}] is not broadcastable to [${nq},${nk}] or [${b},${nq},${nk}]`);
     }
     const d = c / heads;
     const dv = cv / heads;
     const scale = 1 / Math.sqrt(d);
     const budget = options.byteBudget ?? DEFAULT_ATTENTION_BYTE_BUDGET;
-    if (!(budget > 0)) throw new Error(`attention: byteBudget must be positive, got ${budget}`);
+    if (!(budget > 0)) throw new InvalidArgumentError(`attention: byteBudget must be positive, got ${budget}`);
     const bh = b * heads;
     const strategy = options.strategy === undefined || options.strategy === 'auto' ? attentionStrategy() : options.strategy;
-    if (strategy !== 'per-head' && strategy !== 'batched') throw new Error(`attention: unknown strategy '${strategy}'`);
+    if (strategy !== 'per-head' && strategy !== 'batched') throw new InvalidArgumentError(`attention: unknown strategy '${strategy}'`);
     if (strategy === 'batched') return batchedAttention(q, k, v, heads, scale, budget, options.mask);
     const chunk = Math.max(1, Math.min(nq, Math.floor(budget / (nk * 4))));
     // Head-major layouts, built once: [B·H, Nq, d], [B·H, d, Nk] (k transposed), [B·H, Nk, dv].
@@ -458,7 +459,7 @@ function batchedAttention(
  * numbers of seeds ≠ 0 are those tfjs always gave. Throws on a non-finite seed.
  */
 export function tfSeed(seed: number): number {
-  if (typeof seed !== 'number' || !Number.isFinite(seed)) throw new Error(`tfSeed: the seed must be a finite number, got ${seed}`);
+  if (typeof seed !== 'number' || !Number.isFinite(seed)) throw new InvalidArgumentError(`tfSeed: the seed must be a finite number, got ${seed}`);
   return seed === 0 ? 0.5 : seed;
 }
 
@@ -470,7 +471,7 @@ export function tfSeed(seed: number): number {
  * depth — and a rejected shader gives wrong numbers (0 here), not an exception.
  */
 export function globalNorm(tensors: readonly tf.Tensor[]): tf.Scalar {
-  if (tensors.length === 0) throw new Error('globalNorm: no tensors');
+  if (tensors.length === 0) throw new InvalidArgumentError('globalNorm: no tensors');
   return tf.tidy(() => {
     let level: tf.Tensor[] = tensors.map((t) => tf.sum(tf.square(t)));
     while (level.length > 1) {

@@ -1,3 +1,4 @@
+import { InvalidArgumentError } from './errors';
 /**
  * Half-precision conversions: IEEE 754 binary16 (F16) and bfloat16 (BF16) bit patterns <-> float32.
  */
@@ -37,7 +38,7 @@ export function f16Table32(): Float32Array {
  * @returns `out`, filled
  */
 export function f16ToF32(src: Uint16Array, out: Float32Array = new Float32Array(src.length)): Float32Array {
-  if (out.length !== src.length) throw new RangeError(`f16ToF32: out has length ${out.length}, expected ${src.length}`);
+  if (out.length !== src.length) throw new InvalidArgumentError(`f16ToF32: out has length ${out.length}, expected ${src.length}`);
   // Copy bit patterns as integers: moving NaNs through float registers may canonicalize their payload.
   const t = f16Bits ?? (f16Bits = new Uint32Array(f16Table32().buffer));
   const o = new Uint32Array(out.buffer, out.byteOffset, out.length);
@@ -53,7 +54,7 @@ export function f16ToF32(src: Uint16Array, out: Float32Array = new Float32Array(
  * @returns `out`, filled
  */
 export function bf16ToF32(src: Uint16Array, out: Float32Array = new Float32Array(src.length)): Float32Array {
-  if (out.length !== src.length) throw new RangeError(`bf16ToF32: out has length ${out.length}, expected ${src.length}`);
+  if (out.length !== src.length) throw new InvalidArgumentError(`bf16ToF32: out has length ${out.length}, expected ${src.length}`);
   const o = new Uint32Array(out.buffer, out.byteOffset, out.length);
   const n = src.length;
   for (let i = 0; i < n; i++) o[i] = src[i] << 16;

@@ -37,7 +37,7 @@ export async function fileSource(path: string, what = 'safetensors file'): Promi
     const code = (e as { code?: string }).code;
     throw new SafetensorsError(
       code === 'ENOENT' ? `${what} ${path} does not exist` : `cannot open ${what} ${path}: ${(e as Error).message}`,
-      { file: path, cause: e },
+      { code: 'IO', file: path, cause: e },
     );
   }
   let size: number;
@@ -48,7 +48,7 @@ export async function fileSource(path: string, what = 'safetensors file'): Promi
   } catch (e) {
     await handle.close().catch(() => undefined);
     if (e instanceof SafetensorsError) throw e;
-    throw new SafetensorsError(`cannot stat ${what} ${path}: ${(e as Error).message}`, { file: path, cause: e });
+    throw new SafetensorsError(`cannot stat ${what} ${path}: ${(e as Error).message}`, { code: 'IO', file: path, cause: e });
   }
   let open: typeof handle | undefined = handle;
   return {

@@ -74,7 +74,7 @@ export function blobSource(blob: BlobLike, name = blob.name || '<blob>'): ByteSo
       try {
         buf = await blob.slice(position, position + target.length).arrayBuffer();
       } catch (e) {
-        throw new SafetensorsError(`cannot read ${target.length} bytes at offset ${position} of ${name}: ${(e as Error).message}`, { file: name, key, cause: e });
+        throw new SafetensorsError(`cannot read ${target.length} bytes at offset ${position} of ${name}: ${(e as Error).message}`, { code: 'IO', file: name, key, cause: e });
       }
       if (buf.byteLength !== target.length) throw shortRead(name, position, target.length, blob.size, key);
       target.set(new Uint8Array(buf));
@@ -117,12 +117,12 @@ export function defaultFetch(): FetchLike {
  * @throws SafetensorsError when the response is not OK
  */
 export async function responseSource(response: ResponseLike, name = response.url || '<response>'): Promise<ByteSource> {
-  if (!response.ok) throw new SafetensorsError(`cannot fetch ${name}: HTTP ${response.status}`, { file: name });
+  if (!response.ok) throw new SafetensorsError(`cannot fetch ${name}: HTTP ${response.status}`, { code: 'IO', file: name });
   let buf: ArrayBuffer;
   try {
     buf = await response.arrayBuffer();
   } catch (e) {
-    throw new SafetensorsError(`cannot read the body of ${name}: ${(e as Error).message}`, { file: name, cause: e });
+    throw new SafetensorsError(`cannot read the body of ${name}: ${(e as Error).message}`, { code: 'IO', file: name, cause: e });
   }
   return bytesSource(buf, name);
 }
@@ -147,9 +147,9 @@ export async function urlSource(url: string, options: UrlSourceOptions = {}): Pr
   try {
     first = await fetchFn(url, { headers: { Range: `bytes=0-${PROBE - 1}` }, signal: options.signal });
   } catch (e) {
-    throw new SafetensorsError(`cannot fetch ${url}: ${(e as Error).message} (a network error, or a server that does not allow this origin by CORS)`, { file: url, cause: e });
+    throw new SafetensorsError(`cannot fetch ${url}: ${(e as Error).message} (a network error, or a server that does not allow this origin by CORS)`, { code: 'IO', file: url, cause: e });
   }
-  if (first.status === 404) throw new SafetensorsError(`safetensors file ${url} does not exist (HTTP 404)`, { file: url });
+  if (first.status === 404) throw new SafetensorsError(`safetensors file ${url} does not exist (HTTP 404)`, { code: 'IO', file: url });
   if (first.status === 416) return bytesSource(new ArrayBuffer(0), url); // empty file: no satisfiable range
   const total = first.status === 206 ? rangeTotal(first.headers.get('content-range')) : undefined;
   if (first.status !== 206 || total === undefined) return responseSource(first, url);
@@ -168,10 +168,10 @@ export async function urlSource(url: string, options: UrlSourceOptions = {}): Pr
       try {
         res = await fetchFn(url, { headers: { Range: `bytes=${position}-${position + target.length - 1}` }, signal: options.signal });
       } catch (e) {
-        throw new SafetensorsError(`cannot fetch bytes ${position}+${target.length} of ${url}: ${(e as Error).message}`, { file: url, key, cause: e });
+        throw new SafetensorsError(`cannot fetch bytes ${position}+${target.length} of ${url}: ${(e as Error).message}`, { code: 'IO', file: url, key, cause: e });
       }
       if (res.status !== 206 && res.status !== 200) {
-        throw new SafetensorsError(`cannot fetch bytes ${position}+${target.length} of ${url}: HTTP ${res.status}`, { file: url, key });
+        throw new SafetensorsError(`cannot fetch bytes ${position}+${target.length} of ${url}: HTTP ${res.status}`, { code: 'IO', file: url, key });
       }
       const body = new Uint8Array(await res.arrayBuffer());
       // A server that ignores Range on this request sends the whole file (200): take the slice.

@@ -142,6 +142,6 @@ export async function writeSafetensors(
     if (handle) await handle.close().catch(() => undefined);
     await fsp.unlink(tmp).catch(() => undefined);
     if (e instanceof SafetensorsError) throw e;
-    throw new SafetensorsError(`cannot write safetensors file ${path}: ${(e as Error).message}`, { file: path, cause: e });
+    throw new SafetensorsError(`cannot write safetensors file ${path}: ${(e as Error).message}`, { code: 'IO', file: path, cause: e });
   }
 }

@@ -1,6 +1,7 @@
 import { promises as fsp } from 'fs';
 import * as path from 'path';
-import { SafetensorsFile, bf16ToF32, f16Table32, f16ToF32, f32ToBf16, f32ToF16, f32ToF16Bits, writeSafetensors } from '@ddsjs/safetensors';
+import { SafetensorsFile, bf16ToF32, f16ToF32, f32ToF16, writeSafetensors } from '@ddsjs/safetensors';
+import { f16Table32, f32ToBf16, f32ToF16Bits } from '@ddsjs/safetensors/internals';
 import { tmpDir } from './helpers';
 
 // Reference decoders written arithmetically (not by bit assembly like the library).

@@ -1,6 +1,7 @@
 import { promises as fsp } from 'fs';
 import * as path from 'path';
-import { SafetensorsError, SafetensorsFile, parseHeader } from '@ddsjs/safetensors';
+import { SafetensorsError, SafetensorsFile } from '@ddsjs/safetensors';
+import { parseHeader } from '@ddsjs/safetensors/internals';
 import { rawFile, tmpDir } from './helpers';
 
 let dir: string;

@@ -16,6 +16,7 @@ import {
   StateDictSource,
   upsampleNearest,
 } from '@ddsjs/nn';
+import { InvalidArgumentError } from '@ddsjs/safetensors';
 
 /**
  * diffusers' `get_timestep_embedding`: sinusoidal embedding of `timesteps[B]` → `[B, dim]`, with
@@ -107,7 +108,7 @@ export class ResnetBlock2D extends Module {
    * `time_emb_proj`) → `[B,H,W,out]`. Caller owns the result.
    */
   forward(x: tf.Tensor4D, temb: tf.Tensor2D | null = null): tf.Tensor4D {
-    if (this.timeEmbProj && !temb) throw new Error('ResnetBlock2D: this block needs a time embedding');
+    if (this.timeEmbProj && !temb) throw new InvalidArgumentError('ResnetBlock2D: this block needs a time embedding');
     return tf.tidy(() => {
       // Intermediates are disposed as soon as they are used (tidy would keep them all to the end: at 512×512
       // in the VAE decoder that is ~1.5 GB); gradients stay correct because the tape keeps its own references.
@@ -205,7 +206,7 @@ export class Attention extends Module {
     return tf.tidy(() => {
       const ctx = context ?? x;
       if (ctx.shape[0] !== x.shape[0]) {
-        throw new Error(`Attention: context batch ${ctx.shape[0]} does not match the input batch ${x.shape[0]}`);
+        throw new InvalidArgumentError(`Attention: context batch ${ctx.shape[0]} does not match the input batch ${x.shape[0]}`);
       }
       const q = this.toQ.forward(x) as tf.Tensor3D;
       const k = this.toK.forward(ctx) as tf.Tensor3D;
@@ -366,7 +367,7 @@ export class SpatialSelfAttention extends Module {
  * {@link Attention} below `root`, including the VAE's {@link SpatialSelfAttention}s. Returns how many were set.
  */
 export function setAttentionByteBudget(root: Module, bytes: number | undefined): number {
-  if (bytes !== undefined && !(bytes > 0)) throw new Error(`setAttentionByteBudget: bytes must be positive, got ${bytes}`);
+  if (bytes !== undefined && !(bytes > 0)) throw new InvalidArgumentError(`setAttentionByteBudget: bytes must be positive, got ${bytes}`);
   let n = 0;
   const visit = (m: Module): void => {
     if (m instanceof Attention) {

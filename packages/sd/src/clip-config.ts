@@ -1,6 +1,7 @@
 // The CLIP text encoder's configuration, read from a transformers `text_encoder/config.json`.
 import type * as NodeFs from 'fs';
 import { nodeModule } from './node-builtins';
+import { IoError, ModelFormatError } from '@ddsjs/safetensors';
 
 /** Activations a CLIP text encoder may use (`hidden_act`). */
 export type CLIPActivation = 'quick_gelu' | 'gelu';
@@ -73,7 +74,7 @@ const SUPPORTED_ARCHITECTURES = ['CLIPTextModel', 'CLIPTextModelWithProjection']
  */
 export function parseCLIPTextConfig(json: unknown, file = 'text_encoder/config.json'): CLIPTextConfig {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-    throw new Error(`${file}: expected a JSON object`);
+    throw new ModelFormatError(`${file}: expected a JSON object`);
   }
   const j = json as Record<string, unknown>;
   const d = CLIP_TEXT_CONFIG_DEFAULTS;
@@ -81,7 +82,7 @@ export function parseCLIPTextConfig(json: unknown, file = 'text_encoder/config.j
     const v = j[key];
     if (v === undefined || v === null) return def;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-      throw new Error(`${file}: field '${key}' must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+      throw new ModelFormatError(`${file}: field '${key}' must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
     }
     return v;
   };
@@ -89,23 +90,23 @@ export function parseCLIPTextConfig(json: unknown, file = 'text_encoder/config.j
     const v = j[key];
     if (v === undefined || v === null) return def;
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
-      throw new Error(`${file}: field '${key}' must be a positive number, got ${JSON.stringify(v)}`);
+      throw new ModelFormatError(`${file}: field '${key}' must be a positive number, got ${JSON.stringify(v)}`);
     }
     return v;
   };
   const act = j.hidden_act ?? d.hiddenAct;
   if (act !== 'quick_gelu' && act !== 'gelu') {
-    throw new Error(`${file}: field 'hidden_act' is ${JSON.stringify(act)}; supported: "quick_gelu", "gelu"`);
+    throw new ModelFormatError(`${file}: field 'hidden_act' is ${JSON.stringify(act)}; supported: "quick_gelu", "gelu"`);
   }
   let withProjection = false;
   if (j.architectures !== undefined && j.architectures !== null) {
     if (!Array.isArray(j.architectures) || j.architectures.some((a) => typeof a !== 'string')) {
-      throw new Error(`${file}: field 'architectures' must be an array of strings`);
+      throw new ModelFormatError(`${file}: field 'architectures' must be an array of strings`);
     }
     const archs = j.architectures as string[];
     const bad = archs.filter((a) => !SUPPORTED_ARCHITECTURES.includes(a));
     if (bad.length) {
-      throw new Error(`${file}: field 'architectures' has unsupported ${JSON.stringify(bad)}; supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`);
+      throw new ModelFormatError(`${file}: field 'architectures' has unsupported ${JSON.stringify(bad)}; supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`);
     }
     withProjection = archs.includes('CLIPTextModelWithProjection');
   }
@@ -125,7 +126,7 @@ export function parseCLIPTextConfig(json: unknown, file = 'text_encoder/config.j
     withProjection,
   };
   if (cfg.hiddenSize % cfg.numAttentionHeads !== 0) {
-    throw new Error(
+    throw new ModelFormatError(
       `${file}: field 'hidden_size' (${cfg.hiddenSize}) is not divisible by 'num_attention_heads' (${cfg.numAttentionHeads})`,
     );
   }
@@ -138,13 +139,13 @@ export async function readCLIPTextConfig(file: string): Promise<CLIPTextConfig> 
   try {
     text = await nodeModule<typeof NodeFs>('fs').promises.readFile(file, 'utf8');
   } catch (e) {
-    throw new Error(`cannot read CLIP text config ${file}: ${(e as Error).message}`);
+    throw new IoError(`cannot read CLIP text config ${file}: ${(e as Error).message}`);
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${file}: invalid JSON: ${(e as Error).message}`);
+    throw new ModelFormatError(`${file}: invalid JSON: ${(e as Error).message}`);
   }
   return parseCLIPTextConfig(json, file);
 }

@@ -5,7 +5,7 @@ import { Module, Linear, LayerNorm, Embedding, attention, gelu, quickGelu } from
 import type { StateDictSource } from '@ddsjs/nn';
 import type * as NodePath from 'path';
 import { nodeModule } from './node-builtins';
-import { SafetensorsFile, findSafetensors } from '@ddsjs/safetensors';
+import { findSafetensors, InvalidArgumentError, SafetensorsFile } from '@ddsjs/safetensors';
 import { CLIPTextConfig, readCLIPTextConfig } from './clip-config';
 import { filteredSource, safetensorsSource } from './sources';
 
@@ -269,7 +269,7 @@ export class CLIPTextModel extends Module {
   private checkClipSkip(clipSkip: number | undefined): number {
     const s = clipSkip ?? 0;
     if (!Number.isInteger(s) || s < 0 || s >= this.config.numHiddenLayers) {
-      throw new Error(
+      throw new InvalidArgumentError(
         `CLIPTextModel: clipSkip must be an integer in [0, ${this.config.numHiddenLayers - 1}], got ${clipSkip}`,
       );
     }
@@ -278,13 +278,13 @@ export class CLIPTextModel extends Module {
 
   private checkIds(ids: tf.Tensor): void {
     const max = this.config.maxPositionEmbeddings;
-    if (!(ids instanceof tf.Tensor)) throw new Error('CLIPTextModel: ids must be a tf.Tensor2D of int32 token ids');
+    if (!(ids instanceof tf.Tensor)) throw new InvalidArgumentError('CLIPTextModel: ids must be a tf.Tensor2D of int32 token ids');
     const [b = 0, len = 0] = ids.shape;
     if (ids.rank !== 2 || b < 1 || len < 1 || len > max) {
-      throw new Error(`CLIPTextModel: ids must have shape [B, L] with 1 ≤ L ≤ ${max}, got [${ids.shape}]`);
+      throw new InvalidArgumentError(`CLIPTextModel: ids must have shape [B, L] with 1 ≤ L ≤ ${max}, got [${ids.shape}]`);
     }
     if (ids.dtype !== 'int32') {
-      throw new Error(`CLIPTextModel: ids must be int32 token ids, got dtype ${ids.dtype}`);
+      throw new InvalidArgumentError(`CLIPTextModel: ids must be int32 token ids, got dtype ${ids.dtype}`);
     }
   }
 
@@ -318,13 +318,13 @@ export async function validateTokenIds(ids: tf.Tensor, config: CLIPTextConfig): 
   const max = config.maxPositionEmbeddings;
   const [, len = 0] = ids.shape;
   if (ids.rank !== 2 || len < 1 || len > max) {
-    throw new Error(`token ids must have shape [B, L] with 1 ≤ L ≤ ${max}, got [${ids.shape}]`);
+    throw new InvalidArgumentError(`token ids must have shape [B, L] with 1 ≤ L ≤ ${max}, got [${ids.shape}]`);
   }
-  if (ids.dtype !== 'int32') throw new Error(`token ids must be int32, got dtype ${ids.dtype}`);
+  if (ids.dtype !== 'int32') throw new InvalidArgumentError(`token ids must be int32, got dtype ${ids.dtype}`);
   const d = await ids.data();
   for (let i = 0; i < d.length; i++) {
     if (!(d[i] >= 0 && d[i] < config.vocabSize)) {
-      throw new Error(
+      throw new InvalidArgumentError(
         `token id ${d[i]} at [${Math.floor(i / len)}, ${i % len}] is outside the vocabulary [0, ${config.vocabSize})`,
       );
     }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { InvalidArgumentError } from '@ddsjs/safetensors';
 
 /**
  * What the latent codec needs of a pipeline: the VAE (NHWC; images in [−1, 1]; latents unscaled) and the latent
@@ -16,7 +17,7 @@ export interface LatentCodecModel {
 function scalingOf(model: LatentCodecModel, who: string): number {
   const s = model?.schedule?.scalingFactor;
   if (typeof s !== 'number' || !Number.isFinite(s) || s <= 0) {
-    throw new Error(`${who}: schedule.scalingFactor must be a positive number, got ${s}`);
+    throw new InvalidArgumentError(`${who}: schedule.scalingFactor must be a positive number, got ${s}`);
   }
   return s;
 }

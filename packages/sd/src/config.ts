@@ -3,6 +3,7 @@
 import type * as NodeFs from 'fs';
 import type * as NodePath from 'path';
 import { nodeModule } from './node-builtins';
+import { IoError, ModelFormatError } from '@ddsjs/safetensors';
 
 const fs = nodeModule<typeof NodeFs>('fs');
 const path = nodeModule<typeof NodePath>('path');
@@ -82,7 +83,7 @@ class Reader {
   ) {}
 
   fail(field: string, msg: string): never {
-    throw new Error(`${this.file}: field '${field}' ${msg}`);
+    throw new ModelFormatError(`${this.file}: field '${field}' ${msg}`);
   }
 
   has(field: string): boolean {
@@ -163,7 +164,7 @@ class Reader {
  * types, …) throw an error naming the file and field rather than being ignored.
  */
 export function parseUNetConfig(json: unknown, file = 'unet/config.json'): UNet2DConditionConfig {
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${file}: not a JSON object`);
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ModelFormatError(`${file}: not a JSON object`);
   const r = new Reader(json as Json, file);
   const cls = r.str('_class_name', 'UNet2DConditionModel');
   if (cls !== 'UNet2DConditionModel') r.fail('_class_name', `must be 'UNet2DConditionModel', got '${cls}'`);
@@ -262,7 +263,7 @@ export function parseUNetConfig(json: unknown, file = 'unet/config.json'): UNet2
  * Unsupported values (other block types, a non-zero `shift_factor`, latents mean/std, …) throw.
  */
 export function parseVaeConfig(json: unknown, file = 'vae/config.json'): AutoencoderKLConfig {
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${file}: not a JSON object`);
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ModelFormatError(`${file}: not a JSON object`);
   const r = new Reader(json as Json, file);
   const cls = r.str('_class_name', 'AutoencoderKL');
   if (cls !== 'AutoencoderKL') r.fail('_class_name', `must be 'AutoencoderKL', got '${cls}'`);
@@ -313,12 +314,12 @@ async function readJson(file: string): Promise<unknown> {
   try {
     text = await fs.promises.readFile(file, 'utf8');
   } catch (e) {
-    throw new Error(`${file}: cannot read config (${(e as Error).message})`);
+    throw new IoError(`${file}: cannot read config (${(e as Error).message})`);
   }
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new Error(`${file}: invalid JSON (${(e as Error).message})`);
+    throw new ModelFormatError(`${file}: invalid JSON (${(e as Error).message})`);
   }
 }
 

@@ -1,6 +1,7 @@
 import type * as NodeFs from 'fs';
 import type * as NodePath from 'path';
 import { nodeModule } from './node-builtins';
+import { ModelFormatError } from '@ddsjs/safetensors';
 
 const fs = nodeModule<typeof NodeFs>('fs');
 const path = nodeModule<typeof NodePath>('path');
@@ -84,22 +85,22 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
  * steps positive integers, no unknown keys (except `_comments`). Returns the camel-cased defaults.
  */
 export function parsePipelineDefaults(json: unknown, where: string): PipelineDefaults {
-  if (!isObject(json)) throw new Error(`${where} must hold a JSON object`);
+  if (!isObject(json)) throw new ModelFormatError(`${where} must hold a JSON object`);
   const out: { edit?: EditDefaults; generate?: GenerateDefaults; file?: string } = {};
   for (const [section, value] of Object.entries(json)) {
     if (section.startsWith('_')) continue;
     if (section !== 'edit' && section !== 'generate') {
-      throw new Error(`${where}: unknown key "${section}" (expected "edit", "generate" or "_comment" keys)`);
+      throw new ModelFormatError(`${where}: unknown key "${section}" (expected "edit", "generate" or "_comment" keys)`);
     }
-    if (!isObject(value)) throw new Error(`${where}: "${section}" must be an object`);
+    if (!isObject(value)) throw new ModelFormatError(`${where}: "${section}" must be an object`);
     const parsed: Record<string, unknown> = parseFields(value, SECTIONS[section], section, where, section === 'edit');
     if (section === 'edit' && value.methods !== undefined) {
-      if (!isObject(value.methods)) throw new Error(`${where}: "edit.methods" must be an object`);
+      if (!isObject(value.methods)) throw new ModelFormatError(`${where}: "edit.methods" must be an object`);
       const methods: Record<string, EditMethodDefaults> = {};
       for (const [name, m] of Object.entries(value.methods)) {
         if (name.startsWith('_')) continue;
-        if (!/^[a-z][a-z0-9_-]*$/.test(name)) throw new Error(`${where}: "edit.methods.${name}" is not a method name`);
-        if (!isObject(m)) throw new Error(`${where}: "edit.methods.${name}" must be an object`);
+        if (!/^[a-z][a-z0-9_-]*$/.test(name)) throw new ModelFormatError(`${where}: "edit.methods.${name}" is not a method name`);
+        if (!isObject(m)) throw new ModelFormatError(`${where}: "edit.methods.${name}" must be an object`);
         methods[name] = parseFields(m, SECTIONS.edit, `edit.methods.${name}`, where, false);
       }
       parsed.methods = methods;
@@ -117,10 +118,10 @@ function parseFields(value: Record<string, unknown>, fields: Field[], at: string
     const field = fields.find((f) => f.key === key);
     if (!field) {
       const expected = [...fields.map((f) => `"${f.key}"`), ...(nested ? ['"methods"'] : [])].join(', ');
-      throw new Error(`${where}: unknown key "${at}.${key}" (expected ${expected})`);
+      throw new ModelFormatError(`${where}: unknown key "${at}.${key}" (expected ${expected})`);
     }
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || (field.integer && !Number.isInteger(v))) {
-      throw new Error(`${where}: "${at}.${key}" must be a positive ${field.integer ? 'integer' : 'number'}, got ${JSON.stringify(v)}`);
+      throw new ModelFormatError(`${where}: "${at}.${key}" must be a positive ${field.integer ? 'integer' : 'number'}, got ${JSON.stringify(v)}`);
     }
     parsed[field.name] = v;
   }
@@ -138,7 +139,7 @@ export function readPipelineDefaults(dir: string): PipelineDefaults {
   try {
     json = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
+    throw new ModelFormatError(`${file} is not valid JSON: ${(e as Error).message}`);
   }
   return { ...parsePipelineDefaults(json, file), file };
 }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { DdsError, InvalidArgumentError } from '@ddsjs/safetensors';
 
 // Image IO for browsers (canvas, ImageData, ImageBitmap), beside image.ts, which uses sharp and stays Node-only.
 // Nothing here imports a Node module; the pixel conversions also run in Node (they take plain RGBA arrays).
@@ -49,18 +50,18 @@ export function makeCanvas(w: number, h: number): CanvasLike {
     c = g.document.createElement('canvas');
     c.width = w;
     c.height = h;
-  } else throw new Error('makeCanvas: no OffscreenCanvas or document (browser image IO needs a browser; in Node use loadImageForEdit)');
+  } else throw new DdsError('UNSUPPORTED', 'makeCanvas: no OffscreenCanvas or document (browser image IO needs a browser; in Node use loadImageForEdit)');
   return c;
 }
 
 function context(c: CanvasLike): Canvas2D {
   const ctx = c.getContext('2d', { willReadFrequently: true });
-  if (!ctx) throw new Error('a 2D canvas context could not be created');
+  if (!ctx) throw new DdsError('UNSUPPORTED', 'a 2D canvas context could not be created');
   return ctx;
 }
 
 function checkSide(fn: string, name: string, v: number): number {
-  if (!Number.isInteger(v) || v < 8 || v % 8 !== 0) throw new Error(`${fn}: ${name} must be a positive multiple of 8 (the VAE's downscale factor), got ${v}`);
+  if (!Number.isInteger(v) || v < 8 || v % 8 !== 0) throw new InvalidArgumentError(`${fn}: ${name} must be a positive multiple of 8 (the VAE's downscale factor), got ${v}`);
   return v;
 }
 
@@ -71,7 +72,7 @@ function checkSide(fn: string, name: string, v: number): number {
 export function rgbaToEditTensor(pixels: RgbaPixels): tf.Tensor4D {
   const { width, height, data } = pixels ?? ({} as RgbaPixels);
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || !data || data.length !== width * height * 4) {
-    throw new Error(`rgbaToEditTensor: expected RGBA pixels { data: width·height·4 bytes, width, height }, got ${width}×${height} with ${data?.length} bytes`);
+    throw new InvalidArgumentError(`rgbaToEditTensor: expected RGBA pixels { data: width·height·4 bytes, width, height }, got ${width}×${height} with ${data?.length} bytes`);
   }
   return tf.tidy(() => {
     const rgba = tf.tensor3d(Uint8Array.from(data), [height, width, 4], 'int32');
@@ -86,7 +87,7 @@ export function rgbaToEditTensor(pixels: RgbaPixels): tf.Tensor4D {
  */
 export async function imageToRgba(image: tf.Tensor): Promise<{ data: Uint8ClampedArray; width: number; height: number }> {
   const ok = image instanceof tf.Tensor && ((image.rank === 4 && image.shape[0] === 1 && image.shape[3] === 3) || (image.rank === 3 && image.shape[2] === 3));
-  if (!ok) throw new Error(`imageToRgba: expected an image tensor [1, H, W, 3] or [H, W, 3], got ${image instanceof tf.Tensor ? `[${image.shape}]` : typeof image}`);
+  if (!ok) throw new InvalidArgumentError(`imageToRgba: expected an image tensor [1, H, W, 3] or [H, W, 3], got ${image instanceof tf.Tensor ? `[${image.shape}]` : typeof image}`);
   const [height, width] = image.rank === 4 ? image.shape.slice(1, 3) : image.shape.slice(0, 2);
   const rgba = tf.tidy(() => {
     const rgb = tf.round(tf.mul(tf.clipByValue(tf.reshape(image, [height, width, 3]), 0, 1), 255));
@@ -106,11 +107,11 @@ export async function imageToRgba(image: tf.Tensor): Promise<{ data: Uint8Clampe
  */
 export async function decodeImageBlob(blob: Blob & { name?: string }): Promise<Drawable> {
   const create = (globalThis as unknown as { createImageBitmap?: (b: Blob, o?: object) => Promise<Drawable> }).createImageBitmap;
-  if (typeof create !== 'function') throw new Error('decodeImageBlob: createImageBitmap is not available (a browser is needed)');
+  if (typeof create !== 'function') throw new DdsError('UNSUPPORTED', 'decodeImageBlob: createImageBitmap is not available (a browser is needed)');
   try {
     return await create(blob, { imageOrientation: 'from-image' });
   } catch (e) {
-    throw new Error(`${blob.name ?? 'the picture'} is not an image the browser can decode (${(e as Error).message})`);
+    throw new InvalidArgumentError(`${blob.name ?? 'the picture'} is not an image the browser can decode (${(e as Error).message})`);
   }
 }
 
@@ -138,7 +139,7 @@ export async function loadImageForEditInBrowser(source: RgbaPixels | Blob | Draw
     if (maybePixels.width === W && maybePixels.height === H) return rgbaToEditTensor(maybePixels);
     const c = makeCanvas(maybePixels.width, maybePixels.height);
     const ImageDataCtor = (globalThis as unknown as { ImageData?: new (d: Uint8ClampedArray, w: number, h: number) => unknown }).ImageData;
-    if (!ImageDataCtor) throw new Error(`${fn}: resizing pixels needs a browser (ImageData)`);
+    if (!ImageDataCtor) throw new DdsError('UNSUPPORTED', `${fn}: resizing pixels needs a browser (ImageData)`);
     context(c).putImageData(new ImageDataCtor(Uint8ClampedArray.from(maybePixels.data), maybePixels.width, maybePixels.height), 0, 0);
     drawable = c;
   } else if (typeof (source as Blob).arrayBuffer === 'function' && typeof (source as Blob).type === 'string') {
@@ -147,7 +148,7 @@ export async function loadImageForEditInBrowser(source: RgbaPixels | Blob | Draw
     drawable = source as Drawable;
   }
   const { w, h } = sizeOf(drawable);
-  if (w < 1 || h < 1) throw new Error(`${fn}: the picture has no size (${w}×${h}); is it loaded?`);
+  if (w < 1 || h < 1) throw new InvalidArgumentError(`${fn}: the picture has no size (${w}×${h}); is it loaded?`);
   // The centred crop with the aspect ratio W : H.
   let cw = w;
   let ch = Math.round((w * H) / W);
@@ -175,7 +176,7 @@ export async function imageToBlob(image: tf.Tensor, type = 'image/png', quality?
   const px = await imageToRgba(image);
   const canvas = makeCanvas(px.width, px.height);
   const ImageDataCtor = (globalThis as unknown as { ImageData?: new (d: Uint8ClampedArray, w: number, h: number) => unknown }).ImageData;
-  if (!ImageDataCtor) throw new Error('imageToBlob: ImageData is not available (a browser is needed; in Node use writeImage)');
+  if (!ImageDataCtor) throw new DdsError('UNSUPPORTED', 'imageToBlob: ImageData is not available (a browser is needed; in Node use writeImage)');
   context(canvas).putImageData(new ImageDataCtor(px.data, px.width, px.height), 0, 0);
   if (canvas.convertToBlob) return canvas.convertToBlob({ type, quality });
   return new Promise((resolve, reject) =>

@@ -6,6 +6,7 @@ import sharp from 'sharp';
 import { assertOutputExtension, IMAGE_EXTENSIONS, writeFileAtomic } from './output';
 import type { OutputPathError } from './output';
 import type { StableDiffusion } from './pipeline';
+import { InvalidArgumentError, IoError } from '@ddsjs/safetensors';
 
 /** Resampling kernels {@link loadImageForEdit} can use (sharp's names). */
 export type ResizeKernel = 'nearest' | 'linear' | 'cubic' | 'mitchell' | 'lanczos2' | 'lanczos3';
@@ -85,11 +86,11 @@ interface RawRgb {
 async function decodeFile(fn: string, file: string): Promise<RawRgb> {
   try {
     const st = await fs.stat(file);
-    if (!st.isFile()) throw new Error(`${fn}: '${file}' is not a file`);
+    if (!st.isFile()) throw new IoError(`${fn}: '${file}' is not a file`);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new Error(`${fn}: no such file '${file}'`);
-    if (code) throw new Error(`${fn}: cannot read '${file}' (${(e as Error).message})`);
+    if (code === 'ENOENT') throw new IoError(`${fn}: no such file '${file}'`);
+    if (code) throw new IoError(`${fn}: cannot read '${file}' (${(e as Error).message})`);
     throw e;
   }
   try {
@@ -102,17 +103,17 @@ async function decodeFile(fn: string, file: string): Promise<RawRgb> {
     if (info.channels !== 3) throw new Error(`decoded ${info.channels} channels, expected 3`);
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
   } catch (e) {
-    throw new Error(`${fn}: cannot decode '${file}' as an image (JPEG, PNG, WebP, GIF, TIFF, AVIF): ${(e as Error).message}`);
+    throw new InvalidArgumentError(`${fn}: cannot decode '${file}' as an image (JPEG, PNG, WebP, GIF, TIFF, AVIF): ${(e as Error).message}`);
   }
 }
 
 /** Checks an image tensor is [1,H,W,3] or [H,W,3]; returns [H, W]. */
 function imageDims(fn: string, name: string, t: tf.Tensor): [number, number] {
-  if (!(t instanceof tf.Tensor)) throw new Error(`${fn}: ${name} must be a tensor [1, H, W, 3] or [H, W, 3]`);
+  if (!(t instanceof tf.Tensor)) throw new InvalidArgumentError(`${fn}: ${name} must be a tensor [1, H, W, 3] or [H, W, 3]`);
   const s = t.shape;
   if (s.length === 4 && s[0] === 1 && s[3] === 3) return [s[1], s[2]];
   if (s.length === 3 && s[2] === 3) return [s[0], s[1]];
-  throw new Error(`${fn}: ${name} must be [1, H, W, 3] or [H, W, 3], got [${s}]`);
+  throw new InvalidArgumentError(`${fn}: ${name} must be [1, H, W, 3] or [H, W, 3], got [${s}]`);
 }
 
 /** A [0,1] image tensor as 8-bit RGB (values clamped, rounded). */
@@ -169,28 +170,28 @@ export async function loadImageForEdit(source: string | tf.Tensor, opts: LoadIma
   let tw: number;
   let th: number;
   if (o.width !== undefined || o.height !== undefined) {
-    if (o.size !== undefined) throw new Error(`${fn}: give either size or width and height, not both`);
-    if (o.width === undefined || o.height === undefined) throw new Error(`${fn}: width and height must be given together`);
+    if (o.size !== undefined) throw new InvalidArgumentError(`${fn}: give either size or width and height, not both`);
+    if (o.width === undefined || o.height === undefined) throw new InvalidArgumentError(`${fn}: width and height must be given together`);
     [tw, th] = [o.width, o.height];
   } else {
     tw = th = o.size ?? o.model?.nativeSize ?? DEFAULT_EDIT_SIZE;
   }
   for (const [name, v] of [['width', tw], ['height', th]] as const) {
     if (!Number.isInteger(v) || v <= 0 || v % 8 !== 0) {
-      throw new Error(`${fn}: ${o.size !== undefined ? 'size' : name} must be a positive multiple of 8 (the VAE downscales by 8), got ${v}`);
+      throw new InvalidArgumentError(`${fn}: ${o.size !== undefined ? 'size' : name} must be a positive multiple of 8 (the VAE downscales by 8), got ${v}`);
     }
   }
   const kernel = o.kernel ?? 'cubic';
-  if (!KERNELS.includes(kernel)) throw new Error(`${fn}: kernel must be one of ${KERNELS.join(', ')}, got '${String(kernel)}'`);
+  if (!KERNELS.includes(kernel)) throw new InvalidArgumentError(`${fn}: kernel must be one of ${KERNELS.join(', ')}, got '${String(kernel)}'`);
   const fit = o.fit ?? 'crop';
-  if (!FITS.includes(fit)) throw new Error(`${fn}: fit must be one of ${FITS.join(', ')}, got '${String(fit)}'`);
+  if (!FITS.includes(fit)) throw new InvalidArgumentError(`${fn}: fit must be one of ${FITS.join(', ')}, got '${String(fit)}'`);
   const minSize = o.minSize ?? DEFAULT_MIN_SIZE;
 
   const what = typeof source === 'string' ? `'${source}'` : 'the image tensor';
   const rgb = typeof source === 'string' ? await decodeFile(fn, source) : await tensorToRgb8(fn, 'source', source);
   const crop = fit === 'crop' ? centreCrop(rgb.width, rgb.height, tw, th) : { left: 0, top: 0, width: rgb.width, height: rgb.height };
   if (Math.min(crop.width, crop.height) < minSize) {
-    throw new Error(
+    throw new InvalidArgumentError(
       fit === 'crop'
         ? `${fn}: ${what} is too small: ${rgb.width}×${rgb.height} pixels, its centre crop to ${tw}:${th} is ` +
             `${crop.width}×${crop.height}; at least ${minSize} pixels on the short side are needed (minSize)`
@@ -256,16 +257,16 @@ export async function writeImage(image: tf.Tensor, file: string, opts: WriteImag
  */
 export function imageStrip(images: tf.Tensor[], opts: ImageStripOptions = {}): tf.Tensor4D {
   const fn = 'imageStrip';
-  if (!Array.isArray(images) || images.length === 0) throw new Error(`${fn}: give at least one image`);
+  if (!Array.isArray(images) || images.length === 0) throw new InvalidArgumentError(`${fn}: give at least one image`);
   const dims = images.map((t, i) => imageDims(fn, `images[${i}]`, t));
   const h = dims[0][0];
   dims.forEach(([hi], i) => {
-    if (hi !== h) throw new Error(`${fn}: images[${i}] is ${hi} pixels high, images[0] is ${h}; all must have the same height`);
+    if (hi !== h) throw new InvalidArgumentError(`${fn}: images[${i}] is ${hi} pixels high, images[0] is ${h}; all must have the same height`);
   });
   const gap = opts.gap ?? 0;
-  if (!Number.isInteger(gap) || gap < 0) throw new Error(`${fn}: gap must be a non-negative integer, got ${gap}`);
+  if (!Number.isInteger(gap) || gap < 0) throw new InvalidArgumentError(`${fn}: gap must be a non-negative integer, got ${gap}`);
   const bg = opts.background ?? 1;
-  if (!Number.isFinite(bg)) throw new Error(`${fn}: background must be a number, got ${bg}`);
+  if (!Number.isFinite(bg)) throw new InvalidArgumentError(`${fn}: background must be a number, got ${bg}`);
   return tf.tidy(() => {
     const parts: tf.Tensor[] = [];
     images.forEach((t, i) => {

@@ -2,8 +2,9 @@
 // Stable Diffusion folder or a single-file LDM checkpoint. Reads headers and configs only (no tensor data).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SafetensorsFile, safetensorsCandidates } from '@ddsjs/safetensors';
-import { LDM_CLIP_PREFIX, LDM_OPEN_CLIP_PREFIX, LDM_UNET_PREFIX, LDM_VAE_PREFIX, detectSingleFileModel } from './single-file';
+import { InvalidArgumentError, IoError, ModelFormatError, safetensorsCandidates, SafetensorsFile } from '@ddsjs/safetensors';
+import { detectSingleFileModel } from './single-file';
+import { LDM_CLIP_PREFIX, LDM_OPEN_CLIP_PREFIX, LDM_UNET_PREFIX, LDM_VAE_PREFIX } from './single-file-keys';
 import { formatBytes, formatCount } from './format';
 
 /** Options of {@link inspect}. */
@@ -220,14 +221,14 @@ async function inspectFolder(dir: string, options: InspectOptions): Promise<stri
  * Reads headers and JSON only. Throws an Error naming the path when it does not exist or is not safetensors.
  */
 export async function inspect(file: string, options: InspectOptions = {}): Promise<string> {
-  if (typeof file !== 'string' || file === '') throw new Error('inspect: expected a .safetensors file or a diffusers folder');
+  if (typeof file !== 'string' || file === '') throw new InvalidArgumentError('inspect: expected a .safetensors file or a diffusers folder');
   if (options.variant !== undefined && options.variant !== 'fp16' && options.variant !== 'fp32') {
-    throw new Error(`inspect: variant must be fp16 or fp32, got ${JSON.stringify(options.variant)}`);
+    throw new InvalidArgumentError(`inspect: variant must be fp16 or fp32, got ${JSON.stringify(options.variant)}`);
   }
-  if (!fs.existsSync(file)) throw new Error(`not found: ${file}`);
+  if (!fs.existsSync(file)) throw new IoError(`not found: ${file}`);
   if (fs.statSync(file).isDirectory()) return inspectFolder(file, options);
   if (!/\.(safetensors|json)$/i.test(file)) {
-    throw new Error(`${file}: not a .safetensors file (pickled .ckpt/.bin checkpoints are not supported)`);
+    throw new ModelFormatError(`${file}: not a .safetensors file (pickled .ckpt/.bin checkpoints are not supported)`);
   }
   return inspectFile(file, options);
 }

@@ -3,15 +3,19 @@ import type * as NodePath from 'path';
 import { nodeModule } from './node-builtins';
 import * as tf from '@tensorflow/tfjs';
 import { assertFits, backendMemoryLimitBytes, Module, ModuleList, StateDictSource, tfSeed } from '@ddsjs/nn';
-import { SafetensorsFile, findSafetensors, defaultFetch, isUrl, joinUrl } from '@ddsjs/safetensors';
+import { findSafetensors, InvalidArgumentError, IoError, ModelFormatError, SafetensorsFile } from '@ddsjs/safetensors';
+import { defaultFetch, isUrl, joinUrl } from '@ddsjs/safetensors/internals';
 import type { UrlSourceOptions } from '@ddsjs/safetensors';
-import { CLIP_TOKENIZER_FILES, CLIPTokenizer, CLIPTokenizerFiles } from './tokenizer';
+import { CLIPTokenizer } from './tokenizer';
+import { CLIP_TOKENIZER_FILES, CLIPTokenizerFiles } from './tokenizer-files';
 import { CLIPTextModel } from './clip';
 import { CLIPTextConfig, parseCLIPTextConfig } from './clip-config';
 import { UNet2DConditionModel, TimestepInput } from './unet';
 import { AutoencoderKL, legacyVaeSource } from './vae';
 import { AutoencoderKLConfig, UNet2DConditionConfig, parseUNetConfig, parseVaeConfig } from './config';
-import { DDIMScheduler, NoiseSchedule, SchedulerConfig, guide, makeNoiseSchedule, parseSchedulerConfig } from './schedule';
+import { NoiseSchedule, guide, makeNoiseSchedule } from './schedule';
+import { SchedulerConfig, parseSchedulerConfig } from './scheduler-config';
+import { DDIMScheduler } from './ddim';
 import { safetensorsSource } from './sources';
 import { StableDiffusion, StableDiffusionConfigs } from './pipeline';
 import { imageToLatents, latentsToImage, nativeImageSize } from './codec';
@@ -55,12 +59,12 @@ function readJsonFile(file: string): unknown {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new Error(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new IoError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
+    throw new ModelFormatError(`${file} is not valid JSON: ${(e as Error).message}`);
   }
 }
 
@@ -101,12 +105,12 @@ function parseConfigs(raw: RawConfigs, name: (f: keyof RawConfigs) => string): S
 export function readRawConfigs(dir: string): RawConfigs {
   const missing = Object.values(COMPONENT_CONFIGS).filter((f) => !fs.existsSync(path.join(dir, f)));
   if (missing.length) {
-    throw new Error(`${dir} is not a diffusers Stable Diffusion folder: missing ${missing.join(', ')}`);
+    throw new ModelFormatError(`${dir} is not a diffusers Stable Diffusion folder: missing ${missing.join(', ')}`);
   }
   const read = (k: keyof RawConfigs): Record<string, unknown> => {
     const file = path.join(dir, COMPONENT_CONFIGS[k]);
     const json = readJsonFile(file);
-    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${file} must hold a JSON object`);
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ModelFormatError(`${file} must hold a JSON object`);
     return json as Record<string, unknown>;
   };
   return { unet: read('unet'), vae: read('vae'), textEncoder: read('textEncoder'), scheduler: read('scheduler') };
@@ -137,7 +141,7 @@ async function runJobs(jobs: Job[], onProgress: LoadStableDiffusionOptions['onPr
       if (job.load) await job.load(job.source, onTensor);
       else await job.module.loadStateDict(job.source, { onTensor: (k) => onTensor(k) });
     } catch (e) {
-      throw new Error(`${job.name}: ${(e as Error).message}`);
+      throw new ModelFormatError(`${job.name}: ${(e as Error).message}`);
     }
   }
 }
@@ -253,7 +257,7 @@ export function resolveSingleFileConfigs(
   const configSource = configDir ?? `built-in ${detected.modelType}`;
   const mismatches = singleFileConfigMismatches(inferLdmDimensions(keys, shape), raw, detected.textEncoder);
   if (mismatches.length) {
-    throw new Error(
+    throw new ModelFormatError(
       `${file}: the checkpoint does not match the configs of ${configSource}: ${mismatches.join('; ')}${configDir ? '' : ` (${hint})`}`,
     );
   }
@@ -325,31 +329,31 @@ export async function loadStableDiffusion(
   options: LoadStableDiffusionOptions = {},
 ): Promise<StableDiffusion> {
   if (typeof dirOrSingleFile !== 'string' || dirOrSingleFile === '') {
-    throw new TypeError('loadStableDiffusion: expected a diffusers folder or a .safetensors checkpoint path');
+    throw new InvalidArgumentError('loadStableDiffusion: expected a diffusers folder or a .safetensors checkpoint path');
   }
   if (options.variant !== undefined && options.variant !== 'fp16') {
-    throw new Error(`loadStableDiffusion: variant must be 'fp16' or absent, got ${JSON.stringify(options.variant)}`);
+    throw new InvalidArgumentError(`loadStableDiffusion: variant must be 'fp16' or absent, got ${JSON.stringify(options.variant)}`);
   }
   if (isUrl(dirOrSingleFile)) {
-    if (options.configFrom) throw new Error('loadStableDiffusion: configFrom does not apply to a URL (a diffusers folder)');
+    if (options.configFrom) throw new InvalidArgumentError('loadStableDiffusion: configFrom does not apply to a URL (a diffusers folder)');
     return loadStableDiffusionFromUrl(dirOrSingleFile, options);
   }
   let stat: NodeFs.Stats;
   try {
     stat = fs.statSync(dirOrSingleFile);
   } catch {
-    throw new Error(`model not found: ${dirOrSingleFile}`);
+    throw new IoError(`model not found: ${dirOrSingleFile}`);
   }
   if (stat.isDirectory()) {
-    if (options.configFrom) throw new Error('loadStableDiffusion: configFrom applies to single-file checkpoints only');
+    if (options.configFrom) throw new InvalidArgumentError('loadStableDiffusion: configFrom applies to single-file checkpoints only');
     return loadDiffusersFolder(dirOrSingleFile, options);
   }
   if (!/\.safetensors$/i.test(dirOrSingleFile)) {
-    throw new Error(
+    throw new ModelFormatError(
       `${dirOrSingleFile}: only .safetensors checkpoints are supported (pickled .ckpt/.bin files can run code when loaded; convert them to safetensors first)`,
     );
   }
-  if (options.variant) throw new Error('loadStableDiffusion: variant applies to diffusers folders only');
+  if (options.variant) throw new InvalidArgumentError('loadStableDiffusion: variant applies to diffusers folders only');
   return loadSingleFile(dirOrSingleFile, options);
 }
 
@@ -374,10 +378,10 @@ export async function loadStableDiffusionFromUrl(
   options: LoadStableDiffusionFromUrlOptions = {},
 ): Promise<StableDiffusion> {
   if (typeof baseUrl !== 'string' || !isUrl(baseUrl)) {
-    throw new TypeError(`loadStableDiffusionFromUrl: expected an http(s) URL of a diffusers folder, got ${JSON.stringify(baseUrl)}`);
+    throw new InvalidArgumentError(`loadStableDiffusionFromUrl: expected an http(s) URL of a diffusers folder, got ${JSON.stringify(baseUrl)}`);
   }
   if (options.variant !== undefined && options.variant !== 'fp16') {
-    throw new Error(`loadStableDiffusionFromUrl: variant must be 'fp16' or absent, got ${JSON.stringify(options.variant)}`);
+    throw new InvalidArgumentError(`loadStableDiffusionFromUrl: variant must be 'fp16' or absent, got ${JSON.stringify(options.variant)}`);
   }
   const base = baseUrl.replace(/\/+$/, '');
   const fetchFn = options.fetch ?? defaultFetch();
@@ -389,10 +393,10 @@ export async function loadStableDiffusionFromUrl(
       res = await fetchFn(url, { signal: options.signal });
     } catch (e) {
       if (options.signal?.aborted) throw e;
-      throw new Error(`cannot fetch ${url}: ${(e as Error).message} (a network error, or a server that does not allow this origin by CORS)`);
+      throw new IoError(`cannot fetch ${url}: ${(e as Error).message} (a network error, or a server that does not allow this origin by CORS)`);
     }
     if (res.status === 404 && optional) return undefined;
-    if (!res.ok) throw new Error(`cannot fetch ${url}: HTTP ${res.status}${res.status === 404 ? ` (is ${base} a diffusers folder?)` : ''}`);
+    if (!res.ok) throw new IoError(`cannot fetch ${url}: HTTP ${res.status}${res.status === 404 ? ` (is ${base} a diffusers folder?)` : ''}`);
     return res.text();
   };
   const getJson = async (rel: string, optional = false): Promise<Record<string, unknown> | undefined> => {
@@ -403,9 +407,9 @@ export async function loadStableDiffusionFromUrl(
     try {
       json = JSON.parse(text);
     } catch (e) {
-      throw new Error(`${url} is not valid JSON: ${(e as Error).message}`);
+      throw new ModelFormatError(`${url} is not valid JSON: ${(e as Error).message}`);
     }
-    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${url} must hold a JSON object`);
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ModelFormatError(`${url} must hold a JSON object`);
     return json as Record<string, unknown>;
   };
   await getJson('model_index.json'); // first, so that a URL that is not a diffusers folder fails on this file

@@ -2,17 +2,16 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { randomBytes } from 'crypto';
+import { DdsError } from '@ddsjs/safetensors';
 
 /**
  * A path given as an output cannot be written (missing or unwritable folder, unknown format, a folder where a file
  * is wanted, an existing file without permission to replace it, or one of the inputs). The message is one line
  * without a function prefix, fit to show a user as is.
  */
-export class OutputPathError extends Error {
-  /** A stable code for callers that branch on the cause. */
-  readonly code = 'output_path';
+export class OutputPathError extends DdsError {
   constructor(message: string) {
-    super(message);
+    super('OUTPUT_PATH', message);
     this.name = 'OutputPathError';
   }
 }

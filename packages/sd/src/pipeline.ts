@@ -7,9 +7,12 @@ import { CLIPTextConfig } from './clip-config';
 import { UNet2DConditionModel, TimestepInput } from './unet';
 import { AutoencoderKL } from './vae';
 import { AutoencoderKLConfig, UNet2DConditionConfig } from './config';
-import { DDIMScheduler, NoiseSchedule, SchedulerConfig, guide, makeNoiseSchedule } from './schedule';
+import { NoiseSchedule, guide, makeNoiseSchedule } from './schedule';
+import type { SchedulerConfig } from './scheduler-config';
+import { DDIMScheduler } from './ddim';
 import { imageToLatents, latentsToImage, nativeImageSize } from './codec';
 import { PipelineDefaults, resolveGenerateDefaults } from './defaults';
+import { InvalidArgumentError } from '@ddsjs/safetensors';
 
 /** Options of {@link StableDiffusion.generate}. */
 export interface GenerateOptions {
@@ -126,18 +129,18 @@ export class StableDiffusion {
    * as diffusers' StableDiffusionPipeline with a DDIMScheduler. The caller owns the returned tensors.
    */
   async generate(prompt: string, options: GenerateOptions = {}): Promise<GenerateResult> {
-    if (typeof prompt !== 'string') throw new TypeError(`generate: prompt must be a string, got ${typeof prompt}`);
+    if (typeof prompt !== 'string') throw new InvalidArgumentError(`generate: prompt must be a string, got ${typeof prompt}`);
     const { steps: { value: steps }, guidanceScale: { value: scale } } = resolveGenerateDefaults(this.defaults, options);
     if (!Number.isInteger(steps) || steps < 1 || steps > this.schedule.numTrainTimesteps) {
-      throw new RangeError(`generate: steps must be an integer in [1, ${this.schedule.numTrainTimesteps}], got ${steps}`);
+      throw new InvalidArgumentError(`generate: steps must be an integer in [1, ${this.schedule.numTrainTimesteps}], got ${steps}`);
     }
-    if (!Number.isFinite(scale)) throw new RangeError(`generate: guidanceScale must be finite, got ${scale}`);
+    if (!Number.isFinite(scale)) throw new InvalidArgumentError(`generate: guidanceScale must be finite, got ${scale}`);
     const f = this.vaeScaleFactor;
     const height = options.height ?? this.nativeSize;
     const width = options.width ?? this.nativeSize;
     for (const [n, v] of [['height', height], ['width', width]] as const) {
       if (!Number.isInteger(v) || v < f || v % f !== 0) {
-        throw new RangeError(`generate: ${n} must be a positive multiple of ${f} pixels, got ${v}`);
+        throw new InvalidArgumentError(`generate: ${n} must be a positive multiple of ${f} pixels, got ${v}`);
       }
     }
     const cfg = scale > 1;

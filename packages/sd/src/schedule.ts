@@ -1,5 +1,6 @@
 /**
- * Noise schedules and the DDIM sampler, matching diffusers' `DDIMScheduler` (0.35) number for number.
+ * Noise schedules matching diffusers' `DDIMScheduler` (0.35) number for number, and the diffusion math on them
+ * (α/σ, noising, model output → ε / x̂₀, guidance). The config: scheduler-config.ts; the DDIM sampler: ddim.ts.
  *
  * Float32 emulation: diffusers builds the tables with torch in float32. This module reproduces that exactly:
  * - `torch.linspace(start, end, n, dtype=float32)`: `start + step·i` for the first half and `end − step·(n−1−i)`
@@ -14,57 +15,11 @@
  *
  * @module
  */
-import type * as NodeFs from 'fs';
-import type * as NodePath from 'path';
-import { nodeModule } from './node-builtins';
 import * as tf from '@tensorflow/tfjs';
-
-const fs = nodeModule<typeof NodeFs>('fs');
-const path = nodeModule<typeof NodePath>('path');
+import { InvalidArgumentError } from '@ddsjs/safetensors';
+import type { SchedulerConfig } from './scheduler-config';
 
 const f32 = Math.fround;
-
-/** Beta schedules diffusers' DDIMScheduler implements (and so do we). */
-export type BetaSchedule = 'linear' | 'scaled_linear' | 'squaredcos_cap_v2';
-/** What the UNet predicts. */
-export type PredictionType = 'epsilon' | 'v_prediction' | 'sample';
-/** How `setTimesteps` spaces the inference timesteps (diffusers' `timestep_spacing`). */
-export type TimestepSpacing = 'leading' | 'trailing' | 'linspace';
-
-/**
- * A scheduler config (diffusers `scheduler/scheduler_config.json`), read as `DDIMScheduler.from_config` reads it:
- * keys another scheduler class stores (PNDM's `skip_prk_steps`, …) are ignored, absent keys take DDIM's defaults.
- */
-export interface SchedulerConfig {
-  /** Where the config came from (used in error messages). */
-  source: string;
-  /** `_class_name` of the file (e.g. "PNDMScheduler"), informational; null when absent. */
-  className: string | null;
-  /** `num_train_timesteps` (default 1000). */
-  numTrainTimesteps: number;
-  /** `beta_start` (default 0.0001). */
-  betaStart: number;
-  /** `beta_end` (default 0.02). */
-  betaEnd: number;
-  /** `beta_schedule` (default 'linear'). Ignored when `trainedBetas` is set. */
-  betaSchedule: BetaSchedule;
-  /** `trained_betas` (default null): explicit betas, one per training timestep. */
-  trainedBetas: number[] | null;
-  /** `prediction_type` (default 'epsilon'). */
-  predictionType: PredictionType;
-  /** `steps_offset` (default 0; SD 1.x/2.x use 1). */
-  stepsOffset: number;
-  /** `set_alpha_to_one` (DDIM default true; SD's PNDM config says false). */
-  setAlphaToOne: boolean;
-  /** `timestep_spacing` (default 'leading'). */
-  timestepSpacing: TimestepSpacing;
-  /** `clip_sample` (DDIM default true): clamp the predicted x₀ to ±`clipSampleRange`. */
-  clipSample: boolean;
-  /** `clip_sample_range` (default 1.0). */
-  clipSampleRange: number;
-  /** `rescale_betas_zero_snr` (default false): rescale betas to zero terminal SNR (Lin et al. 2023). */
-  rescaleBetasZeroSnr: boolean;
-}
 
 /** The noise schedule that score-distillation code needs (DESIGN.md's `sd.schedule`), plus the tables behind it. */
 export interface NoiseSchedule {
@@ -80,118 +35,6 @@ export interface NoiseSchedule {
   numTrainTimesteps: number;
   /** The scheduler config the tables were built from. */
   config: SchedulerConfig;
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Config
-
-/** Diffusers' DDIMScheduler defaults, for keys absent from the file. */
-export const DDIM_DEFAULTS: Omit<SchedulerConfig, 'source' | 'className'> = {
-  numTrainTimesteps: 1000,
-  betaStart: 0.0001,
-  betaEnd: 0.02,
-  betaSchedule: 'linear',
-  trainedBetas: null,
-  predictionType: 'epsilon',
-  stepsOffset: 0,
-  setAlphaToOne: true,
-  timestepSpacing: 'leading',
-  clipSample: true,
-  clipSampleRange: 1.0,
-  rescaleBetasZeroSnr: false,
-};
-
-/**
- * Validates and types a parsed scheduler_config.json, filling DDIM's defaults. `source` (a file name) is quoted in
- * errors. Throws for unsupported values: a `beta_schedule` other than linear/scaled_linear/squaredcos_cap_v2, a
- * `prediction_type` other than epsilon/v_prediction/sample, a `timestep_spacing` other than leading/trailing/linspace,
- * `thresholding: true`, wrongly typed fields, and `trained_betas` of the wrong length.
- */
-export function parseSchedulerConfig(json: unknown, source = 'scheduler_config.json'): SchedulerConfig {
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-    throw new Error(`${source}: a scheduler config must be a JSON object`);
-  }
-  const o = json as Record<string, unknown>;
-  const bad = (key: string, why: string): never => {
-    throw new Error(`${source}: "${key}" ${why} (got ${JSON.stringify(o[key])})`);
-  };
-  const num = (key: string, def: number, check: (v: number) => boolean, what: string): number => {
-    const v = o[key];
-    if (v === undefined || v === null) return def;
-    if (typeof v !== 'number' || !Number.isFinite(v) || !check(v)) return bad(key, `must be ${what}`);
-    return v;
-  };
-  const bool = (key: string, def: boolean): boolean => {
-    const v = o[key];
-    if (v === undefined || v === null) return def;
-    if (typeof v !== 'boolean') return bad(key, 'must be true or false');
-    return v;
-  };
-  const oneOf = <T extends string>(key: string, def: T, allowed: readonly T[]): T => {
-    const v = o[key];
-    if (v === undefined || v === null) return def;
-    if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
-      return bad(key, `is not supported; ddsjs implements ${allowed.map((a) => `'${a}'`).join(', ')}`);
-    }
-    return v as T;
-  };
-
-  const numTrainTimesteps = num('num_train_timesteps', DDIM_DEFAULTS.numTrainTimesteps, (v) => Number.isInteger(v) && v >= 2, 'an integer ≥ 2');
-  const betaStart = num('beta_start', DDIM_DEFAULTS.betaStart, (v) => v >= 0 && v < 1, 'a number in [0, 1)');
-  const betaEnd = num('beta_end', DDIM_DEFAULTS.betaEnd, (v) => v >= 0 && v < 1, 'a number in [0, 1)');
-  const betaSchedule = oneOf<BetaSchedule>('beta_schedule', DDIM_DEFAULTS.betaSchedule, ['linear', 'scaled_linear', 'squaredcos_cap_v2']);
-  let trainedBetas: number[] | null = null;
-  if (o['trained_betas'] !== undefined && o['trained_betas'] !== null) {
-    const tb = o['trained_betas'];
-    if (!Array.isArray(tb) || tb.some((b) => typeof b !== 'number' || !(b > 0 && b < 1))) {
-      bad('trained_betas', 'must be null or an array of numbers in (0, 1)');
-    }
-    if ((tb as number[]).length !== numTrainTimesteps) {
-      bad('trained_betas', `must have num_train_timesteps = ${numTrainTimesteps} entries, not ${(tb as number[]).length}`);
-    }
-    trainedBetas = [...(tb as number[])];
-  }
-  const predictionType = oneOf<PredictionType>('prediction_type', DDIM_DEFAULTS.predictionType, ['epsilon', 'v_prediction', 'sample']);
-  const stepsOffset = num('steps_offset', DDIM_DEFAULTS.stepsOffset, (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer');
-  const setAlphaToOne = bool('set_alpha_to_one', DDIM_DEFAULTS.setAlphaToOne);
-  const timestepSpacing = oneOf<TimestepSpacing>('timestep_spacing', DDIM_DEFAULTS.timestepSpacing, ['leading', 'trailing', 'linspace']);
-  const clipSample = bool('clip_sample', DDIM_DEFAULTS.clipSample);
-  const clipSampleRange = num('clip_sample_range', DDIM_DEFAULTS.clipSampleRange, (v) => v > 0, 'a positive number');
-  if (bool('thresholding', false)) bad('thresholding', 'is not supported (dynamic thresholding); set it to false');
-  const rescaleBetasZeroSnr = bool('rescale_betas_zero_snr', DDIM_DEFAULTS.rescaleBetasZeroSnr);
-  const className = typeof o['_class_name'] === 'string' ? (o['_class_name'] as string) : null;
-  return {
-    source, className, numTrainTimesteps, betaStart, betaEnd, betaSchedule, trainedBetas, predictionType, stepsOffset,
-    setAlphaToOne, timestepSpacing, clipSample, clipSampleRange, rescaleBetasZeroSnr,
-  };
-}
-
-/**
- * Reads and validates a scheduler config. `file` is the JSON file, the `scheduler/` folder, or a diffusers model
- * folder (which has `scheduler/scheduler_config.json`). See {@link parseSchedulerConfig}.
- */
-export async function loadSchedulerConfig(file: string): Promise<SchedulerConfig> {
-  let p = file;
-  const candidates = [path.join(file, 'scheduler_config.json'), path.join(file, 'scheduler', 'scheduler_config.json')];
-  let stat: NodeFs.Stats | null = null;
-  try {
-    stat = await fs.promises.stat(p);
-  } catch {
-    throw new Error(`loadSchedulerConfig: ${file} does not exist`);
-  }
-  if (stat.isDirectory()) {
-    const found = candidates.find((c) => fs.existsSync(c));
-    if (!found) throw new Error(`loadSchedulerConfig: no scheduler_config.json in ${file} or ${path.join(file, 'scheduler')}`);
-    p = found;
-  }
-  const text = await fs.promises.readFile(p, 'utf8');
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${p}: not valid JSON: ${(e as Error).message}`);
-  }
-  return parseSchedulerConfig(json, p);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -289,7 +132,7 @@ export function computeBetas(cfg: SchedulerConfig): Float32Array {
   else if (cfg.betaSchedule === 'scaled_linear') {
     betas = linspaceFloat32(Math.sqrt(cfg.betaStart), Math.sqrt(cfg.betaEnd), n).map((x) => f32(x * x));
   } else if (cfg.betaSchedule === 'squaredcos_cap_v2') betas = betasForAlphaBar(n);
-  else throw new Error(`${cfg.source}: "beta_schedule" ${JSON.stringify(cfg.betaSchedule)} is not supported`);
+  else throw new InvalidArgumentError(`${cfg.source}: "beta_schedule" ${JSON.stringify(cfg.betaSchedule)} is not supported`);
   if (cfg.rescaleBetasZeroSnr) betas = rescaleZeroTerminalSnr(betas);
   return betas;
 }
@@ -305,10 +148,10 @@ export function computeAlphasCumprod(betas: ArrayLike<number>): Float32Array {
  */
 export function makeNoiseSchedule(cfg: SchedulerConfig, scalingFactor: number): NoiseSchedule {
   if (typeof scalingFactor !== 'number' || !Number.isFinite(scalingFactor) || scalingFactor <= 0) {
-    throw new Error(`makeNoiseSchedule: scalingFactor must be a positive number (vae/config.json "scaling_factor"), got ${scalingFactor}`);
+    throw new InvalidArgumentError(`makeNoiseSchedule: scalingFactor must be a positive number (vae/config.json "scaling_factor"), got ${scalingFactor}`);
   }
   if (cfg.predictionType === 'sample') {
-    throw new Error(`${cfg.source}: "prediction_type" 'sample' is not supported for score distillation; ddsjs needs 'epsilon' or 'v_prediction'`);
+    throw new InvalidArgumentError(`${cfg.source}: "prediction_type" 'sample' is not supported for score distillation; ddsjs needs 'epsilon' or 'v_prediction'`);
   }
   const betas = computeBetas(cfg);
   return {
@@ -321,9 +164,10 @@ export function makeNoiseSchedule(cfg: SchedulerConfig, scalingFactor: number): 
   };
 }
 
-function checkTimestep(t: number, n: number, who: string): void {
+/** Throws an InvalidArgumentError naming `who` unless `t` is an integer timestep in [0, n). Internal (ddim.ts). */
+export function checkTimestep(t: number, n: number, who: string): void {
   if (!Number.isInteger(t) || t < 0 || t >= n) {
-    throw new RangeError(`${who}: timestep must be an integer in [0, ${n - 1}], got ${t}`);
+    throw new InvalidArgumentError(`${who}: timestep must be an integer in [0, ${n - 1}], got ${t}`);
   }
 }
 
@@ -352,16 +196,17 @@ export function alphaSigma(
     const [alpha, sigma] = one(t);
     return { alpha, sigma };
   }
-  if (!Array.isArray(t)) throw new TypeError(`alphaSigma: timesteps must be a number or an array of numbers, got ${typeof t}`);
+  if (!Array.isArray(t)) throw new InvalidArgumentError(`alphaSigma: timesteps must be a number or an array of numbers, got ${typeof t}`);
   const alpha = new Float32Array(t.length);
   const sigma = new Float32Array(t.length);
   t.forEach((v, i) => ([alpha[i], sigma[i]] = one(v)));
   return { alpha, sigma };
 }
 
-function sameShape(a: tf.Tensor, b: tf.Tensor, who: string, na: string, nb: string): void {
+/** Throws an InvalidArgumentError naming `who`, `na` and `nb` unless `a` and `b` have one shape. Internal (ddim.ts). */
+export function sameShape(a: tf.Tensor, b: tf.Tensor, who: string, na: string, nb: string): void {
   if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) {
-    throw new Error(`${who}: ${na} shape [${a.shape}] differs from ${nb} shape [${b.shape}]`);
+    throw new InvalidArgumentError(`${who}: ${na} shape [${a.shape}] differs from ${nb} shape [${b.shape}]`);
   }
 }
 
@@ -375,7 +220,7 @@ function coefficients(schedule: { alphasCumprod: ArrayLike<number> }, t: Timeste
     return { a: tf.scalar(alpha), s: tf.scalar(sigma) };
   }
   if (shape.length === 0 || t.length !== shape[0]) {
-    throw new Error(`${who}: ${Array.isArray(t) ? t.length : typeof t} timesteps for a batch of ${shape.length ? shape[0] : 'a scalar'}`);
+    throw new InvalidArgumentError(`${who}: ${Array.isArray(t) ? t.length : typeof t} timesteps for a batch of ${shape.length ? shape[0] : 'a scalar'}`);
   }
   const { alpha, sigma } = alphaSigma(schedule, t);
   const rowShape = [t.length, ...shape.slice(1).map(() => 1)];
@@ -387,7 +232,7 @@ function coefficients(schedule: { alphasCumprod: ArrayLike<number> }, t: Timeste
  * α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t). `alphaCumprodT` is ᾱ_t. The caller owns the returned tensor.
  */
 export function vToEps<T extends tf.Tensor>(v: T, zt: T, alphaCumprodT: number): T {
-  if (!(alphaCumprodT >= 0 && alphaCumprodT <= 1)) throw new RangeError(`vToEps: alphaCumprodT must be in [0, 1], got ${alphaCumprodT}`);
+  if (!(alphaCumprodT >= 0 && alphaCumprodT <= 1)) throw new InvalidArgumentError(`vToEps: alphaCumprodT must be in [0, 1], got ${alphaCumprodT}`);
   return vToEpsAt({ alphasCumprod: [alphaCumprodT] }, v, zt, 0);
 }
 
@@ -401,7 +246,7 @@ function vToEpsAt<T extends tf.Tensor>(schedule: { alphasCumprod: ArrayLike<numb
 
 function checkPrediction(schedule: { predictionType: string }, who: string): void {
   if (schedule.predictionType !== 'epsilon' && schedule.predictionType !== 'v_prediction') {
-    throw new Error(`${who}: unsupported predictionType ${JSON.stringify(schedule.predictionType)} (epsilon or v_prediction)`);
+    throw new InvalidArgumentError(`${who}: unsupported predictionType ${JSON.stringify(schedule.predictionType)} (epsilon or v_prediction)`);
   }
 }
 
@@ -447,7 +292,7 @@ export function modelOutputToX0<T extends tf.Tensor>(
  * the returned tensor.
  */
 export function guide<T extends tf.Tensor>(uncond: T, cond: T, scale: number): T {
-  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new RangeError(`guide: the guidance scale must be a finite number, got ${scale}`);
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new InvalidArgumentError(`guide: the guidance scale must be a finite number, got ${scale}`);
   sameShape(uncond, cond, 'guide', 'uncond', 'cond');
   return tf.tidy(() => tf.add(uncond, tf.mul(scale, tf.sub(cond, uncond)))) as T;
 }
@@ -462,176 +307,4 @@ export function addNoise<T extends tf.Tensor>(schedule: { alphasCumprod: ArrayLi
     const { a, s } = coefficients(schedule, t, original.shape, 'addNoise');
     return tf.add(tf.mul(a, original), tf.mul(s, noise));
   }) as T;
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// DDIM
-
-/** numpy's `round` (half to even). */
-function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-/**
- * The inference timesteps diffusers' `DDIMScheduler.set_timesteps(numInferenceSteps)` produces (descending ints),
- * for the config's `timestep_spacing` ('leading' adds `steps_offset`).
- */
-export function ddimTimesteps(cfg: Pick<SchedulerConfig, 'numTrainTimesteps' | 'timestepSpacing' | 'stepsOffset'>, numInferenceSteps: number): number[] {
-  const n = cfg.numTrainTimesteps;
-  if (!Number.isInteger(numInferenceSteps) || numInferenceSteps < 1 || numInferenceSteps > n) {
-    throw new RangeError(`setTimesteps: numInferenceSteps must be an integer in [1, ${n}] (num_train_timesteps), got ${numInferenceSteps}`);
-  }
-  const out: number[] = [];
-  if (cfg.timestepSpacing === 'linspace') {
-    // np.linspace(0, n-1, steps).round()[::-1]
-    const stop = n - 1;
-    const step = numInferenceSteps > 1 ? stop / (numInferenceSteps - 1) : 0;
-    for (let i = 0; i < numInferenceSteps; i++) {
-      const v = i === numInferenceSteps - 1 && numInferenceSteps > 1 ? stop : i * step;
-      out.push(roundHalfEven(v));
-    }
-    out.reverse();
-  } else if (cfg.timestepSpacing === 'leading') {
-    const ratio = Math.floor(n / numInferenceSteps);
-    for (let i = 0; i < numInferenceSteps; i++) out.push(i * ratio + cfg.stepsOffset);
-    out.reverse();
-  } else if (cfg.timestepSpacing === 'trailing') {
-    // np.round(np.arange(n, 0, -n/steps)) - 1; numpy fills arange as first + i·(second − first)
-    const ratio = n / numInferenceSteps;
-    const len = Math.ceil((0 - n) / -ratio);
-    const delta = n - ratio - n;
-    for (let i = 0; i < len; i++) out.push(roundHalfEven(n + i * delta) - 1);
-  } else {
-    throw new Error(`setTimesteps: unsupported timestep_spacing ${JSON.stringify(cfg.timestepSpacing)}`);
-  }
-  return out;
-}
-
-/** Options of {@link DDIMScheduler.step}. */
-export interface DDIMStepOptions {
-  /** DDIM η (default 0: deterministic). With η > 0 pass `varianceNoise` (ddsjs draws no random numbers here). */
-  eta?: number;
-  /** Standard normal noise of the sample's shape, used when η > 0. */
-  varianceNoise?: tf.Tensor;
-}
-
-/** Result of {@link DDIMScheduler.stepWithPrediction}. The caller owns both tensors. */
-export interface DDIMStepOutput<T extends tf.Tensor> {
-  /** x_{t−1}. */
-  prevSample: T;
-  /** The predicted x₀ (after clip_sample when enabled). */
-  predOriginalSample: T;
-}
-
-/**
- * diffusers' `DDIMScheduler`: `setTimesteps(n)` then `step(modelOutput, t, sample)` for each `t` of `timesteps`.
- *
- * @example
- * const ddim = new DDIMScheduler(await loadSchedulerConfig(modelDir));
- * for (const t of ddim.setTimesteps(50)) { const eps = guidedUnet(latents, t); latents = ddim.step(eps, t, latents); }
- */
-export class DDIMScheduler {
-  /** The validated config. */
-  readonly config: SchedulerConfig;
-  /** β_t (float32 values). */
-  readonly betas: Float32Array;
-  /** ᾱ_t (float32 values). */
-  readonly alphasCumprod: Float32Array;
-  /** ᾱ used after the last step: 1 when `set_alpha_to_one`, else ᾱ_0. */
-  readonly finalAlphaCumprod: number;
-  /** DDIM's initial noise standard deviation (always 1). */
-  readonly initNoiseSigma = 1;
-  /** Number of inference steps of the last {@link setTimesteps} call, or null before it. */
-  numInferenceSteps: number | null = null;
-  /** The descending timesteps of the last {@link setTimesteps} call. */
-  timesteps: number[] = [];
-
-  /** Builds the scheduler's tables from a config (see {@link parseSchedulerConfig} / {@link loadSchedulerConfig}). */
-  constructor(config: SchedulerConfig) {
-    this.config = config;
-    this.betas = computeBetas(config);
-    this.alphasCumprod = computeAlphasCumprod(this.betas);
-    this.finalAlphaCumprod = config.setAlphaToOne ? 1 : this.alphasCumprod[0];
-  }
-
-  /** Loads `scheduler_config.json` (file, scheduler folder or model folder) and builds the scheduler. */
-  static async fromPretrained(file: string): Promise<DDIMScheduler> {
-    return new DDIMScheduler(await loadSchedulerConfig(file));
-  }
-
-  /** Sets (and returns) the descending inference timesteps, exactly as diffusers' `set_timesteps`. */
-  setTimesteps(numInferenceSteps: number): number[] {
-    this.timesteps = ddimTimesteps(this.config, numInferenceSteps);
-    this.numInferenceSteps = numInferenceSteps;
-    return [...this.timesteps];
-  }
-
-  /** The timestep DDIM steps to from `t`: `t − num_train_timesteps // num_inference_steps` (negative after the last). */
-  prevTimestep(t: number): number {
-    if (this.numInferenceSteps === null) throw new Error('DDIMScheduler: call setTimesteps(numInferenceSteps) before step()');
-    return t - Math.floor(this.config.numTrainTimesteps / this.numInferenceSteps);
-  }
-
-  /** One DDIM update x_t → x_{t−1} (see {@link stepWithPrediction}). The caller owns the returned tensor. */
-  step<T extends tf.Tensor>(modelOutput: T, t: number, sample: T, opts: DDIMStepOptions = {}): T {
-    const { prevSample, predOriginalSample } = this.stepWithPrediction(modelOutput, t, sample, opts);
-    predOriginalSample.dispose();
-    return prevSample;
-  }
-
-  /**
-   * One DDIM update, as diffusers' `DDIMScheduler.step` (float32): x̂₀ from the model output (ε, v or x₀),
-   * optional clip to ±clip_sample_range, then `x_{t−1} = √ᾱ_prev·x̂₀ + √(1 − ᾱ_prev − σ²)·ε̂ (+ σ·noise)` with
-   * σ = η·√((1−ᾱ_prev)/(1−ᾱ_t)·(1 − ᾱ_t/ᾱ_prev)). The caller owns both returned tensors.
-   */
-  stepWithPrediction<T extends tf.Tensor>(modelOutput: T, t: number, sample: T, opts: DDIMStepOptions = {}): DDIMStepOutput<T> {
-    const prevT = this.prevTimestep(t);
-    checkTimestep(t, this.config.numTrainTimesteps, 'DDIMScheduler.step');
-    sameShape(modelOutput, sample, 'DDIMScheduler.step', 'modelOutput', 'sample');
-    const eta = opts.eta ?? 0;
-    if (!(eta >= 0) || !Number.isFinite(eta)) throw new RangeError(`DDIMScheduler.step: eta must be a finite number ≥ 0, got ${eta}`);
-    if (eta > 0) {
-      if (!opts.varianceNoise) throw new Error('DDIMScheduler.step: eta > 0 needs opts.varianceNoise (standard normal noise of the sample shape)');
-      sameShape(opts.varianceNoise, sample, 'DDIMScheduler.step', 'varianceNoise', 'sample');
-    }
-
-    const aT = this.alphasCumprod[t];
-    const aPrev = prevT >= 0 ? this.alphasCumprod[prevT] : this.finalAlphaCumprod;
-    const bT = f32(1 - aT);
-    const { alpha: sqrtA, sigma: sqrtB } = alphaSigma(this, t);
-    const sqrtAPrev = f32(Math.sqrt(aPrev));
-    const bPrev = f32(1 - aPrev);
-    const variance = f32(f32(bPrev / bT) * f32(1 - f32(aT / aPrev)));
-    const sqrtVar = f32(Math.sqrt(variance));
-    const std = f32(eta * sqrtVar);
-    const dirCoef = f32(Math.sqrt(f32(f32(1 - aPrev) - f32(std * std))));
-    const pt = this.config.predictionType;
-    const cfg = this.config;
-
-    return tf.tidy(() => {
-      const s = (x: number) => tf.scalar(x, 'float32');
-      let x0: tf.Tensor;
-      let eps: tf.Tensor;
-      if (pt === 'epsilon' || pt === 'v_prediction') {
-        const sched = { alphasCumprod: this.alphasCumprod, predictionType: pt };
-        x0 = modelOutputToX0(sched, modelOutput, sample, t);
-        eps = pt === 'epsilon' ? modelOutput : modelOutputToEps(sched, modelOutput, sample, t);
-      } else {
-        x0 = modelOutput;
-        eps = tf.div(tf.sub(sample, tf.mul(s(sqrtA), x0)), s(sqrtB));
-      }
-      if (cfg.clipSample) x0 = tf.clipByValue(x0, -cfg.clipSampleRange, cfg.clipSampleRange);
-      const direction = tf.mul(s(dirCoef), eps);
-      let prev = tf.add(tf.mul(s(sqrtAPrev), x0), direction);
-      if (eta > 0) prev = tf.add(prev, tf.mul(s(f32(sqrtVar * eta)), opts.varianceNoise!));
-      // tf.clone so that the x̂₀ we return is never the caller's own modelOutput tensor
-      return { prevSample: prev as T, predOriginalSample: (x0 === modelOutput ? tf.clone(x0) : x0) as T };
-    });
-  }
-
-  /** diffusers' `add_noise`: `√ᾱ_t·original + √(1−ᾱ_t)·noise`. The caller owns the returned tensor. */
-  addNoise<T extends tf.Tensor>(original: T, noise: T, t: number): T {
-    return addNoise(this, original, noise, t);
-  }
 }

@@ -1,214 +1,24 @@
-// Single-file (original LDM / CompVis) Stable Diffusion checkpoints: model-type detection, built-in
-// diffusers configs, and the key mapping LDM → diffusers for the UNet, the VAE and the text encoder,
-// reimplemented from diffusers' loaders/single_file_utils.py (convert_ldm_unet_checkpoint,
-// convert_ldm_vae_checkpoint, convert_ldm_clip_checkpoint, convert_open_clip_checkpoint,
-// infer_diffusers_model_type). The mappings are pure functions of the key list and the diffusers
-// config; `singleFileSources` turns them into lazily-read StateDictSources for `loadStateDict`.
+// Single-file (original LDM / CompVis) Stable Diffusion checkpoints: model-type detection (diffusers'
+// infer_diffusers_model_type), lazily-read StateDictSources for `loadStateDict` over the key mappings of
+// single-file-keys.ts, and checks of a config against the checkpoint's shapes. The built-in configs of the detected
+// models: single-file-configs.ts.
 import type { StateDictSource } from '@ddsjs/nn';
-import { KeyMapping, MappedTensor, mappedSource } from './sources';
-
-/** Key prefix of the UNet in an LDM checkpoint. */
-export const LDM_UNET_PREFIX = 'model.diffusion_model.';
-/** Key prefix of the VAE (first stage model) in an LDM checkpoint. */
-export const LDM_VAE_PREFIX = 'first_stage_model.';
-/** Key prefix of an SD 1.x text encoder (transformers CLIPTextModel) in an LDM checkpoint. */
-export const LDM_CLIP_PREFIX = 'cond_stage_model.transformer.';
-/** Key prefix of an SD 2.x text encoder (OpenCLIP ViT-H text tower) in an LDM checkpoint. */
-export const LDM_OPEN_CLIP_PREFIX = 'cond_stage_model.model.';
-
-// ---------------------------------------------------------------------------------------------
-// Built-in configs
-// ---------------------------------------------------------------------------------------------
-
-/** Raw diffusers/transformers JSON of one model's components, as in its hub folder. */
-export interface BuiltinConfigSet {
-  /** `unet/config.json`. */
-  unet: Record<string, unknown>;
-  /** `vae/config.json`. */
-  vae: Record<string, unknown>;
-  /** `text_encoder/config.json`. */
-  textEncoder: Record<string, unknown>;
-  /** `scheduler/scheduler_config.json`. */
-  scheduler: Record<string, unknown>;
-  /**
-   * The parts of `tokenizer/tokenizer_config.json` that differ between models: SD 1.x pads with
-   * `<|endoftext|>` (49407), SD 2.x with `!` (id 0). Vocabulary and merges are the same CLIP BPE.
-   */
-  tokenizer: { pad_token: string; model_max_length: number; do_lower_case: boolean };
-}
-
-function deepFreeze<T>(o: T): T {
-  if (typeof o === 'object' && o !== null) {
-    for (const v of Object.values(o)) deepFreeze(v);
-    Object.freeze(o);
-  }
-  return o;
-}
-
-const SD_DOWN_BLOCKS = ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'];
-const SD_UP_BLOCKS = ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'];
-
-/**
- * The diffusers configs of the models single-file checkpoints are detected as (the hub folders
- * `runwayml/stable-diffusion-v1-5` and `stabilityai/stable-diffusion-2-1`, which diffusers'
- * `from_single_file` fetches for model types `v1` and `v2`), as raw JSON objects. Treat as read-only.
- * `sd21` is the 768-pixel v-prediction model; SD 2.x-base (512, epsilon) checkpoints use the same
- * network config with `prediction_type: 'epsilon'` (see {@link detectSingleFileModel}).
- */
-export const BUILTIN_CONFIGS: Readonly<Record<'sd15' | 'sd21', BuiltinConfigSet>> = deepFreeze({
-  sd15: {
-    unet: {
-      _class_name: 'UNet2DConditionModel',
-      _diffusers_version: '0.6.0',
-      act_fn: 'silu',
-      attention_head_dim: 8,
-      block_out_channels: [320, 640, 1280, 1280],
-      center_input_sample: false,
-      cross_attention_dim: 768,
-      down_block_types: SD_DOWN_BLOCKS,
-      downsample_padding: 1,
-      flip_sin_to_cos: true,
-      freq_shift: 0,
-      in_channels: 4,
-      layers_per_block: 2,
-      mid_block_scale_factor: 1,
-      norm_eps: 1e-5,
-      norm_num_groups: 32,
-      out_channels: 4,
-      sample_size: 64,
-      up_block_types: SD_UP_BLOCKS,
-    },
-    vae: {
-      _class_name: 'AutoencoderKL',
-      _diffusers_version: '0.6.0',
-      act_fn: 'silu',
-      block_out_channels: [128, 256, 512, 512],
-      down_block_types: ['DownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D'],
-      in_channels: 3,
-      latent_channels: 4,
-      layers_per_block: 2,
-      norm_num_groups: 32,
-      out_channels: 3,
-      sample_size: 512,
-      up_block_types: ['UpDecoderBlock2D', 'UpDecoderBlock2D', 'UpDecoderBlock2D', 'UpDecoderBlock2D'],
-    },
-    textEncoder: {
-      _name_or_path: 'openai/clip-vit-large-patch14',
-      architectures: ['CLIPTextModel'],
-      attention_dropout: 0.0,
-      bos_token_id: 0,
-      dropout: 0.0,
-      eos_token_id: 2,
-      hidden_act: 'quick_gelu',
-      hidden_size: 768,
-      initializer_factor: 1.0,
-      initializer_range: 0.02,
-      intermediate_size: 3072,
-      layer_norm_eps: 1e-5,
-      max_position_embeddings: 77,
-      model_type: 'clip_text_model',
-      num_attention_heads: 12,
-      num_hidden_layers: 12,
-      pad_token_id: 1,
-      projection_dim: 768,
-      torch_dtype: 'float32',
-      vocab_size: 49408,
-    },
-    scheduler: {
-      _class_name: 'PNDMScheduler',
-      _diffusers_version: '0.6.0',
-      beta_end: 0.012,
-      beta_schedule: 'scaled_linear',
-      beta_start: 0.00085,
-      num_train_timesteps: 1000,
-      set_alpha_to_one: false,
-      skip_prk_steps: true,
-      steps_offset: 1,
-      trained_betas: null,
-      clip_sample: false,
-    },
-    tokenizer: { pad_token: '<|endoftext|>', model_max_length: 77, do_lower_case: true },
-  },
-  sd21: {
-    unet: {
-      _class_name: 'UNet2DConditionModel',
-      _diffusers_version: '0.10.0.dev0',
-      act_fn: 'silu',
-      attention_head_dim: [5, 10, 20, 20],
-      block_out_channels: [320, 640, 1280, 1280],
-      center_input_sample: false,
-      cross_attention_dim: 1024,
-      down_block_types: SD_DOWN_BLOCKS,
-      downsample_padding: 1,
-      dual_cross_attention: false,
-      flip_sin_to_cos: true,
-      freq_shift: 0,
-      in_channels: 4,
-      layers_per_block: 2,
-      mid_block_scale_factor: 1,
-      norm_eps: 1e-5,
-      norm_num_groups: 32,
-      num_class_embeds: null,
-      only_cross_attention: false,
-      out_channels: 4,
-      sample_size: 96,
-      up_block_types: SD_UP_BLOCKS,
-      upcast_attention: true,
-      use_linear_projection: true,
-    },
-    vae: {
-      _class_name: 'AutoencoderKL',
-      _diffusers_version: '0.10.0.dev0',
-      act_fn: 'silu',
-      block_out_channels: [128, 256, 512, 512],
-      down_block_types: ['DownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D'],
-      in_channels: 3,
-      latent_channels: 4,
-      layers_per_block: 2,
-      norm_num_groups: 32,
-      out_channels: 3,
-      sample_size: 768,
-      up_block_types: ['UpDecoderBlock2D', 'UpDecoderBlock2D', 'UpDecoderBlock2D', 'UpDecoderBlock2D'],
-    },
-    textEncoder: {
-      _name_or_path: 'hf-models/stable-diffusion-v2-768x768/text_encoder',
-      architectures: ['CLIPTextModel'],
-      attention_dropout: 0.0,
-      bos_token_id: 0,
-      dropout: 0.0,
-      eos_token_id: 2,
-      hidden_act: 'gelu',
-      hidden_size: 1024,
-      initializer_factor: 1.0,
-      initializer_range: 0.02,
-      intermediate_size: 4096,
-      layer_norm_eps: 1e-5,
-      max_position_embeddings: 77,
-      model_type: 'clip_text_model',
-      num_attention_heads: 16,
-      num_hidden_layers: 23,
-      pad_token_id: 1,
-      projection_dim: 512,
-      torch_dtype: 'float32',
-      vocab_size: 49408,
-    },
-    scheduler: {
-      _class_name: 'DDIMScheduler',
-      _diffusers_version: '0.8.0',
-      beta_end: 0.012,
-      beta_schedule: 'scaled_linear',
-      beta_start: 0.00085,
-      clip_sample: false,
-      num_train_timesteps: 1000,
-      prediction_type: 'v_prediction',
-      set_alpha_to_one: false,
-      skip_prk_steps: true,
-      steps_offset: 1,
-      trained_betas: null,
-    },
-    tokenizer: { pad_token: '!', model_max_length: 77, do_lower_case: true },
-  },
-});
+import { mappedSource } from './sources';
+import { ModelFormatError } from '@ddsjs/safetensors';
+import { BUILTIN_CONFIGS, BuiltinConfigSet } from './single-file-configs';
+import {
+  LDM_CLIP_PREFIX,
+  LDM_OPEN_CLIP_PREFIX,
+  LDM_UNET_PREFIX,
+  LDM_VAE_PREFIX,
+  LdmOpenClipLayout,
+  LdmUnetLayout,
+  LdmVaeLayout,
+  convertLdmClipKeys,
+  convertLdmUnetKeys,
+  convertLdmVaeKeys,
+  convertOpenClipKeys,
+} from './single-file-keys';
 
 // ---------------------------------------------------------------------------------------------
 // Detection
@@ -286,7 +96,7 @@ export function detectSingleFileModel(
   const given = options.configsGiven ?? false;
   const unsupported = (what: string, key: string): void => {
     if (given) return;
-    throw new Error(`single-file checkpoint: this is ${what} (key '${key}'), which is not supported; supported: SD 1.x and SD 2.x text-to-image`);
+    throw new ModelFormatError(`single-file checkpoint: this is ${what} (key '${key}'), which is not supported; supported: SD 1.x and SD 2.x text-to-image`);
   };
   if (has.has(KEY.inpainting) && shape(KEY.inpainting)[1] === 9) unsupported('an inpainting model (9 input channels)', KEY.inpainting);
   if (has.has(KEY.playground)) unsupported('Playground v2.5', KEY.playground);
@@ -296,16 +106,16 @@ export function detectSingleFileModel(
   if (has.has(KEY.controlnet)) unsupported('a ControlNet', KEY.controlnet);
   if (has.has(KEY.sd3)) unsupported('SD3', KEY.sd3);
   if (!keys.some((k) => k.startsWith(LDM_UNET_PREFIX))) {
-    throw new Error(`single-file checkpoint: no UNet keys ('${LDM_UNET_PREFIX}…'); is this an LDM/CompVis Stable Diffusion checkpoint?`);
+    throw new ModelFormatError(`single-file checkpoint: no UNet keys ('${LDM_UNET_PREFIX}…'); is this an LDM/CompVis Stable Diffusion checkpoint?`);
   }
   if (!keys.some((k) => k.startsWith(LDM_VAE_PREFIX))) {
-    throw new Error(`single-file checkpoint: no VAE keys ('${LDM_VAE_PREFIX}…')`);
+    throw new ModelFormatError(`single-file checkpoint: no VAE keys ('${LDM_VAE_PREFIX}…')`);
   }
   let textEncoder: LdmTextEncoderKind;
   if (has.has(KEY.clip)) textEncoder = 'clip';
   else if (has.has(KEY.openClip)) textEncoder = 'open_clip';
   else {
-    throw new Error(
+    throw new ModelFormatError(
       `single-file checkpoint: no text encoder in LDM layout (expected '${KEY.clip}' (SD 1.x) or '${KEY.openClip}' (SD 2.x))`,
     );
   }
@@ -316,266 +126,6 @@ export function detectSingleFileModel(
   const configs: BuiltinConfigSet = structuredClone(base) as BuiltinConfigSet;
   configs.scheduler.prediction_type = predictionType;
   return { modelType, textEncoder, predictionType, configs };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Key mappings
-// ---------------------------------------------------------------------------------------------
-
-/** What the UNet mapping needs of the diffusers UNet config (a parsed `UNet2DConditionConfig` fits). */
-export interface LdmUnetLayout {
-  /** Resnets per down block (a number for all blocks, or one per down block). Up blocks have one more. */
-  layersPerBlock: number | readonly number[];
-  /** One entry per down block (only the count is used). */
-  blockOutChannels: readonly number[];
-}
-
-/** What the VAE mapping needs of the diffusers VAE config (a parsed `AutoencoderKLConfig` fits). */
-export interface LdmVaeLayout {
-  /** One entry per decoder up block (only the count is used: LDM numbers them in reverse). */
-  upBlockTypes: readonly string[];
-}
-
-const identity = (from: string): MappedTensor => ({ from });
-
-function renameResnet(suffix: string): string {
-  return suffix
-    .replace('in_layers.0', 'norm1')
-    .replace('in_layers.2', 'conv1')
-    .replace('out_layers.0', 'norm2')
-    .replace('out_layers.3', 'conv2')
-    .replace('emb_layers.1', 'time_emb_proj')
-    .replace('skip_connection', 'conv_shortcut');
-}
-
-/**
- * Maps the UNet keys of an LDM checkpoint (`model.diffusion_model.*`) to diffusers
- * `UNet2DConditionModel` keys, as diffusers' `convert_ldm_unet_checkpoint` (non-EMA weights):
- * `time_embed.{0,2}` → `time_embedding.linear_{1,2}`, `input_blocks.0.0` → `conv_in`,
- * `input_blocks.N.0` → `down_blocks.b.resnets.j` / `input_blocks.N.0.op` → `down_blocks.b.downsamplers.0.conv`,
- * `input_blocks.N.1` → `down_blocks.b.attentions.j`, `middle_block.{0,1,2}` → `mid_block.{resnets.0,attentions.0,resnets.1}`,
- * `output_blocks.N.0` → `up_blocks.b.resnets.j`, `output_blocks.N.1` → `up_blocks.b.attentions.j`,
- * `output_blocks.N.{1,2}.conv` → `up_blocks.b.upsamplers.0.conv`, `out.{0,2}` → `conv_norm_out`/`conv_out`,
- * with resnet renames (`in_layers.0` → `norm1`, `in_layers.2` → `conv1`, `out_layers.{0,3}` → `norm2`/`conv2`,
- * `emb_layers.1` → `time_emb_proj`, `skip_connection` → `conv_shortcut`). Block b and layer j of an
- * LDM index follow from `layersPerBlock` (down blocks: lpb resnets + a downsampler except the last;
- * up blocks: lpb + 1 layers). No tensor changes shape.
- *
- * Keys outside `model.diffusion_model.` are ignored; keys inside it that no rule covers are kept
- * under their full LDM name, so that strict loading reports them as unexpected.
- * Returns presented (diffusers) key → stored (LDM) key.
- */
-export function convertLdmUnetKeys(keys: readonly string[], config: LdmUnetLayout): KeyMapping {
-  const nDown = config.blockOutChannels.length;
-  const lpbAt = (b: number): number => {
-    const l = config.layersPerBlock;
-    const v = typeof l === 'number' ? l : l[b];
-    if (v === undefined || !Number.isInteger(v) || v < 1) throw new Error(`convertLdmUnetKeys: invalid layersPerBlock ${JSON.stringify(l)}`);
-    return v;
-  };
-  // LDM input_blocks index → (down block, slot): slot j < lpb is resnet/attention j, 'down' the downsampler.
-  const inputs = new Map<number, { block: number; slot: number | 'down' }>();
-  let idx = 1;
-  for (let b = 0; b < nDown; b++) {
-    for (let j = 0; j < lpbAt(b); j++) inputs.set(idx++, { block: b, slot: j });
-    if (b < nDown - 1) inputs.set(idx++, { block: b, slot: 'down' });
-  }
-  // LDM output_blocks index → (up block, layer).
-  const outputs = new Map<number, { block: number; layer: number }>();
-  idx = 0;
-  for (let u = 0; u < nDown; u++) {
-    const n = lpbAt(nDown - 1 - u) + 1;
-    for (let j = 0; j < n; j++) outputs.set(idx++, { block: u, layer: j });
-  }
-  const fixed: Record<string, string> = {
-    'time_embed.0': 'time_embedding.linear_1',
-    'time_embed.2': 'time_embedding.linear_2',
-    'input_blocks.0.0': 'conv_in',
-    'out.0': 'conv_norm_out',
-    'out.2': 'conv_out',
-  };
-  const out: KeyMapping = new Map();
-  const put = (diffusers: string, ldmKey: string): void => {
-    if (out.has(diffusers)) {
-      throw new Error(`convertLdmUnetKeys: '${ldmKey}' and '${out.get(diffusers)!.from}' both map to '${diffusers}'`);
-    }
-    out.set(diffusers, identity(ldmKey));
-  };
-  for (const key of keys) {
-    if (!key.startsWith(LDM_UNET_PREFIX)) continue;
-    const k = key.slice(LDM_UNET_PREFIX.length);
-    const param = /^(.*)\.(weight|bias)$/.exec(k);
-    let mapped: string | null = null;
-    if (param && fixed[param[1]!] !== undefined) mapped = `${fixed[param[1]!]}.${param[2]}`;
-    let m: RegExpExecArray | null;
-    if (!mapped && (m = /^input_blocks\.(\d+)\.(\d+)\.(.+)$/.exec(k))) {
-      const at = inputs.get(Number(m[1]));
-      const sub = Number(m[2]);
-      const rest = m[3]!;
-      if (at && at.slot === 'down' && sub === 0 && rest.startsWith('op.')) {
-        mapped = `down_blocks.${at.block}.downsamplers.0.conv.${rest.slice(3)}`;
-      } else if (at && at.slot !== 'down' && sub === 0) {
-        mapped = `down_blocks.${at.block}.resnets.${at.slot}.${renameResnet(rest)}`;
-      } else if (at && at.slot !== 'down' && sub === 1) {
-        mapped = `down_blocks.${at.block}.attentions.${at.slot}.${rest}`;
-      }
-    } else if (!mapped && (m = /^middle_block\.(\d+)\.(.+)$/.exec(k))) {
-      const sub = Number(m[1]);
-      if (sub === 0 || sub === 2) mapped = `mid_block.resnets.${sub / 2}.${renameResnet(m[2]!)}`;
-      else if (sub === 1) mapped = `mid_block.attentions.0.${m[2]}`;
-    } else if (!mapped && (m = /^output_blocks\.(\d+)\.(\d+)\.(.+)$/.exec(k))) {
-      const at = outputs.get(Number(m[1]));
-      const sub = Number(m[2]);
-      const rest = m[3]!;
-      if (at && sub === 0) mapped = `up_blocks.${at.block}.resnets.${at.layer}.${renameResnet(rest)}`;
-      else if (at && (sub === 1 || sub === 2) && rest.startsWith('conv.')) {
-        mapped = `up_blocks.${at.block}.upsamplers.0.conv.${rest.slice(5)}`;
-      } else if (at && sub === 1) mapped = `up_blocks.${at.block}.attentions.${at.layer}.${rest}`;
-    }
-    put(mapped ?? key, key);
-  }
-  return out;
-}
-
-const VAE_FIXED: Record<string, string> = {
-  'encoder.conv_in': 'encoder.conv_in',
-  'encoder.conv_out': 'encoder.conv_out',
-  'encoder.norm_out': 'encoder.conv_norm_out',
-  'decoder.conv_in': 'decoder.conv_in',
-  'decoder.conv_out': 'decoder.conv_out',
-  'decoder.norm_out': 'decoder.conv_norm_out',
-  quant_conv: 'quant_conv',
-  post_quant_conv: 'post_quant_conv',
-};
-
-const VAE_ATTN: Record<string, string> = { norm: 'group_norm', q: 'to_q', k: 'to_k', v: 'to_v', proj_out: 'to_out.0' };
-
-/**
- * Maps the VAE keys of an LDM checkpoint (`first_stage_model.*`) to diffusers `AutoencoderKL` keys, as
- * diffusers' `convert_ldm_vae_checkpoint`: `{encoder,decoder}.{conv_in,conv_out}` unchanged,
- * `norm_out` → `conv_norm_out`, `encoder.down.i.block.j` → `encoder.down_blocks.i.resnets.j`,
- * `encoder.down.i.downsample.conv` → `encoder.down_blocks.i.downsamplers.0.conv`,
- * `decoder.up.{n-1-i}.block.j` → `decoder.up_blocks.i.resnets.j` (LDM numbers the decoder's up blocks
- * from the lowest resolution's opposite end), `decoder.up.{n-1-i}.upsample.conv` →
- * `decoder.up_blocks.i.upsamplers.0.conv`, `mid.block_{1,2}` → `mid_block.resnets.{0,1}`,
- * `nin_shortcut` → `conv_shortcut`, `mid.attn_1.{norm,q,k,v,proj_out}` →
- * `mid_block.attentions.0.{group_norm,to_q,to_k,to_v,to_out.0}` with conv-shaped weights `[C,C,1,1]`
- * presented as linear `[C,C]` (the `'squeeze'` transform). `quant_conv`/`post_quant_conv` unchanged.
- *
- * Keys outside `first_stage_model.` are ignored; unmatched keys inside it keep their full LDM name
- * (strict loading then reports them). Returns presented (diffusers) key → stored key + transform.
- */
-export function convertLdmVaeKeys(keys: readonly string[], config: LdmVaeLayout): KeyMapping {
-  const nUp = config.upBlockTypes.length;
-  const out: KeyMapping = new Map();
-  for (const key of keys) {
-    if (!key.startsWith(LDM_VAE_PREFIX)) continue;
-    const k = key.slice(LDM_VAE_PREFIX.length);
-    let mapped: string | null = null;
-    let transform: MappedTensor['transform'];
-    let m: RegExpExecArray | null;
-    const param = /^(.*)\.(weight|bias)$/.exec(k);
-    if (param && VAE_FIXED[param[1]!] !== undefined) mapped = `${VAE_FIXED[param[1]!]}.${param[2]}`;
-    else if ((m = /^encoder\.down\.(\d+)\.block\.(\d+)\.(.+)$/.exec(k))) {
-      mapped = `encoder.down_blocks.${m[1]}.resnets.${m[2]}.${m[3]!.replace('nin_shortcut', 'conv_shortcut')}`;
-    } else if ((m = /^encoder\.down\.(\d+)\.downsample\.conv\.(weight|bias)$/.exec(k))) {
-      mapped = `encoder.down_blocks.${m[1]}.downsamplers.0.conv.${m[2]}`;
-    } else if ((m = /^decoder\.up\.(\d+)\.block\.(\d+)\.(.+)$/.exec(k)) && Number(m[1]) < nUp) {
-      mapped = `decoder.up_blocks.${nUp - 1 - Number(m[1])}.resnets.${m[2]}.${m[3]!.replace('nin_shortcut', 'conv_shortcut')}`;
-    } else if ((m = /^decoder\.up\.(\d+)\.upsample\.conv\.(weight|bias)$/.exec(k)) && Number(m[1]) < nUp) {
-      mapped = `decoder.up_blocks.${nUp - 1 - Number(m[1])}.upsamplers.0.conv.${m[2]}`;
-    } else if ((m = /^(encoder|decoder)\.mid\.block_([12])\.(.+)$/.exec(k))) {
-      mapped = `${m[1]}.mid_block.resnets.${Number(m[2]) - 1}.${m[3]!.replace('nin_shortcut', 'conv_shortcut')}`;
-    } else if ((m = /^(encoder|decoder)\.mid\.attn_1\.(norm|q|k|v|proj_out)\.(weight|bias)$/.exec(k))) {
-      mapped = `${m[1]}.mid_block.attentions.0.${VAE_ATTN[m[2]!]}.${m[3]}`;
-      if (m[2] !== 'norm' && m[3] === 'weight') transform = { kind: 'squeeze' };
-    }
-    const name = mapped ?? key;
-    if (out.has(name)) throw new Error(`convertLdmVaeKeys: '${key}' and '${out.get(name)!.from}' both map to '${name}'`);
-    out.set(name, transform ? { from: key, transform } : { from: key });
-  }
-  return out;
-}
-
-/**
- * Maps an SD 1.x text encoder (`cond_stage_model.transformer.*`, a transformers CLIPTextModel state
- * dict) to transformers keys by removing the prefix, as diffusers' `convert_ldm_clip_checkpoint`; the
- * `text_model.embeddings.position_ids` buffer is dropped. Returns presented key → stored key.
- */
-export function convertLdmClipKeys(keys: readonly string[]): KeyMapping {
-  const out: KeyMapping = new Map();
-  for (const key of keys) {
-    if (!key.startsWith(LDM_CLIP_PREFIX)) continue;
-    const k = key.slice(LDM_CLIP_PREFIX.length);
-    if (k === 'text_model.embeddings.position_ids') continue;
-    out.set(k, identity(key));
-  }
-  return out;
-}
-
-/** What the OpenCLIP mapping needs of the text encoder config (a `CLIPTextConfig` fits). */
-export interface LdmOpenClipLayout {
-  /** Layers the diffusers text encoder has (23 for SD 2.x: the checkpoint's last resblock is dropped). */
-  numHiddenLayers: number;
-}
-
-const OPEN_CLIP_RENAMES: [string, string][] = [
-  ['resblocks.', 'text_model.encoder.layers.'],
-  ['ln_1', 'layer_norm1'],
-  ['ln_2', 'layer_norm2'],
-  ['.c_fc.', '.fc1.'],
-  ['.c_proj.', '.fc2.'],
-  ['.attn', '.self_attn'],
-];
-
-/**
- * Maps an SD 2.x OpenCLIP text tower (`cond_stage_model.model.*`) to transformers CLIPTextModel keys,
- * as diffusers' `convert_open_clip_checkpoint`: `positional_embedding` →
- * `text_model.embeddings.position_embedding.weight`, `token_embedding.weight` →
- * `text_model.embeddings.token_embedding.weight`, `ln_final` → `text_model.final_layer_norm`,
- * `transformer.resblocks.i.{ln_1,ln_2,mlp.c_fc,mlp.c_proj,attn.out_proj}` →
- * `text_model.encoder.layers.i.{layer_norm1,layer_norm2,mlp.fc1,mlp.fc2,self_attn.out_proj}`, and the fused
- * `attn.in_proj_{weight,bias}` `[3D, …]` split into `self_attn.{q,k,v}_proj` (thirds along axis 0, the
- * `'chunk'` transform). Resblocks with index ≥ `numHiddenLayers` (SD 2.x's 24th), `text_projection`,
- * `logit_scale` and `attn_mask` are dropped, as diffusers does for a CLIPTextModel.
- * Returns presented key → stored key + transform.
- */
-export function convertOpenClipKeys(keys: readonly string[], config: LdmOpenClipLayout): KeyMapping {
-  const out: KeyMapping = new Map();
-  const P = LDM_OPEN_CLIP_PREFIX;
-  const top: Record<string, string> = {
-    positional_embedding: 'text_model.embeddings.position_embedding.weight',
-    'token_embedding.weight': 'text_model.embeddings.token_embedding.weight',
-    'ln_final.weight': 'text_model.final_layer_norm.weight',
-    'ln_final.bias': 'text_model.final_layer_norm.bias',
-  };
-  const dropped = new Set(['text_projection', 'logit_scale', 'attn_mask']);
-  for (const key of keys) {
-    if (!key.startsWith(P)) continue;
-    const k = key.slice(P.length);
-    if (top[k] !== undefined) {
-      out.set(top[k]!, identity(key));
-      continue;
-    }
-    if (dropped.has(k)) continue;
-    const m = /^transformer\.resblocks\.(\d+)\.(.+)$/.exec(k);
-    if (!m) {
-      out.set(key, identity(key)); // unknown: strict loading reports it
-      continue;
-    }
-    if (Number(m[1]) >= config.numHiddenLayers) continue;
-    let name = k.slice('transformer.'.length);
-    for (const [from, to] of OPEN_CLIP_RENAMES) name = name.replace(from, to);
-    const fused = /^(.*)\.in_proj_(weight|bias)$/.exec(name);
-    if (fused) {
-      ['q_proj', 'k_proj', 'v_proj'].forEach((p, index) => {
-        out.set(`${fused[1]}.${p}.${fused[2]}`, { from: key, transform: { kind: 'chunk', index, chunks: 3 } });
-      });
-    } else {
-      out.set(name, identity(key));
-    }
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -654,7 +204,7 @@ export interface LdmDimensions {
 export function inferLdmDimensions(keys: readonly string[], shape: (key: string) => readonly number[]): LdmDimensions {
   const has = new Set(keys);
   const need = (key: string): readonly number[] => {
-    if (!has.has(key)) throw new Error(`single-file checkpoint: missing '${key}'`);
+    if (!has.has(key)) throw new ModelFormatError(`single-file checkpoint: missing '${key}'`);
     return shape(key);
   };
   const U = LDM_UNET_PREFIX;

@@ -1,6 +1,7 @@
 // StateDictSource adapters: present a checkpoint file (or another source) to `Module.loadStateDict`
 // under different key names and shapes, reading lazily one tensor at a time.
 import type { StateDictSource } from '@ddsjs/nn';
+import { InvalidArgumentError, ModelFormatError } from '@ddsjs/safetensors';
 
 /**
  * The part of `SafetensorsFile` (from `@ddsjs/safetensors`) the adapters need; any object with these
@@ -35,7 +36,7 @@ export function safetensorsSource(file: TensorFileLike, options: SafetensorsSour
   const keys = ignore ? all.filter((k) => !ignore(k)) : all;
   const present = new Set(keys);
   const check = (key: string): void => {
-    if (!present.has(key)) throw new Error(`${name}: no tensor '${key}'`);
+    if (!present.has(key)) throw new ModelFormatError(`${name}: no tensor '${key}'`);
   };
   return {
     keys: () => [...keys],
@@ -80,15 +81,15 @@ export function transformShape(shape: readonly number[], transform: TensorTransf
   if (t.kind === 'identity') return [...shape];
   if (t.kind === 'squeeze') {
     if (shape.length < 2 || shape.slice(2).some((d) => d !== 1)) {
-      throw new Error(`'${key}': cannot present stored shape [${shape}] as a linear weight (expected [O, I] or [O, I, 1, …])`);
+      throw new ModelFormatError(`'${key}': cannot present stored shape [${shape}] as a linear weight (expected [O, I] or [O, I, 1, …])`);
     }
     return shape.slice(0, 2);
   }
   if (!(t.chunks >= 1) || !Number.isInteger(t.index) || t.index < 0 || t.index >= t.chunks) {
-    throw new Error(`'${key}': invalid chunk ${t.index} of ${t.chunks}`);
+    throw new ModelFormatError(`'${key}': invalid chunk ${t.index} of ${t.chunks}`);
   }
   if (shape.length < 1 || shape[0] % t.chunks !== 0) {
-    throw new Error(`'${key}': stored shape [${shape}] cannot be split into ${t.chunks} equal parts along axis 0`);
+    throw new ModelFormatError(`'${key}': stored shape [${shape}] cannot be split into ${t.chunks} equal parts along axis 0`);
   }
   return [shape[0] / t.chunks, ...shape.slice(1)];
 }
@@ -105,7 +106,7 @@ export function mappedSource(base: StateDictSource, mapping: KeyMapping, name = 
   const have = new Set(base.keys());
   const dangling = [...mapping].filter(([, m]) => !have.has(m.from));
   if (dangling.length) {
-    throw new Error(
+    throw new ModelFormatError(
       `${name}: key mapping refers to tensors the file does not hold: ` +
         dangling.map(([k, m]) => `${k} ← ${m.from}`).join(', '),
     );
@@ -115,7 +116,7 @@ export function mappedSource(base: StateDictSource, mapping: KeyMapping, name = 
   const CACHE_SIZE = 2;
   const get = (key: string): MappedTensor => {
     const m = mapping.get(key);
-    if (!m) throw new Error(`${name}: no tensor '${key}'`);
+    if (!m) throw new ModelFormatError(`${name}: no tensor '${key}'`);
     return m;
   };
   return {
@@ -151,7 +152,7 @@ export function filteredSource(base: StateDictSource, keep: (key: string) => boo
   const keys = base.keys().filter(keep);
   const present = new Set(keys);
   const check = (key: string): void => {
-    if (!present.has(key)) throw new Error(`${name}: no tensor '${key}'`);
+    if (!present.has(key)) throw new ModelFormatError(`${name}: no tensor '${key}'`);
   };
   return {
     keys: () => [...keys],
@@ -173,18 +174,18 @@ export function filteredSource(base: StateDictSource, keep: (key: string) => boo
 export function memorySource(tensors: Record<string, { shape: number[]; data: ArrayLike<number> }>): StateDictSource {
   for (const [k, t] of Object.entries(tensors)) {
     const n = t.shape.reduce((a, b) => a * b, 1);
-    if (t.data.length !== n) throw new Error(`memorySource: '${k}' has ${t.data.length} values for shape [${t.shape}]`);
+    if (t.data.length !== n) throw new InvalidArgumentError(`memorySource: '${k}' has ${t.data.length} values for shape [${t.shape}]`);
   }
   return {
     keys: () => Object.keys(tensors),
     shape: (key) => {
       const t = tensors[key];
-      if (!t) throw new Error(`memorySource: no tensor '${key}'`);
+      if (!t) throw new InvalidArgumentError(`memorySource: no tensor '${key}'`);
       return [...t.shape];
     },
     read: async (key) => {
       const t = tensors[key];
-      if (!t) throw new Error(`memorySource: no tensor '${key}'`);
+      if (!t) throw new InvalidArgumentError(`memorySource: no tensor '${key}'`);
       return Float32Array.from(t.data);
     },
   };

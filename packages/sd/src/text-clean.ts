@@ -1,3 +1,4 @@
+import { InvalidArgumentError } from '@ddsjs/safetensors';
 /**
  * Prompt text cleaning as the reference CLIP tokenizer does it.
  *
@@ -171,7 +172,7 @@ function fixOnce(text: string, html: boolean): string {
  * exactly which fixes are implemented. Works line by line and repeats each line's fixes until nothing changes.
  */
 export function fixText(text: string): string {
-  if (typeof text !== 'string') throw new TypeError(`fixText: expected a string, got ${typeof text}`);
+  if (typeof text !== 'string') throw new InvalidArgumentError(`fixText: expected a string, got ${typeof text}`);
   let html = true; // unescape_html='auto': switched off for good once a segment contains '<'
   const out: string[] = [];
   let pos = 0;

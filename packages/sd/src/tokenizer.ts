@@ -23,12 +23,18 @@ import type * as NodePath from 'path';
 import { nodeModule } from './node-builtins';
 import * as tf from '@tensorflow/tfjs';
 import { cleanPromptText, WHITESPACE_CLASS } from './text-clean';
+import { InvalidArgumentError, IoError, ModelFormatError } from '@ddsjs/safetensors';
+import {
+  AddedTokenSpec,
+  CLIP_NUM_MERGES,
+  CLIP_TOKENIZER_FILES,
+  CLIPTokenizerFiles,
+  CLIPTokenizerOptions,
+  tokenizerOptionsFromFiles,
+} from './tokenizer-files';
 
 const fs = nodeModule<typeof NodeFs>('fs');
 const path = nodeModule<typeof NodePath>('path');
-
-/** The number of BPE merges CLIP uses: `merges.txt` lines `[1 : 49152 − 256 − 2 + 1]`. */
-export const CLIP_NUM_MERGES = 49152 - 256 - 2;
 
 /** The CLIP pre-tokenizer (OpenAI `simple_tokenizer` / transformers), case-insensitive, Unicode-aware. */
 const PRETOKENIZE_RE = new RegExp(
@@ -54,38 +60,6 @@ export function bytesToUnicode(): string[] {
   return table;
 }
 
-/** A special or added token as the tokenizer configs describe it. */
-export interface AddedTokenSpec {
-  /** The token text. */
-  content: string;
-  /** Its id. */
-  id: number;
-  /** Whether it is one of bos/eos/pad/unk/additional_special_tokens (skipped by `decode(…, { skipSpecialTokens })`). */
-  special: boolean;
-}
-
-/** Options of the {@link CLIPTokenizer} constructor (what `fromPretrained` reads from the tokenizer folder). */
-export interface CLIPTokenizerOptions {
-  /** token → id (vocab.json). */
-  vocab: Record<string, number> | Map<string, number>;
-  /** The merge lines in rank order, each "a b" (merges.txt without its `#version` header). Only the first 48 894 are used. */
-  merges: string[];
-  /** Begin-of-text token (default `<|startoftext|>`). */
-  bosToken?: string;
-  /** End-of-text token (default `<|endoftext|>`). */
-  eosToken?: string;
-  /** Padding token (default `<|endoftext|>`; SD 2.x uses `!`). */
-  padToken?: string;
-  /** Unknown token (default `<|endoftext|>`). */
-  unkToken?: string;
-  /** Extra added tokens (e.g. `added_tokens_decoder` entries, textual-inversion tokens): content → id. */
-  addedTokens?: AddedTokenSpec[];
-  /** Sequence length including BOS/EOS (default 77). */
-  maxLength?: number;
-  /** Name used in error messages (e.g. the tokenizer folder). */
-  source?: string;
-}
-
 /** The result of {@link CLIPTokenizer.encodeWithMask}. */
 export interface EncodedBatch {
   /** Token ids, one row of `maxLength` per prompt. */
@@ -94,43 +68,6 @@ export interface EncodedBatch {
   attentionMask: number[][];
   /** How many BPE tokens of each prompt were cut off by truncation (0 when it fit). */
   truncated: number[];
-}
-
-interface TokenizerConfigToken {
-  content?: unknown;
-}
-
-/**
- * The text of a Hugging Face tokenizer folder's files, for {@link CLIPTokenizer.fromFileContents} (browser-safe: the
- * caller fetched or read them). `vocab.json` and `merges.txt` are required; the others are optional.
- */
-export interface CLIPTokenizerFiles {
-  'vocab.json': string;
-  'merges.txt': string;
-  'tokenizer_config.json'?: string;
-  'special_tokens_map.json'?: string;
-  'added_tokens.json'?: string;
-}
-
-/** The files {@link CLIPTokenizer.fromPretrained} reads, required ones first. */
-export const CLIP_TOKENIZER_FILES = ['vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json'] as const;
-
-function parseJson(text: string, file: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new Error(`CLIPTokenizer: ${file} is not valid JSON: ${(e as Error).message}`);
-  }
-}
-
-/** A token entry of special_tokens_map.json / tokenizer_config.json: a string or an AddedToken object. */
-function tokenContent(value: unknown, file: string, key: string): string | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value === 'string') return value;
-  if (typeof value === 'object' && typeof (value as TokenizerConfigToken).content === 'string') {
-    return (value as TokenizerConfigToken).content as string;
-  }
-  throw new Error(`CLIPTokenizer: ${file}: "${key}" must be a string or an object with a "content" string`);
 }
 
 /**
@@ -175,9 +112,9 @@ export class CLIPTokenizer {
       this.encoder = new Map();
       for (const k in opts.vocab) this.encoder.set(k, opts.vocab[k]);
     }
-    if (this.encoder.size === 0) throw new Error(`${this.source}: the vocabulary is empty`);
+    if (this.encoder.size === 0) throw new ModelFormatError(`${this.source}: the vocabulary is empty`);
     for (const [tok, id] of this.encoder) {
-      if (!Number.isInteger(id) || id < 0) throw new Error(`${this.source}: vocab entry ${JSON.stringify(tok)} has invalid id ${id}`);
+      if (!Number.isInteger(id) || id < 0) throw new ModelFormatError(`${this.source}: vocab entry ${JSON.stringify(tok)} has invalid id ${id}`);
       this.decoder.set(id, tok);
     }
     this.byteEncoder.forEach((ch, b) => this.byteDecoder.set(ch, b));
@@ -188,7 +125,7 @@ export class CLIPTokenizer {
       // fast path: "a b" with exactly one inner space; anything else is normalised like Python's str.split()
       if (sp <= 0 || sp === line.length - 1 || line.indexOf(' ', sp + 1) !== -1 || /[\t\r\n]/.test(line)) {
         const parts = line.trim().split(/\s+/);
-        if (parts.length !== 2) throw new Error(`${this.source}: merges.txt line ${rank + 2} is not a pair: ${JSON.stringify(line)}`);
+        if (parts.length !== 2) throw new ModelFormatError(`${this.source}: merges.txt line ${rank + 2} is not a pair: ${JSON.stringify(line)}`);
         key = `${parts[0]} ${parts[1]}`;
       }
       if (!this.bpeRanks.has(key)) this.bpeRanks.set(key, rank);
@@ -200,7 +137,7 @@ export class CLIPTokenizer {
     const lookup = (content: string, role: string): number => {
       const extra = opts.addedTokens?.find((t) => t.content === content);
       const id = extra?.id ?? this.encoder.get(content);
-      if (id === undefined) throw new Error(`${this.source}: ${role} token ${JSON.stringify(content)} is not in the vocabulary`);
+      if (id === undefined) throw new InvalidArgumentError(`${this.source}: ${role} token ${JSON.stringify(content)} is not in the vocabulary`);
       return id;
     };
     const bos = opts.bosToken ?? '<|startoftext|>';
@@ -213,7 +150,7 @@ export class CLIPTokenizer {
     this.unkTokenId = lookup(unk, 'unk');
     this.padToken = pad;
     for (const t of opts.addedTokens ?? []) {
-      if (!Number.isInteger(t.id) || t.id < 0) throw new Error(`${this.source}: added token ${JSON.stringify(t.content)} has invalid id ${t.id}`);
+      if (!Number.isInteger(t.id) || t.id < 0) throw new ModelFormatError(`${this.source}: added token ${JSON.stringify(t.content)} has invalid id ${t.id}`);
       this.addAdded(t);
     }
     for (const [content, id] of [
@@ -227,7 +164,7 @@ export class CLIPTokenizer {
     this.addedSorted = [...this.added.keys()].filter((c) => c.length > 0).sort((a, b) => b.length - a.length);
 
     const maxLength = opts.maxLength ?? 77;
-    if (!Number.isInteger(maxLength) || maxLength < 2) throw new Error(`${this.source}: maxLength must be an integer ≥ 2, got ${maxLength}`);
+    if (!Number.isInteger(maxLength) || maxLength < 2) throw new ModelFormatError(`${this.source}: maxLength must be an integer ≥ 2, got ${maxLength}`);
     this.maxLength = maxLength;
   }
 
@@ -251,7 +188,7 @@ export class CLIPTokenizer {
       folder = path.join(folder, 'tokenizer');
     }
     for (const f of [path.join(folder, 'vocab.json'), path.join(folder, 'merges.txt')]) {
-      if (!fs.existsSync(f)) throw new Error(`CLIPTokenizer: missing ${f} (expected a CLIP tokenizer folder with vocab.json and merges.txt)`);
+      if (!fs.existsSync(f)) throw new IoError(`CLIPTokenizer: missing ${f} (expected a CLIP tokenizer folder with vocab.json and merges.txt)`);
     }
     const files: Partial<Record<keyof CLIPTokenizerFiles, string>> = {};
     for (const name of CLIP_TOKENIZER_FILES) {
@@ -260,7 +197,7 @@ export class CLIPTokenizer {
       try {
         files[name] = await fs.promises.readFile(file, 'utf8');
       } catch (e) {
-        throw new Error(`CLIPTokenizer: cannot read ${file}: ${(e as Error).message}`);
+        throw new IoError(`CLIPTokenizer: cannot read ${file}: ${(e as Error).message}`);
       }
     }
     return CLIPTokenizer.fromFileContents(files as CLIPTokenizerFiles, folder, (name) => path.join(folder, name));
@@ -277,94 +214,7 @@ export class CLIPTokenizer {
     folder: string,
     fileName: (name: keyof CLIPTokenizerFiles) => string = (name) => `${folder.replace(/\/+$/, '')}/${name}`,
   ): CLIPTokenizer {
-    const vocabFile = fileName('vocab.json');
-    const mergesFile = fileName('merges.txt');
-    for (const [f, text] of [[vocabFile, files['vocab.json']], [mergesFile, files['merges.txt']]] as const) {
-      if (typeof text !== 'string') throw new Error(`CLIPTokenizer: missing ${f} (expected a CLIP tokenizer folder with vocab.json and merges.txt)`);
-    }
-    const readJson = (name: keyof CLIPTokenizerFiles): unknown => parseJson(files[name]!, fileName(name));
-    const vocab = readJson('vocab.json');
-    if (typeof vocab !== 'object' || vocab === null || Array.isArray(vocab)) {
-      throw new Error(`CLIPTokenizer: ${vocabFile} must be a JSON object mapping tokens to ids`);
-    }
-    for (const [k, v] of Object.entries(vocab as Record<string, unknown>)) {
-      if (typeof v !== 'number') throw new Error(`CLIPTokenizer: ${vocabFile}: id of ${JSON.stringify(k)} is not a number`);
-    }
-    const mergesText = files['merges.txt'];
-    // transformers: read().strip().split("\n")[1 : 49152-256-2+1] — the first line is the "#version" header.
-    const mergeLines = mergesText.trim().split('\n').slice(1, CLIP_NUM_MERGES + 1).map((l) => l.replace(/\r$/, ''));
-
-    const configFile = fileName('tokenizer_config.json');
-    const mapFile = fileName('special_tokens_map.json');
-    const addedFile = fileName('added_tokens.json');
-    const config = (files['tokenizer_config.json'] !== undefined ? readJson('tokenizer_config.json') : {}) as Record<string, unknown>;
-    const specialMap = (files['special_tokens_map.json'] !== undefined ? readJson('special_tokens_map.json') : {}) as Record<string, unknown>;
-    for (const [f, obj] of [
-      [configFile, config],
-      [mapFile, specialMap],
-    ] as [string, unknown][]) {
-      if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new Error(`CLIPTokenizer: ${f} must be a JSON object`);
-    }
-    const tokenOf = (key: string): string | undefined =>
-      tokenContent(specialMap[key], mapFile, key) ?? tokenContent(config[key], configFile, key);
-
-    const addedTokens: AddedTokenSpec[] = [];
-    const decoderEntries = config['added_tokens_decoder'];
-    if (decoderEntries !== undefined) {
-      if (typeof decoderEntries !== 'object' || decoderEntries === null) {
-        throw new Error(`CLIPTokenizer: ${configFile}: "added_tokens_decoder" must be an object`);
-      }
-      for (const [idText, spec] of Object.entries(decoderEntries as Record<string, unknown>)) {
-        const id = Number(idText);
-        const content = tokenContent(spec, configFile, `added_tokens_decoder.${idText}`);
-        if (!Number.isInteger(id) || id < 0 || content === undefined) {
-          throw new Error(`CLIPTokenizer: ${configFile}: bad added_tokens_decoder entry ${JSON.stringify(idText)}`);
-        }
-        const special = typeof spec === 'object' && spec !== null && (spec as { special?: unknown }).special === true;
-        addedTokens.push({ content, id, special });
-      }
-    }
-    if (files['added_tokens.json'] !== undefined) {
-      const extra = readJson('added_tokens.json');
-      if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) throw new Error(`CLIPTokenizer: ${addedFile} must be a JSON object`);
-      for (const [content, id] of Object.entries(extra as Record<string, unknown>)) {
-        if (typeof id !== 'number') throw new Error(`CLIPTokenizer: ${addedFile}: id of ${JSON.stringify(content)} is not a number`);
-        if (!addedTokens.some((t) => t.content === content)) addedTokens.push({ content, id, special: false });
-      }
-    }
-    const additional = specialMap['additional_special_tokens'] ?? config['additional_special_tokens'];
-    if (Array.isArray(additional)) {
-      additional.forEach((v, i) => {
-        const content = tokenContent(v, mapFile, `additional_special_tokens[${i}]`)!;
-        const known = addedTokens.find((t) => t.content === content);
-        if (known) known.special = true;
-        else {
-          const id = (vocab as Record<string, number>)[content];
-          if (id === undefined) throw new Error(`CLIPTokenizer: additional special token ${JSON.stringify(content)} is not in ${vocabFile}`);
-          addedTokens.push({ content, id, special: true });
-        }
-      });
-    }
-
-    let maxLength = 77;
-    const mml = config['model_max_length'];
-    if (mml !== undefined && mml !== null) {
-      if (typeof mml !== 'number' || !(mml >= 2)) throw new Error(`CLIPTokenizer: ${configFile}: "model_max_length" must be a number ≥ 2, got ${JSON.stringify(mml)}`);
-      // transformers writes int(1e30) when the length is unset; CLIP's position table has 77 rows.
-      if (mml < 1e6) maxLength = Math.floor(mml);
-    }
-
-    return new CLIPTokenizer({
-      vocab: vocab as Record<string, number>,
-      merges: mergeLines,
-      bosToken: tokenOf('bos_token'),
-      eosToken: tokenOf('eos_token'),
-      padToken: tokenOf('pad_token'),
-      unkToken: tokenOf('unk_token'),
-      addedTokens,
-      maxLength,
-      source: folder,
-    });
+    return new CLIPTokenizer(tokenizerOptionsFromFiles(files, folder, fileName));
   }
 
   /** Vocabulary size including added tokens with ids beyond vocab.json. */
@@ -472,7 +322,7 @@ export class CLIPTokenizer {
    */
   tokenize(prompt: string): number[] {
     if (typeof prompt !== 'string') {
-      throw new TypeError(`CLIPTokenizer: a prompt must be a string, got ${prompt === null ? 'null' : typeof prompt}`);
+      throw new InvalidArgumentError(`CLIPTokenizer: a prompt must be a string, got ${prompt === null ? 'null' : typeof prompt}`);
     }
     const ids: number[] = [];
     for (const piece of this.splitOnAdded(prompt)) {
@@ -497,13 +347,13 @@ export class CLIPTokenizer {
    */
   encodeWithMask(prompts: string | string[]): EncodedBatch {
     const list = typeof prompts === 'string' ? [prompts] : prompts;
-    if (!Array.isArray(list)) throw new TypeError(`CLIPTokenizer: prompts must be a string or an array of strings, got ${typeof prompts}`);
+    if (!Array.isArray(list)) throw new InvalidArgumentError(`CLIPTokenizer: prompts must be a string or an array of strings, got ${typeof prompts}`);
     const ids: number[][] = [];
     const attentionMask: number[][] = [];
     const truncated: number[] = [];
     list.forEach((p, i) => {
       if (typeof p !== 'string') {
-        throw new TypeError(`CLIPTokenizer: prompts[${i}] must be a string, got ${p === null ? 'null' : typeof p}`);
+        throw new InvalidArgumentError(`CLIPTokenizer: prompts[${i}] must be a string, got ${p === null ? 'null' : typeof p}`);
       }
       const toks = this.tokenize(p);
       const room = this.maxLength - 2;
@@ -559,7 +409,7 @@ export class CLIPTokenizer {
         continue;
       }
       const tok = this.decoder.get(id);
-      if (tok === undefined) throw new RangeError(`CLIPTokenizer.decode: id ${id} (position ${k}) is not in the vocabulary`);
+      if (tok === undefined) throw new InvalidArgumentError(`CLIPTokenizer.decode: id ${id} (position ${k}) is not in the vocabulary`);
       current.push(tok);
     }
     flush();

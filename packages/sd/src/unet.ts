@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Conv2d, GroupNorm, LoadStateDictOptions, Module, silu, StateDictSource } from '@ddsjs/nn';
 import { chain, Downsample2D, ResnetBlock2D, setAttentionByteBudget, WeightOffload, TimestepEmbedding, timestepEmbedding, Transformer2DModel, Upsample2D } from './blocks';
 import { UNet2DConditionConfig } from './config';
+import { InvalidArgumentError } from '@ddsjs/safetensors';
 
 /** Timesteps accepted by {@link UNet2DConditionModel.forward}: one for the whole batch, or one per sample. */
 export type TimestepInput = number | number[] | tf.Tensor;
@@ -118,7 +119,7 @@ export class UNetUpBlock extends Module implements UpBlock {
   /** `skips` holds exactly `numResnets` tensors, consumed last first. Caller owns the result. */
   forward(x: tf.Tensor4D, skips: tf.Tensor4D[], temb: tf.Tensor2D, context: tf.Tensor3D, size?: [number, number]): tf.Tensor4D {
     if (skips.length !== this.resnets.length) {
-      throw new Error(`UNetUpBlock: expected ${this.resnets.length} skip tensors, got ${skips.length}`);
+      throw new InvalidArgumentError(`UNetUpBlock: expected ${this.resnets.length} skip tensors, got ${skips.length}`);
     }
     return tf.tidy(() => {
       let h = x;
@@ -345,15 +346,15 @@ export class UNet2DConditionModel extends Module {
   private run(sample: tf.Tensor4D, timestep: TimestepInput, context: tf.Tensor3D, debug: UNetIntermediates | null): tf.Tensor4D {
     const c = this.config;
     if (sample.rank !== 4 || sample.shape[3] !== c.inChannels) {
-      throw new Error(`UNet2DConditionModel.forward: sample must be NHWC [B,h,w,${c.inChannels}], got [${sample.shape}]`);
+      throw new InvalidArgumentError(`UNet2DConditionModel.forward: sample must be NHWC [B,h,w,${c.inChannels}], got [${sample.shape}]`);
     }
     const b = sample.shape[0];
     const crossDim = c.crossAttentionDim[0];
     if (context.rank !== 3 || context.shape[0] !== b) {
-      throw new Error(`UNet2DConditionModel.forward: context must be [${b},M,${crossDim}] (one per sample), got [${context.shape}]`);
+      throw new InvalidArgumentError(`UNet2DConditionModel.forward: context must be [${b},M,${crossDim}] (one per sample), got [${context.shape}]`);
     }
     if (c.crossAttentionDim.some((d) => d !== context.shape[2])) {
-      throw new Error(`UNet2DConditionModel.forward: context width ${context.shape[2]} does not match cross_attention_dim ${c.crossAttentionDim} of ${c.file}`);
+      throw new InvalidArgumentError(`UNet2DConditionModel.forward: context width ${context.shape[2]} does not match cross_attention_dim ${c.crossAttentionDim} of ${c.file}`);
     }
     const ts = timestepTensor(timestep, b);
     const tProj = timestepEmbedding(ts, c.blockOutChannels[0], c.flipSinToCos, c.freqShift);
@@ -398,17 +399,17 @@ export class UNet2DConditionModel extends Module {
 /** Turns a timestep input into a float32 `[B]` tensor (broadcasting one value to the batch). Caller owns it. */
 function timestepTensor(t: TimestepInput, batch: number): tf.Tensor1D {
   if (typeof t === 'number') {
-    if (!Number.isFinite(t)) throw new Error(`UNet2DConditionModel.forward: timestep must be finite, got ${t}`);
+    if (!Number.isFinite(t)) throw new InvalidArgumentError(`UNet2DConditionModel.forward: timestep must be finite, got ${t}`);
     return tf.fill([batch], t, 'float32') as tf.Tensor1D;
   }
   if (Array.isArray(t)) {
     if (t.length !== 1 && t.length !== batch) {
-      throw new Error(`UNet2DConditionModel.forward: ${t.length} timesteps given for a batch of ${batch} (give 1 or ${batch})`);
+      throw new InvalidArgumentError(`UNet2DConditionModel.forward: ${t.length} timesteps given for a batch of ${batch} (give 1 or ${batch})`);
     }
     return tf.tensor1d(t.length === 1 ? new Array<number>(batch).fill(t[0]) : t, 'float32');
   }
   const flat = tf.cast(t.reshape([-1]), 'float32') as tf.Tensor1D;
   if (flat.shape[0] === batch) return flat;
   if (flat.shape[0] === 1) return tf.tile(flat, [batch]);
-  throw new Error(`UNet2DConditionModel.forward: timestep tensor of shape [${t.shape}] for a batch of ${batch} (give 1 or ${batch} values)`);
+  throw new InvalidArgumentError(`UNet2DConditionModel.forward: timestep tensor of shape [${t.shape}] for a batch of ${batch} (give 1 or ${batch} values)`);
 }

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Conv2d, GroupNorm, Module, silu, StateDictSource } from '@ddsjs/nn';
 import { chain, Downsample2D, ResnetBlock2D, setAttentionByteBudget, SpatialSelfAttention, Upsample2D } from './blocks';
 import { AutoencoderKLConfig } from './config';
+import { InvalidArgumentError } from '@ddsjs/safetensors';
 
 /** GroupNorm epsilon used everywhere in diffusers' VAE. */
 const VAE_EPS = 1e-6;
@@ -200,10 +201,10 @@ export class AutoencoderKL extends Module {
     const c = this.config;
     const f = this.downscaleFactor;
     if (image.rank !== 4 || image.shape[3] !== c.inChannels) {
-      throw new Error(`AutoencoderKL.encode: image must be NHWC [B,H,W,${c.inChannels}], got [${image.shape}]`);
+      throw new InvalidArgumentError(`AutoencoderKL.encode: image must be NHWC [B,H,W,${c.inChannels}], got [${image.shape}]`);
     }
     if (image.shape[1] % f !== 0 || image.shape[2] % f !== 0) {
-      throw new Error(`AutoencoderKL.encode: image size ${image.shape[1]}×${image.shape[2]} is not a multiple of ${f}`);
+      throw new InvalidArgumentError(`AutoencoderKL.encode: image size ${image.shape[1]}×${image.shape[2]} is not a multiple of ${f}`);
     }
     const [mean, logvar, std] = tf.tidy(() => {
       let m = this.encoder.forward(image);
@@ -222,7 +223,7 @@ export class AutoencoderKL extends Module {
   decode(latents: tf.Tensor4D): tf.Tensor4D {
     const c = this.config;
     if (latents.rank !== 4 || latents.shape[3] !== c.latentChannels) {
-      throw new Error(`AutoencoderKL.decode: latents must be NHWC [B,h,w,${c.latentChannels}], got [${latents.shape}]`);
+      throw new InvalidArgumentError(`AutoencoderKL.decode: latents must be NHWC [B,h,w,${c.latentChannels}], got [${latents.shape}]`);
     }
     return tf.tidy(() => {
       const z = this.postQuantConv ? this.postQuantConv.forward(latents) : latents;
@@ -255,12 +256,12 @@ export function legacyVaeSource(source: StateDictSource): StateDictSource {
   for (const k of source.keys()) {
     const n = vaeKeyMap(k);
     const prev = toOrig.get(n);
-    if (prev !== undefined) throw new Error(`VAE state dict: keys '${prev}' and '${k}' both map to '${n}'`);
+    if (prev !== undefined) throw new InvalidArgumentError(`VAE state dict: keys '${prev}' and '${k}' both map to '${n}'`);
     toOrig.set(n, k);
   }
   const orig = (key: string): string => {
     const o = toOrig.get(key);
-    if (o === undefined) throw new Error(`VAE state dict: no key '${key}'`);
+    if (o === undefined) throw new InvalidArgumentError(`VAE state dict: no key '${key}'`);
     return o;
   };
   const isProjWeight = (key: string) => ATTN_PROJ.test(key) && key.endsWith('.weight');

@@ -4,18 +4,17 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
 import { relErr } from '../../../test-utils';
 import {
-  LIBRARY_GENERATE_DEFAULTS,
   addNoise,
   alphaSigma,
   guide,
   imageToLatents,
   latentsToImage,
   modelOutputToEps,
-  modelOutputToX0,
   nativeImageSize,
   resolveDefaults,
   resolveGenerateDefaults,
 } from '@ddsjs/sd';
+import { LIBRARY_GENERATE_DEFAULTS, modelOutputToX0 } from '@ddsjs/sd/internals';
 
 const ac = Float32Array.from({ length: 1000 }, (_, i) => Math.fround(1 - (i + 1) / 1001));
 const eps = { alphasCumprod: ac, predictionType: 'epsilon' as const };

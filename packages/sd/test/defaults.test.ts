@@ -3,7 +3,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
-import { DEFAULTS_FILE, loadStableDiffusion, parsePipelineDefaults, readPipelineDefaults } from '@ddsjs/sd';
+import { loadStableDiffusion } from '@ddsjs/sd';
+import { DEFAULTS_FILE, parsePipelineDefaults, readPipelineDefaults } from '@ddsjs/sd/internals';
 import { TINY_SD15 } from '../../../test-utils';
 
 beforeAll(async () => {

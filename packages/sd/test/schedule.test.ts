@@ -10,16 +10,13 @@ import {
   computeAlphasCumprod,
   computeBetas,
   cumprodFloat32,
-  DDIMScheduler,
-  ddimTimesteps,
   linspaceFloat32,
-  loadSchedulerConfig,
   makeNoiseSchedule,
   modelOutputToEps,
-  parseSchedulerConfig,
-  SchedulerConfig,
   vToEps,
 } from '../src/schedule';
+import { DDIMScheduler, ddimTimesteps } from '../src/ddim';
+import { loadSchedulerConfig, parseSchedulerConfig, SchedulerConfig } from '../src/scheduler-config';
 
 const CONFIG_FILE = path.join(TINY_SD15, 'scheduler', 'scheduler_config.json');
 let g: Record<string, Golden>;

@@ -4,18 +4,9 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
 import { SafetensorsFile } from '@ddsjs/safetensors';
 import { TINY_SD15, readGoldens, expectGolden } from '../../../test-utils';
-import {
-  BUILTIN_CONFIGS,
-  convertLdmUnetKeys,
-  convertLdmVaeKeys,
-  convertLdmClipKeys,
-  convertOpenClipKeys,
-  detectSingleFileModel,
-  singleFileSources,
-  inferLdmDimensions,
-  singleFileConfigMismatches,
-  LDM_OPEN_CLIP_PREFIX,
-} from '../src/single-file';
+import { detectSingleFileModel, singleFileSources, inferLdmDimensions, singleFileConfigMismatches } from '../src/single-file';
+import { BUILTIN_CONFIGS } from '../src/single-file-configs';
+import { convertLdmUnetKeys, convertLdmVaeKeys, convertLdmClipKeys, convertOpenClipKeys, LDM_OPEN_CLIP_PREFIX } from '../src/single-file-keys';
 import { safetensorsSource, memorySource, mappedSource } from '../src/sources';
 import { parseUNetConfig, parseVaeConfig } from '../src/config';
 import { parseCLIPTextConfig, readCLIPTextConfig } from '../src/clip-config';

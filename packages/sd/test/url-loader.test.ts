@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
-import { imageToRgba, loadStableDiffusion, loadStableDiffusionFromUrl, rgbaToEditTensor, StableDiffusion } from '@ddsjs/sd';
+import { loadStableDiffusion, loadStableDiffusionFromUrl, StableDiffusion } from '@ddsjs/sd';
+import { imageToRgba, rgbaToEditTensor } from '@ddsjs/sd/internals';
 
 // The browser paths of @ddsjs/sd, run in Node: a diffusers folder over HTTP (ranged reads, fp16 variant) and the
 // canvas-free pixel conversions of image-browser.ts.

@@ -1,7 +1,7 @@
 // Adam over named parameters, gradient-norm clipping, and the one file format of the optimiser state.
 import * as tf from '@tensorflow/tfjs';
 import { globalNorm, type Parameter } from '@ddsjs/nn';
-import { SafetensorsFile, type TensorData, writeSafetensors } from '@ddsjs/safetensors';
+import { InvalidArgumentError, ModelFormatError, SafetensorsFile, type TensorData, writeSafetensors } from '@ddsjs/safetensors';
 import { nonNegativeNumber, numberInRange, positiveNumber } from './checks';
 
 /** The `format` metadata value of an {@link Adam} state file. */
@@ -72,7 +72,7 @@ export class Adam {
     this.eps = nonNegativeNumber('Adam', 'eps', options.eps ?? 1e-8);
     const seen = new Set<string>();
     for (const [n, p] of params) {
-      if (seen.has(n)) throw new Error(`Adam: parameter name '${n}' appears twice`);
+      if (seen.has(n)) throw new InvalidArgumentError(`Adam: parameter name '${n}' appears twice`);
       seen.add(n);
       this.m.set(n, zeroVariable(p.shape));
       this.v.set(n, zeroVariable(p.shape));
@@ -90,7 +90,7 @@ export class Adam {
    */
   apply(grads: NamedGrads, lr: number, scale = 1): void {
     positiveNumber('Adam.apply', 'lr', lr);
-    if (!Number.isFinite(scale) || scale < 0) throw new Error(`Adam.apply: scale must be a non-negative finite number, got ${scale}`);
+    if (!Number.isFinite(scale) || scale < 0) throw new InvalidArgumentError(`Adam.apply: scale must be a non-negative finite number, got ${scale}`);
     this.steps++;
     const t = this.steps;
     const lrT = (lr * Math.sqrt(1 - this.beta2 ** t)) / (1 - this.beta1 ** t);
@@ -138,26 +138,26 @@ export class Adam {
     try {
       const md = f.metadata;
       if (md.format !== ADAM_STATE_FORMAT) {
-        throw new Error(`${file}: not a ${ADAM_STATE_FORMAT} optimiser state (written by an older ddsjs?); it cannot be resumed: start the run afresh`);
+        throw new ModelFormatError(`${file}: not a ${ADAM_STATE_FORMAT} optimiser state (written by an older ddsjs?); it cannot be resumed: start the run afresh`);
       }
       for (const [k, want] of Object.entries(expect)) {
-        if (md[k] !== want) throw new Error(`${file}: its ${k} is ${JSON.stringify(md[k] ?? null)}, expected ${JSON.stringify(want)} (it belongs to another checkpoint: an interrupted write?)`);
+        if (md[k] !== want) throw new ModelFormatError(`${file}: its ${k} is ${JSON.stringify(md[k] ?? null)}, expected ${JSON.stringify(want)} (it belongs to another checkpoint: an interrupted write?)`);
       }
       for (const k of ['beta1', 'beta2', 'eps'] as const) {
-        if (Number(md[k]) !== this[k]) throw new Error(`${file}: saved with ${k} ${md[k]}, this optimiser has ${this[k]} (resume with the same options)`);
+        if (Number(md[k]) !== this[k]) throw new ModelFormatError(`${file}: saved with ${k} ${md[k]}, this optimiser has ${this[k]} (resume with the same options)`);
       }
       const step = Number(md.step);
-      if (!Number.isInteger(step) || step < 0) throw new Error(`${file}: no valid 'step' in its metadata`);
+      if (!Number.isInteger(step) || step < 0) throw new ModelFormatError(`${file}: no valid 'step' in its metadata`);
       const keys = new Set(f.keys());
       const missing = this.params.flatMap(([n]) => [`m.${n}`, `v.${n}`]).filter((k) => !keys.has(k));
-      if (missing.length) throw new Error(`${file}: missing optimiser tensors (${missing.length}): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`);
+      if (missing.length) throw new ModelFormatError(`${file}: missing optimiser tensors (${missing.length}): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`);
       const loaded: [tf.Variable, tf.Tensor][] = [];
       try {
         for (const [n, p] of this.params) {
           for (const [k, map] of [['m', this.m], ['v', this.v]] as const) {
             const key = `${k}.${n}`;
             const shape = f.info(key).shape;
-            if (shape.length !== p.shape.length || shape.some((d, i) => d !== p.shape[i])) throw new Error(`${file}: '${key}' is [${shape}], expected [${p.shape}]`);
+            if (shape.length !== p.shape.length || shape.some((d, i) => d !== p.shape[i])) throw new ModelFormatError(`${file}: '${key}' is [${shape}], expected [${p.shape}]`);
             loaded.push([map.get(n)!, tf.tensor(await f.readFloat32(key), [...p.shape])]);
           }
         }

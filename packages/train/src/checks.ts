@@ -1,12 +1,13 @@
 // One set of option checks for the trainers: each throws a one-line Error `<context>: <name> must be …, got <value>`
 // before any heavy work, and returns the value so that a check reads as an assignment.
+import { InvalidArgumentError } from '@ddsjs/safetensors';
 
 function show(v: unknown): string {
   return typeof v === 'string' ? JSON.stringify(v) : String(v);
 }
 
 function fail(context: string, name: string, what: string, v: unknown): never {
-  throw new Error(`${context}: ${name} must be ${what}, got ${show(v)}`);
+  throw new InvalidArgumentError(`${context}: ${name} must be ${what}, got ${show(v)}`);
 }
 
 /** `v` if it is an integer ≥ 1; otherwise throws `<context>: <name> must be a positive integer, got <v>`. */

@@ -1,5 +1,6 @@
 // The training-run object: a step loop with checkpoint cadence, time budget, abort signal, divergence stop,
 // loss log and progress with ETA. What a step does and what a checkpoint writes are the trainer's.
+import { DdsError } from '@ddsjs/safetensors';
 import { LossLog } from './state';
 import { nonNegativeInt, positiveNumber } from './checks';
 
@@ -12,7 +13,7 @@ export interface CheckpointRef {
 }
 
 /** Thrown by {@link TrainingRun.run} when a step's loss or gradient is not finite; nothing was updated at that step. */
-export class DivergedError extends Error {
+export class DivergedError extends DdsError {
   constructor(
     message: string,
     /** The 0-based step whose values were not finite. */
@@ -20,7 +21,7 @@ export class DivergedError extends Error {
     /** The last checkpoint written (or resumed from), or null when there is none. */
     readonly lastCheckpoint: CheckpointRef | null,
   ) {
-    super(message);
+    super('DIVERGED', message);
     this.name = 'DivergedError';
   }
 }

@@ -1,4 +1,5 @@
 // Checkpoint-folder helpers: atomic JSON state, the loss log, and the "same trajectory" check of a resume.
+import { IoError } from '@ddsjs/safetensors';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -20,9 +21,9 @@ export function readJsonObject(context: string, file: string): Record<string, un
   try {
     v = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new Error(`${context}: cannot read ${file}: ${((e as Error).message ?? String(e)).split('\n')[0]}`);
+    throw new IoError(`${context}: cannot read ${file}: ${((e as Error).message ?? String(e)).split('\n')[0]}`);
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${context}: cannot read ${file}: not a JSON object`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new IoError(`${context}: cannot read ${file}: not a JSON object`);
   return v as Record<string, unknown>;
 }
 
@@ -55,7 +56,7 @@ export function configDiff(saved: Readonly<Record<string, unknown>>, now: Readon
  */
 export function checkSameTrajectory(context: string, what: string, saved: Readonly<Record<string, unknown>>, now: Readonly<Record<string, unknown>>): void {
   const diffs = configDiff(saved, now);
-  if (diffs.length) throw new Error(`${context}: ${what} was trained with other options (${diffs.join('; ')}); resume with the same options`);
+  if (diffs.length) throw new IoError(`${context}: ${what} was trained with other options (${diffs.join('; ')}); resume with the same options`);
 }
 
 /** An append-only JSON-lines loss log (one object per step), opened once and written synchronously. */
@@ -73,7 +74,7 @@ export class LossLog {
 
   /** Appends `record` as one JSON line. */
   write(record: Record<string, unknown>): void {
-    if (this.fd === null) throw new Error(`LossLog: ${this.file} is closed`);
+    if (this.fd === null) throw new IoError(`LossLog: ${this.file} is closed`);
     fs.writeSync(this.fd, JSON.stringify(record) + '\n');
   }
 

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Module, toTorchLayout } from '@ddsjs/nn';
-import { safetensorsSource } from '@ddsjs/sd';
+import { safetensorsSource } from '@ddsjs/sd/internals';
 import { SafetensorsFile, TensorData, f32ToF16, writeSafetensors } from '@ddsjs/safetensors';
 import type { RawComponentConfigs } from '../folder';
 

@@ -10,6 +10,7 @@ import type {
   TextEmbeddings,
   Weighting,
 } from './types';
+import { InvalidArgumentError } from '@ddsjs/safetensors';
 
 /** Default classifier-free guidance scale (the DDS notebook and diffusers pipelines). */
 export const DEFAULT_GUIDANCE_SCALE = 7.5;
@@ -32,7 +33,7 @@ export const DEFAULT_T_RANGE: readonly [number, number] = [50, 950];
  */
 export function sdsGrad(sd: ScoreModel, inputs: { z: tf.Tensor4D; text: TextEmbeddings }, opts: ScoreOptions = {}): ScoreResult {
   const fn = 'sdsGrad';
-  if (!inputs || typeof inputs !== 'object') throw new Error(`${fn}: inputs must be { z, text: { cond, uncond } }`);
+  if (!inputs || typeof inputs !== 'object') throw new InvalidArgumentError(`${fn}: inputs must be { z, text: { cond, uncond } }`);
   checkLatents(fn, [['z', inputs.z]]);
   checkText(fn, 'text', inputs.text, inputs.z.shape[0]);
   const w = guidanceOf(fn, opts);
@@ -64,7 +65,7 @@ export function ddsGrad(
   opts: ScoreOptions = {},
 ): ScoreResult {
   if (!inputs || typeof inputs !== 'object') {
-    throw new Error('ddsGrad: inputs must be { zSource, zTarget, source: { cond, uncond }, target: { cond, uncond } }');
+    throw new InvalidArgumentError('ddsGrad: inputs must be { zSource, zTarget, source: { cond, uncond }, target: { cond, uncond } }');
   }
   const fn = 'ddsGrad';
   checkLatents(fn, [['zSource', inputs.zSource], ['zTarget', inputs.zTarget]]);
@@ -89,10 +90,10 @@ export function ddsGrad(
  * The DDS notebook minimises `2000 · scoreLoss(z, grad)` with SGD at lr 0.1. The caller owns the returned scalar.
  */
 export function scoreLoss(z: tf.Tensor, grad: tf.Tensor): tf.Scalar {
-  if (!(z instanceof tf.Tensor) || !(grad instanceof tf.Tensor)) throw new Error('scoreLoss: z and grad must be tensors');
-  if (z.rank !== 4) throw new Error(`scoreLoss: z must be [B, h, w, C], got shape [${z.shape}]`);
+  if (!(z instanceof tf.Tensor) || !(grad instanceof tf.Tensor)) throw new InvalidArgumentError('scoreLoss: z and grad must be tensors');
+  if (z.rank !== 4) throw new InvalidArgumentError(`scoreLoss: z must be [B, h, w, C], got shape [${z.shape}]`);
   if (!shapesEqual(z.shape, grad.shape)) {
-    throw new Error(`scoreLoss: grad shape [${grad.shape}] differs from z's [${z.shape}]`);
+    throw new InvalidArgumentError(`scoreLoss: grad shape [${grad.shape}] differs from z's [${z.shape}]`);
   }
   const [, h, w] = (z as tf.Tensor4D).shape;
   const hw = h * w;
@@ -178,27 +179,27 @@ export function scoreGrad(sd: ScoreModel, spec: ScoreSpec, opts: ScoreOptions = 
   const fn = spec?.fn ?? 'scoreGrad';
   // ---- validation (all before any tensor is made) ----
   if (!sd || typeof sd !== 'object' || !sd.unet || typeof sd.unet.forward !== 'function' || !sd.schedule) {
-    throw new Error(`${fn}: the model must have unet.forward(sample, timestep, context) and a schedule`);
+    throw new InvalidArgumentError(`${fn}: the model must have unet.forward(sample, timestep, context) and a schedule`);
   }
   const ac = sd.schedule.alphasCumprod;
   if (!(ac instanceof Float32Array) || ac.length === 0) {
-    throw new Error(`${fn}: model.schedule.alphasCumprod must be a non-empty Float32Array`);
+    throw new InvalidArgumentError(`${fn}: model.schedule.alphasCumprod must be a non-empty Float32Array`);
   }
   const predictionType = sd.schedule.predictionType;
   if (predictionType !== 'epsilon' && predictionType !== 'v_prediction') {
-    throw new Error(`${fn}: unsupported schedule.predictionType '${String(predictionType)}' (epsilon or v_prediction)`);
+    throw new InvalidArgumentError(`${fn}: unsupported schedule.predictionType '${String(predictionType)}' (epsilon or v_prediction)`);
   }
   opts = opts ?? {};
   if (!spec || typeof spec !== 'object' || !spec.latents || !Array.isArray(spec.terms)) {
-    throw new Error(`${fn}: the spec must be { latents: { name: tensor }, terms: [...] }`);
+    throw new InvalidArgumentError(`${fn}: the spec must be { latents: { name: tensor }, terms: [...] }`);
   }
   const names = Object.keys(spec.latents);
-  if (names.length === 0) throw new Error(`${fn}: the spec names no latent`);
+  if (names.length === 0) throw new InvalidArgumentError(`${fn}: the spec names no latent`);
   checkLatents(fn, names.map((n) => [n, spec.latents[n]] as [string, tf.Tensor4D]));
   const shape = spec.latents[names[0]].shape;
   const b = shape[0];
   const known = (latent: string, what: string) => {
-    if (!names.includes(latent)) throw new Error(`${fn}: ${what} names latent '${latent}', not one of ${names.join(', ')}`);
+    if (!names.includes(latent)) throw new InvalidArgumentError(`${fn}: ${what} names latent '${latent}', not one of ${names.join(', ')}`);
   };
   let LD: [number, number] | null = null;
   spec.terms.forEach((term, i) => {
@@ -207,16 +208,16 @@ export function scoreGrad(sd: ScoreModel, spec: ScoreSpec, opts: ScoreOptions = 
       const e = term[key];
       if (e === undefined && key === 'uncond') continue;
       if (!(e instanceof tf.Tensor) || e.rank !== 3 || (e.shape[0] !== 1 && e.shape[0] !== b)) {
-        throw new Error(`${fn}: term ${i} ${key} must be [1, L, D] or [${b}, L, D] for a batch of ${b}, got ${e instanceof tf.Tensor ? `[${e.shape}]` : typeof e}`);
+        throw new InvalidArgumentError(`${fn}: term ${i} ${key} must be [1, L, D] or [${b}, L, D] for a batch of ${b}, got ${e instanceof tf.Tensor ? `[${e.shape}]` : typeof e}`);
       }
       LD ??= [e.shape[1], e.shape[2]];
       if (e.shape[1] !== LD[0] || e.shape[2] !== LD[1]) {
-        throw new Error(`${fn}: term ${i} ${key} [${e.shape}] differs from the other embeddings' [L=${LD[0]}, D=${LD[1]}]`);
+        throw new InvalidArgumentError(`${fn}: term ${i} ${key} [${e.shape}] differs from the other embeddings' [L=${LD[0]}, D=${LD[1]}]`);
       }
     }
     if (term.uncond !== undefined) {
       const w = term.guidanceScale ?? opts.guidanceScale ?? DEFAULT_GUIDANCE_SCALE;
-      if (typeof w !== 'number' || !Number.isFinite(w)) throw new Error(`${fn}: guidanceScale must be a finite number, got ${w}`);
+      if (typeof w !== 'number' || !Number.isFinite(w)) throw new InvalidArgumentError(`${fn}: guidanceScale must be a finite number, got ${w}`);
     }
   });
   (spec.latentTerms ?? []).forEach((lt, i) => known(lt.latent, `latent term ${i}`));
@@ -233,13 +234,13 @@ export function scoreGrad(sd: ScoreModel, spec: ScoreSpec, opts: ScoreOptions = 
   const rows = blocks.length * b;
   const unetBatch = opts.unetBatch ?? rows;
   if (!Number.isInteger(unetBatch) || unetBatch < 1) {
-    throw new Error(`${fn}: unetBatch must be a positive integer, got ${opts.unetBatch}`);
+    throw new InvalidArgumentError(`${fn}: unetBatch must be a positive integer, got ${opts.unetBatch}`);
   }
-  if (opts.seed !== undefined && !Number.isFinite(opts.seed)) throw new Error(`${fn}: seed must be a finite number, got ${opts.seed}`);
+  if (opts.seed !== undefined && !Number.isFinite(opts.seed)) throw new InvalidArgumentError(`${fn}: seed must be a finite number, got ${opts.seed}`);
   for (const key of ['noise', 'noisePrev'] as const) {
     const n = opts[key];
     if (n !== undefined && (!(n instanceof tf.Tensor) || !shapesEqual(n.shape, shape))) {
-      throw new Error(`${fn}: ${key} must be a tensor of the latents' shape [${shape}], got ${n instanceof tf.Tensor ? `[${n.shape}]` : typeof n}`);
+      throw new InvalidArgumentError(`${fn}: ${key} must be a tensor of the latents' shape [${shape}], got ${n instanceof tf.Tensor ? `[${n.shape}]` : typeof n}`);
     }
   }
   const mask = opts.mask === undefined ? undefined : maskPlan(fn, opts.mask, shape);
@@ -252,7 +253,7 @@ export function scoreGrad(sd: ScoreModel, spec: ScoreSpec, opts: ScoreOptions = 
   if (opts.timestep !== undefined) {
     const t = opts.timestep;
     timesteps = typeof t === 'number' ? new Array<number>(b).fill(t) : [...t];
-    if (timesteps.length !== b) throw new Error(`${fn}: timestep has ${timesteps.length} entries for a batch of ${b}`);
+    if (timesteps.length !== b) throw new InvalidArgumentError(`${fn}: timestep has ${timesteps.length} entries for a batch of ${b}`);
     timesteps.forEach((v, i) => checkTimestep(v, ac.length, `${fn}: timestep[${i}]`));
   } else {
     const [lo, hi] = drawRange(fn, (opts.tRange ?? DEFAULT_T_RANGE) as [number, number], ac.length);
@@ -262,7 +263,7 @@ export function scoreGrad(sd: ScoreModel, spec: ScoreSpec, opts: ScoreOptions = 
   if (spec.prevTimestep !== undefined) {
     const p = spec.prevTimestep;
     prev = typeof p === 'number' ? new Array<number>(b).fill(p) : [...p];
-    if (prev.length !== b) throw new Error(`${fn}: prevTimestep has ${prev.length} entries for a batch of ${b}`);
+    if (prev.length !== b) throw new InvalidArgumentError(`${fn}: prevTimestep has ${prev.length} entries for a batch of ${b}`);
     prev.forEach((v, i) => checkTimestep(v, ac.length, `${fn}: prevTimestep[${i}]`));
   } else {
     prev = timesteps.map((t) => Math.max(t - 2, 0));
@@ -275,7 +276,7 @@ export function scoreGrad(sd: ScoreModel, spec: ScoreSpec, opts: ScoreOptions = 
   const coefs = (c: ScoreCoef | undefined, what: string): number[] | null => {
     if (c === undefined) return null;
     const v = timesteps.map((t, i) => (typeof c === 'number' ? c : c(t, prev[i])));
-    if (!v.every(Number.isFinite)) throw new Error(`${fn}: ${what} coefficient is not a finite number (${v.join(', ')})`);
+    if (!v.every(Number.isFinite)) throw new InvalidArgumentError(`${fn}: ${what} coefficient is not a finite number (${v.join(', ')})`);
     return v;
   };
   const termCoefs = spec.terms.map((t, i) => coefs(t.coef, `term ${i}`) ?? new Array<number>(b).fill(1));
@@ -306,7 +307,7 @@ export function scoreGrad(sd: ScoreModel, spec: ScoreSpec, opts: ScoreOptions = 
       const t = ts.every((v) => v === ts[0]) ? ts[0] : tf.tensor1d(ts, 'float32');
       const y = sd.unet.forward(x, t, c);
       if (!(y instanceof tf.Tensor) || !shapesEqual(y.shape, x.shape)) {
-        throw new Error(`${fn}: unet.forward returned ${y instanceof tf.Tensor ? `shape [${y.shape}]` : typeof y} for a sample of [${x.shape}]`);
+        throw new InvalidArgumentError(`${fn}: unet.forward returned ${y instanceof tf.Tensor ? `shape [${y.shape}]` : typeof y} for a sample of [${x.shape}]`);
       }
       parts.push(y);
     }
@@ -395,19 +396,19 @@ function shapesEqual(a: readonly number[], b: readonly number[]): boolean {
 
 function checkTimestep(t: number, T: number, what: string): void {
   if (!Number.isInteger(t) || t < 0 || t >= T) {
-    throw new Error(`${what} must be an integer in [0, ${T}), got ${t}`);
+    throw new InvalidArgumentError(`${what} must be an integer in [0, ${T}), got ${t}`);
   }
 }
 
 /** Validates `opts.tRange` and returns the half-open integer range [lo, hi) the notebook's randint draws from. */
 function drawRange(fn: string, tRange: readonly [number, number], T: number): [number, number] {
   if (!Array.isArray(tRange) || tRange.length !== 2 || !tRange.every((v) => Number.isInteger(v))) {
-    throw new Error(`${fn}: tRange must be two integers [tMin, tMax], got ${JSON.stringify(tRange)}`);
+    throw new InvalidArgumentError(`${fn}: tRange must be two integers [tMin, tMax], got ${JSON.stringify(tRange)}`);
   }
   const lo = tRange[0];
   const hi = Math.min(tRange[1], T) - 1;
   if (lo < 0 || hi <= lo) {
-    throw new Error(
+    throw new InvalidArgumentError(
       `${fn}: tRange [${tRange[0]}, ${tRange[1]}] is empty: timesteps are drawn from tMin … min(tMax, ${T}) − 2`,
     );
   }
@@ -419,8 +420,8 @@ function weightOf(fn: string, weighting: Weighting, t: number, alphaCumprod: num
   if (weighting === 'uniform') w = 1;
   else if (weighting === 'sds') w = 1 - alphaCumprod;
   else if (typeof weighting === 'function') w = weighting(t);
-  else throw new Error(`${fn}: weighting must be 'uniform', 'sds' or a function of t, got ${String(weighting)}`);
-  if (!Number.isFinite(w)) throw new Error(`${fn}: weighting(${t}) returned ${w}, not a finite number`);
+  else throw new InvalidArgumentError(`${fn}: weighting must be 'uniform', 'sds' or a function of t, got ${String(weighting)}`);
+  if (!Number.isFinite(w)) throw new InvalidArgumentError(`${fn}: weighting(${t}) returned ${w}, not a finite number`);
   return w;
 }
 
@@ -431,7 +432,7 @@ function weightOf(fn: string, weighting: Weighting, t: number, alphaCumprod: num
  * Stable Diffusion) — is averaged over k×k cells down to the latent grid.
  */
 function maskPlan(fn: string, mask: tf.Tensor, shape: readonly number[]): () => tf.Tensor {
-  if (!(mask instanceof tf.Tensor)) throw new Error(`${fn}: mask must be a tensor`);
+  if (!(mask instanceof tf.Tensor)) throw new InvalidArgumentError(`${fn}: mask must be a tensor`);
   const broadcasts =
     mask.rank <= shape.length &&
     mask.shape.every((d, i) => {
@@ -445,7 +446,7 @@ function maskPlan(fn: string, mask: tf.Tensor, shape: readonly number[]): () => 
   const ok =
     m4.length === 4 && (m4[0] === 1 || m4[0] === b) && (m4[3] === 1 || m4[3] === c) && Number.isInteger(k) && k > 1 && m4[2] === k * w;
   if (!ok) {
-    throw new Error(`${fn}: mask shape [${mask.shape}] does not broadcast to the gradient's [${shape}] and is not an image-resolution mask [H, W] with H = k·${h}, W = k·${w}`);
+    throw new InvalidArgumentError(`${fn}: mask shape [${mask.shape}] does not broadcast to the gradient's [${shape}] and is not an image-resolution mask [H, W] with H = k·${h}, W = k·${w}`);
   }
   const [mb, mh, mw, mc] = m4;
   return () => tf.avgPool(tf.reshape(mask, [mb, mh, mw, mc]) as tf.Tensor4D, [k, k], [k, k], 'valid');
@@ -455,36 +456,36 @@ function maskPlan(fn: string, mask: tf.Tensor, shape: readonly number[]): () => 
 function checkLatents(fn: string, latents: [string, tf.Tensor4D][]): void {
   for (const [name, z] of latents) {
     if (!(z instanceof tf.Tensor) || z.rank !== 4) {
-      throw new Error(`${fn}: ${name} must be a latent tensor [B, h, w, C], got ${z instanceof tf.Tensor ? `[${z.shape}]` : typeof z}`);
+      throw new InvalidArgumentError(`${fn}: ${name} must be a latent tensor [B, h, w, C], got ${z instanceof tf.Tensor ? `[${z.shape}]` : typeof z}`);
     }
-    if (z.dtype !== 'float32') throw new Error(`${fn}: ${name} must be float32, got ${z.dtype}`);
+    if (z.dtype !== 'float32') throw new InvalidArgumentError(`${fn}: ${name} must be float32, got ${z.dtype}`);
   }
   const [first, shape] = [latents[0][0], latents[0][1].shape];
   for (const [name, z] of latents.slice(1)) {
-    if (!shapesEqual(z.shape, shape)) throw new Error(`${fn}: ${name} shape [${z.shape}] differs from ${first}'s [${shape}]`);
+    if (!shapesEqual(z.shape, shape)) throw new InvalidArgumentError(`${fn}: ${name} shape [${z.shape}] differs from ${first}'s [${shape}]`);
   }
 }
 
 /** Checks `{ cond, uncond }` embeddings `[1|B, L, D]` of one [L, D]. */
 export function checkText(fn: string, name: string, text: TextEmbeddings, b: number): void {
   if (!text || typeof text !== 'object' || !(text.cond instanceof tf.Tensor) || !(text.uncond instanceof tf.Tensor)) {
-    throw new Error(`${fn}: ${name} must be { cond, uncond } text embeddings (tensors [1|B, L, D])`);
+    throw new InvalidArgumentError(`${fn}: ${name} must be { cond, uncond } text embeddings (tensors [1|B, L, D])`);
   }
   for (const key of ['cond', 'uncond'] as const) {
     const e = text[key];
     if (e.rank !== 3 || (e.shape[0] !== 1 && e.shape[0] !== b)) {
-      throw new Error(`${fn}: ${name}.${key} must be [1, L, D] or [${b}, L, D] for a batch of ${b}, got [${e.shape}]`);
+      throw new InvalidArgumentError(`${fn}: ${name}.${key} must be [1, L, D] or [${b}, L, D] for a batch of ${b}, got [${e.shape}]`);
     }
   }
   if (text.cond.shape[1] !== text.uncond.shape[1] || text.cond.shape[2] !== text.uncond.shape[2]) {
-    throw new Error(`${fn}: ${name}.cond [${text.cond.shape}] and ${name}.uncond [${text.uncond.shape}] differ in [L, D]`);
+    throw new InvalidArgumentError(`${fn}: ${name}.cond [${text.cond.shape}] and ${name}.uncond [${text.uncond.shape}] differ in [L, D]`);
   }
 }
 
 /** `opts.guidanceScale` (default 7.5), checked. */
 export function guidanceOf(fn: string, opts: ScoreOptions | undefined): number {
   const s = opts?.guidanceScale ?? DEFAULT_GUIDANCE_SCALE;
-  if (typeof s !== 'number' || !Number.isFinite(s)) throw new Error(`${fn}: guidanceScale must be a finite number, got ${s}`);
+  if (typeof s !== 'number' || !Number.isFinite(s)) throw new InvalidArgumentError(`${fn}: guidanceScale must be a finite number, got ${s}`);
   return s;
 }
 

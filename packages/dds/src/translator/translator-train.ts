@@ -5,10 +5,11 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { mixSeed, Rng } from '@ddsjs/nn';
 import type { StableDiffusion } from '@ddsjs/sd';
+import { InvalidArgumentError } from '@ddsjs/safetensors';
 import { Adam, checkSameTrajectory, clipScale, DivergedError, finiteNumber, gradNorm, nonNegativeInt, nonNegativeNumber, numberInRange, positiveInt, positiveNumber, TrainingRun } from '@ddsjs/train';
-import { DEFAULT_GUIDANCE_SCALE, ddsGrad, scoreLoss } from './score';
-import { DEFAULT_LOSS_SCALE } from './edit';
-import type { ScoreModel, ScoreOptions, TextEmbeddings, Weighting } from './types';
+import { DEFAULT_GUIDANCE_SCALE, ddsGrad, scoreLoss } from '../score/score';
+import { DEFAULT_LOSS_SCALE } from '../score/edit';
+import type { ScoreModel, ScoreOptions, TextEmbeddings, Weighting } from '../score/types';
 import {
   checkTasks,
   createTranslator,
@@ -57,7 +58,7 @@ export function ddsLoss(
   opts: ScoreOptions = {},
 ): DdsLossResult {
   if (!(zTarget instanceof tf.Tensor) || zTarget.rank !== 4) {
-    throw new Error(`ddsLoss: zTarget must be a latent tensor [B, h, w, C], got ${zTarget instanceof tf.Tensor ? `[${zTarget.shape}]` : typeof zTarget}`);
+    throw new InvalidArgumentError(`ddsLoss: zTarget must be a latent tensor [B, h, w, C], got ${zTarget instanceof tf.Tensor ? `[${zTarget.shape}]` : typeof zTarget}`);
   }
   const hw = zTarget.shape[1] * zTarget.shape[2];
   let timestep: number[] = [];
@@ -116,11 +117,11 @@ export interface TranslatorGrads {
 
 function taskIndexOf(fn: string, translator: Translator, task: number | TranslatorTask): number {
   if (typeof task === 'number') {
-    if (!Number.isInteger(task) || task < 0 || task >= translator.tasks.length) throw new Error(`${fn}: unknown task index ${task} (the translator has ${translator.tasks.length} tasks)`);
+    if (!Number.isInteger(task) || task < 0 || task >= translator.tasks.length) throw new InvalidArgumentError(`${fn}: unknown task index ${task} (the translator has ${translator.tasks.length} tasks)`);
     return task;
   }
   const i = translator.tasks.findIndex((t) => t.source === task?.source && t.target === task?.target);
-  if (i < 0) throw new Error(`${fn}: unknown task ${JSON.stringify(task)}`);
+  if (i < 0) throw new InvalidArgumentError(`${fn}: unknown task ${JSON.stringify(task)}`);
   return i;
 }
 
@@ -145,16 +146,16 @@ export function translatorGrads(
   const task = translator.tasks[ti];
   const { zSource, uncond } = inputs;
   if (!(uncond instanceof tf.Tensor) || uncond.rank !== 3 || uncond.shape[0] !== 1) {
-    throw new Error(`${fn}: uncond must be the teacher's unconditional embedding [1, L, D], got ${uncond instanceof tf.Tensor ? `[${uncond.shape}]` : typeof uncond}`);
+    throw new InvalidArgumentError(`${fn}: uncond must be the teacher's unconditional embedding [1, L, D], got ${uncond instanceof tf.Tensor ? `[${uncond.shape}]` : typeof uncond}`);
   }
   const lossScale = opts.lossScale ?? DEFAULT_LOSS_SCALE;
   const cycleWeight = opts.cycleWeight ?? 0;
   const identityWeight = opts.identityWeight ?? 0;
   for (const [n, v] of [['lossScale', lossScale], ['cycleWeight', cycleWeight], ['identityWeight', identityWeight]] as const) {
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`${fn}: ${n} must be a non-negative number, got ${v}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new InvalidArgumentError(`${fn}: ${n} must be a non-negative number, got ${v}`);
   }
   const params = translator.unet.namedParameters().filter(([, p]) => p.isSet && p.isTrainable);
-  if (params.length === 0) throw new Error(`${fn}: the student has no trainable parameters`);
+  if (params.length === 0) throw new InvalidArgumentError(`${fn}: the student has no trainable parameters`);
   const scoreOpts: ScoreOptions = {
     guidanceScale: opts.guidanceScale ?? DEFAULT_GUIDANCE_SCALE,
     tRange: opts.tRange,
@@ -348,8 +349,8 @@ function trajectoryOptions(o: TrainTranslatorOptions, r: Required<Pick<TrainTran
  */
 export async function trainTranslator(sd: StableDiffusion, options: TrainTranslatorOptions): Promise<Translator> {
   const fn = 'trainTranslator';
-  if (!sd || !sd.unet || !sd.schedule || typeof sd.encodePrompt !== 'function') throw new Error(`${fn}: sd must be a loaded Stable Diffusion pipeline`);
-  if (!options || typeof options !== 'object') throw new Error(`${fn}: options must be an object { tasks, data, ... }`);
+  if (!sd || !sd.unet || !sd.schedule || typeof sd.encodePrompt !== 'function') throw new InvalidArgumentError(`${fn}: sd must be a loaded Stable Diffusion pipeline`);
+  if (!options || typeof options !== 'object') throw new InvalidArgumentError(`${fn}: options must be an object { tasks, data, ... }`);
   const o = options;
   const tasks = checkTasks(fn, o.tasks);
   const steps = nonNegativeInt(fn, 'steps', o.steps ?? DEFAULT_TRANSLATOR_STEPS);
@@ -362,14 +363,14 @@ export async function trainTranslator(sd: StableDiffusion, options: TrainTransla
   nonNegativeNumber(fn, 'identityWeight', o.identityWeight ?? 0);
   const checkpointEvery = nonNegativeInt(fn, 'checkpointEvery', o.checkpointEvery ?? 0);
   const resumeFrom = o.resumeFrom;
-  if (resumeFrom !== undefined && (typeof resumeFrom !== 'string' || resumeFrom === '')) throw new Error(`${fn}: resumeFrom must be a checkpoint folder`);
+  if (resumeFrom !== undefined && (typeof resumeFrom !== 'string' || resumeFrom === '')) throw new InvalidArgumentError(`${fn}: resumeFrom must be a checkpoint folder`);
   const checkpointDir = o.checkpointDir ?? resumeFrom;
-  if (checkpointDir !== undefined && (typeof checkpointDir !== 'string' || checkpointDir === '')) throw new Error(`${fn}: checkpointDir must be a folder path`);
-  if (checkpointEvery > 0 && !checkpointDir) throw new Error(`${fn}: checkpointEvery needs checkpointDir`);
-  if (o.onStep !== undefined && typeof o.onStep !== 'function') throw new Error(`${fn}: onStep must be a function`);
+  if (checkpointDir !== undefined && (typeof checkpointDir !== 'string' || checkpointDir === '')) throw new InvalidArgumentError(`${fn}: checkpointDir must be a folder path`);
+  if (checkpointEvery > 0 && !checkpointDir) throw new InvalidArgumentError(`${fn}: checkpointEvery needs checkpointDir`);
+  if (o.onStep !== undefined && typeof o.onStep !== 'function') throw new InvalidArgumentError(`${fn}: onStep must be a function`);
   if (checkpointDir && (!resumeFrom || path.resolve(resumeFrom) !== path.resolve(checkpointDir))) {
     if (fs.existsSync(path.join(checkpointDir, TRANSLATOR_FILES.meta)) && !o.overwrite) {
-      throw new Error(`${fn}: ${checkpointDir} already holds a translator; pass resumeFrom: ${JSON.stringify(checkpointDir)} to continue its training, or overwrite: true to replace it`);
+      throw new InvalidArgumentError(`${fn}: ${checkpointDir} already holds a translator; pass resumeFrom: ${JSON.stringify(checkpointDir)} to continue its training, or overwrite: true to replace it`);
     }
   }
   const adamOpts = { beta1: o.adam?.beta1 ?? 0.9, beta2: o.adam?.beta2 ?? 0.999, eps: o.adam?.eps ?? 1e-8 };
@@ -378,7 +379,7 @@ export async function trainTranslator(sd: StableDiffusion, options: TrainTransla
   nonNegativeNumber(fn, 'adam.eps', adamOpts.eps);
   if (o.guidanceWarmup !== undefined) {
     const gw = o.guidanceWarmup;
-    if (!gw || typeof gw !== 'object') throw new Error(`${fn}: guidanceWarmup must be { steps, from? }`);
+    if (!gw || typeof gw !== 'object') throw new InvalidArgumentError(`${fn}: guidanceWarmup must be { steps, from? }`);
     nonNegativeInt(fn, 'guidanceWarmup.steps', gw.steps);
     if (gw.from !== undefined) nonNegativeNumber(fn, 'guidanceWarmup.from', gw.from);
   }
@@ -390,27 +391,27 @@ export async function trainTranslator(sd: StableDiffusion, options: TrainTransla
   let checkpointId: string | null = null;
   if (resumeFrom) {
     const meta = readTranslatorMeta(resumeFrom, fn);
-    if (!meta.training) throw new Error(`${fn}: ${resumeFrom} is a translator without training state; it cannot be resumed`);
+    if (!meta.training) throw new InvalidArgumentError(`${fn}: ${resumeFrom} is a translator without training state; it cannot be resumed`);
     if (!fs.existsSync(path.join(resumeFrom, TRANSLATOR_FILES.optimizer))) {
-      throw new Error(`${fn}: ${resumeFrom} has no ${TRANSLATOR_FILES.optimizer} (a saved translator, not a training checkpoint); it cannot be resumed exactly`);
+      throw new InvalidArgumentError(`${fn}: ${resumeFrom} has no ${TRANSLATOR_FILES.optimizer} (a saved translator, not a training checkpoint); it cannot be resumed exactly`);
     }
     if (JSON.stringify(meta.tasks) !== JSON.stringify(tasks)) {
-      throw new Error(`${fn}: resumeFrom ${resumeFrom} was trained on the tasks ${JSON.stringify(meta.tasks)}, not ${JSON.stringify(tasks)}`);
+      throw new InvalidArgumentError(`${fn}: resumeFrom ${resumeFrom} was trained on the tasks ${JSON.stringify(meta.tasks)}, not ${JSON.stringify(tasks)}`);
     }
     checkSameTrajectory(fn, `resumeFrom ${resumeFrom}`, meta.training.options, trajectory);
     const fp = meta.teacher?.fingerprint;
     if (fp && (fp.vae !== fingerprint.vae || fp.textEncoder !== fingerprint.textEncoder || (fp.unet && fingerprint.unet && fp.unet !== fingerprint.unet))) {
-      throw new Error(`${fn}: resumeFrom ${resumeFrom} was trained with another teacher (${meta.teacher!.source}) than ${sd.source}`);
+      throw new InvalidArgumentError(`${fn}: resumeFrom ${resumeFrom} was trained with another teacher (${meta.teacher!.source}) than ${sd.source}`);
     }
     translator = await loadTranslator(resumeFrom, sd);
     checkpointId = meta.checkpointId;
     try {
       const want = JSON.stringify(unetConfigToJson(studentUNetConfig(sd.configs.unet, o.studentConfig, translator.embeddings.shape[2])));
       if (want !== JSON.stringify(unetConfigToJson(translator.unet.config))) {
-        throw new Error(`${fn}: resumeFrom ${resumeFrom} has another student architecture than studentConfig asks for (its config.json: ${JSON.stringify(unetConfigToJson(translator.unet.config))})`);
+        throw new InvalidArgumentError(`${fn}: resumeFrom ${resumeFrom} has another student architecture than studentConfig asks for (its config.json: ${JSON.stringify(unetConfigToJson(translator.unet.config))})`);
       }
       const t0 = o.studentTimestep ?? translator.studentTimestep;
-      if (t0 !== translator.studentTimestep) throw new Error(`${fn}: resumeFrom ${resumeFrom} uses studentTimestep ${translator.studentTimestep}, not ${t0}`);
+      if (t0 !== translator.studentTimestep) throw new InvalidArgumentError(`${fn}: resumeFrom ${resumeFrom} uses studentTimestep ${translator.studentTimestep}, not ${t0}`);
     } catch (e) {
       translator.dispose();
       throw e;
@@ -436,19 +437,19 @@ export async function trainTranslator(sd: StableDiffusion, options: TrainTransla
       onProgress: o.onData,
     });
     if (data.shape[2] !== translator.latentChannels) {
-      throw new Error(`${fn}: the data latents have ${data.shape[2]} channels, the student reads ${translator.latentChannels}`);
+      throw new InvalidArgumentError(`${fn}: the data latents have ${data.shape[2]} channels, the student reads ${translator.latentChannels}`);
     }
     const poolPrompts = [...new Set(tasks.map((t) => t.source))];
     const pools = poolPrompts.map((p) => data.prompts.flatMap((q, i) => (q === p ? [i] : [])));
     const empty = poolPrompts.filter((_, i) => pools[i].length === 0);
     if (empty.length) {
-      throw new Error(`${fn}: no training data for the source prompt${empty.length > 1 ? 's' : ''} ${empty.map((p) => JSON.stringify(p)).join(', ')} (data prompts: ${[...new Set(data.prompts)].map((p) => JSON.stringify(p)).join(', ')})`);
+      throw new InvalidArgumentError(`${fn}: no training data for the source prompt${empty.length > 1 ? 's' : ''} ${empty.map((p) => JSON.stringify(p)).join(', ')} (data prompts: ${[...new Set(data.prompts)].map((p) => JSON.stringify(p)).join(', ')})`);
     }
     const counts: Record<string, number> = {};
     for (const p of data.prompts) counts[p] = (counts[p] ?? 0) + 1;
     const summary = { shape: [...data.shape], counts, sha256: datasetHash(data) };
     if (resumeFrom && translator.training && translator.training.data.sha256 !== summary.sha256) {
-      throw new Error(`${fn}: resumeFrom ${resumeFrom} was trained on other data (${JSON.stringify(translator.training.data.counts)} latents of [${translator.training.data.shape}]) than given now (${JSON.stringify(counts)} of [${summary.shape}])`);
+      throw new InvalidArgumentError(`${fn}: resumeFrom ${resumeFrom} was trained on other data (${JSON.stringify(translator.training.data.counts)} latents of [${translator.training.data.shape}]) than given now (${JSON.stringify(counts)} of [${summary.shape}])`);
     }
     const start = translator.stepsDone;
     const priorSeconds = translator.training?.seconds ?? 0;

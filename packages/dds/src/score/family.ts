@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { alphaSigma } from '@ddsjs/sd';
 import { checkLatents, guidanceOf, scoreGrad } from './score';
 import type { ScoreModel, ScoreOptions, ScoreResult } from './types';
+import { InvalidArgumentError } from '@ddsjs/safetensors';
 
 /** NFSD's timestep below which δ_D = ε̂(∅) (Katzir et al.: the noise is then small enough that ε̂(∅) is the noise). */
 export const NFSD_T_SWITCH = 200;
@@ -29,7 +30,7 @@ export const PDS_STEP = 2;
 
 function tensor3(fn: string, name: string, e: unknown, b: number): tf.Tensor3D {
   if (!(e instanceof tf.Tensor) || e.rank !== 3 || (e.shape[0] !== 1 && e.shape[0] !== b)) {
-    throw new Error(`${fn}: ${name} must be text embeddings [1, L, D] or [${b}, L, D], got ${e instanceof tf.Tensor ? `[${e.shape}]` : typeof e}`);
+    throw new InvalidArgumentError(`${fn}: ${name} must be text embeddings [1, L, D] or [${b}, L, D], got ${e instanceof tf.Tensor ? `[${e.shape}]` : typeof e}`);
   }
   return e as tf.Tensor3D;
 }
@@ -48,7 +49,7 @@ export function nfsdGrad(
   opts: ScoreOptions = {},
 ): ScoreResult {
   const fn = 'nfsdGrad';
-  if (!inputs || typeof inputs !== 'object' || !inputs.text) throw new Error(`${fn}: inputs must be { z, text: { cond, uncond, negative } }`);
+  if (!inputs || typeof inputs !== 'object' || !inputs.text) throw new InvalidArgumentError(`${fn}: inputs must be { z, text: { cond, uncond, negative } }`);
   checkLatents(fn, [['z', inputs.z]]);
   const b = inputs.z.shape[0];
   const { text } = inputs;
@@ -91,17 +92,17 @@ export function csdGrad(
   opts: ScoreOptions & { scales?: Partial<CsdScales> } = {},
 ): ScoreResult {
   const fn = 'csdGrad';
-  if (!inputs || typeof inputs !== 'object' || !inputs.text) throw new Error(`${fn}: inputs must be { z, text: { cond, uncond, negative? } }`);
+  if (!inputs || typeof inputs !== 'object' || !inputs.text) throw new InvalidArgumentError(`${fn}: inputs must be { z, text: { cond, uncond, negative? } }`);
   checkLatents(fn, [['z', inputs.z]]);
   const b = inputs.z.shape[0];
   const sc: CsdScales = { cond: 1, negative: 0, null: -1, noise: 0, ...(opts?.scales ?? {}) };
   for (const [k, v] of Object.entries(sc)) {
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${fn}: scales.${k} must be a finite number, got ${v}`);
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidArgumentError(`${fn}: scales.${k} must be a finite number, got ${v}`);
   }
   const cond = tensor3(fn, 'text.cond', inputs.text.cond, b);
   const terms = [{ latent: 'z', cond, coef: sc.cond }];
   if (sc.negative !== 0) {
-    if (inputs.text.negative === undefined) throw new Error(`${fn}: scales.negative is ${sc.negative} but text.negative is missing`);
+    if (inputs.text.negative === undefined) throw new InvalidArgumentError(`${fn}: scales.negative is ${sc.negative} but text.negative is missing`);
     terms.push({ latent: 'z', cond: tensor3(fn, 'text.negative', inputs.text.negative, b), coef: sc.negative });
   }
   if (sc.null !== 0) terms.push({ latent: 'z', cond: tensor3(fn, 'text.uncond', inputs.text.uncond, b), coef: sc.null });
@@ -124,11 +125,11 @@ export function bridgeGrad(
   opts: ScoreOptions & { scale?: number } = {},
 ): ScoreResult {
   const fn = 'bridgeGrad';
-  if (!inputs || typeof inputs !== 'object') throw new Error(`${fn}: inputs must be { z, source, target }`);
+  if (!inputs || typeof inputs !== 'object') throw new InvalidArgumentError(`${fn}: inputs must be { z, source, target }`);
   checkLatents(fn, [['z', inputs.z]]);
   const b = inputs.z.shape[0];
   const scale = opts?.scale ?? BRIDGE_SCALE;
-  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new Error(`${fn}: scale must be a finite number, got ${scale}`);
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new InvalidArgumentError(`${fn}: scale must be a finite number, got ${scale}`);
   const { scale: _scale, ...rest } = opts ?? {};
   void _scale;
   return scoreGrad(
@@ -197,7 +198,7 @@ export function pdsGrad(
   opts: ScoreOptions & { prevTimestep?: number | number[] } = {},
 ): ScoreResult {
   const fn = 'pdsGrad';
-  if (!inputs || typeof inputs !== 'object') throw new Error(`${fn}: inputs must be { zSource, zTarget, source: { cond, uncond }, target: { cond, uncond } }`);
+  if (!inputs || typeof inputs !== 'object') throw new InvalidArgumentError(`${fn}: inputs must be { zSource, zTarget, source: { cond, uncond }, target: { cond, uncond } }`);
   checkLatents(fn, [['zSource', inputs.zSource], ['zTarget', inputs.zTarget]]);
   const b = inputs.zSource.shape[0];
   const w = guidanceOf(fn, opts);

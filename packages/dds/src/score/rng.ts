@@ -1,4 +1,5 @@
 import { Rng } from '@ddsjs/nn';
+import { InvalidArgumentError } from '@ddsjs/safetensors';
 
 /**
  * The seeded stream of the DDS/SDS loops: `@ddsjs/nn`'s {@link Rng} on its SplitMix32 algorithm (SplitMix32 mixing
@@ -8,7 +9,7 @@ import { Rng } from '@ddsjs/nn';
 export class SeededRandom extends Rng {
   /** @param seed any finite number; its integer part modulo 2³² seeds the stream. */
   constructor(seed: number) {
-    if (typeof seed !== 'number' || !Number.isFinite(seed)) throw new Error(`SeededRandom: seed must be a finite number, got ${seed}`);
+    if (typeof seed !== 'number' || !Number.isFinite(seed)) throw new InvalidArgumentError(`SeededRandom: seed must be a finite number, got ${seed}`);
     super(seed, 'splitmix32');
   }
 
@@ -21,6 +22,6 @@ export class SeededRandom extends Rng {
 /** Draws an integer uniform in [low, high) from `rng`, or from `Math.random` when `rng` is undefined. */
 export function randomInt(rng: Rng | undefined, low: number, high: number): number {
   if (rng) return rng.int(low, high);
-  if (!(high > low)) throw new Error(`randomInt: empty range [${low}, ${high})`);
+  if (!(high > low)) throw new InvalidArgumentError(`randomInt: empty range [${low}, ${high})`);
   return low + Math.floor(Math.random() * (high - low));
 }

@@ -4,10 +4,12 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs';
-import { alphaSigma, ddimTimesteps } from '@ddsjs/sd';
+import { alphaSigma } from '@ddsjs/sd';
+import { ddimTimesteps } from '@ddsjs/sd/internals';
 import { SeededRandom } from './rng';
 import { scoreGrad } from './score';
 import type { ScoreModel, TextEmbeddings } from './types';
+import { InvalidArgumentError } from '@ddsjs/safetensors';
 
 /** FlowEdit's defaults (the paper's Stable Diffusion 3 settings; its code's `T_steps`, `n_max`, `n_avg`, guidances). */
 export const FLOWEDIT_DEFAULTS = { steps: 50, nMax: 33, nAvg: 1, sourceGuidanceScale: 3.5, targetGuidanceScale: 13.5 } as const;
@@ -63,17 +65,17 @@ export async function flowEditLatent(
   const o = { ...FLOWEDIT_DEFAULTS, ...given } as Required<FlowEditOptions>;
   if (given.nMax === undefined) o.nMax = Math.max(1, Math.round((o.steps * FLOWEDIT_DEFAULTS.nMax) / FLOWEDIT_DEFAULTS.steps));
   for (const k of ['steps', 'nMax', 'nAvg'] as const) {
-    if (!Number.isInteger(o[k]) || o[k] < 1) throw new Error(`${fn}: ${k} must be a positive integer, got ${o[k]}`);
+    if (!Number.isInteger(o[k]) || o[k] < 1) throw new InvalidArgumentError(`${fn}: ${k} must be a positive integer, got ${o[k]}`);
   }
-  if (o.nMax > o.steps) throw new Error(`${fn}: nMax (${o.nMax}) must not exceed steps (${o.steps})`);
+  if (o.nMax > o.steps) throw new InvalidArgumentError(`${fn}: nMax (${o.nMax}) must not exceed steps (${o.steps})`);
   for (const k of ['sourceGuidanceScale', 'targetGuidanceScale'] as const) {
-    if (!Number.isFinite(o[k])) throw new Error(`${fn}: ${k} must be a finite number, got ${o[k]}`);
+    if (!Number.isFinite(o[k])) throw new InvalidArgumentError(`${fn}: ${k} must be a finite number, got ${o[k]}`);
   }
-  if (opts.seed !== undefined && !Number.isFinite(opts.seed)) throw new Error(`${fn}: seed must be a finite number, got ${opts.seed}`);
+  if (opts.seed !== undefined && !Number.isFinite(opts.seed)) throw new InvalidArgumentError(`${fn}: seed must be a finite number, got ${opts.seed}`);
   const zSource = inputs?.zSource;
-  if (!(zSource instanceof tf.Tensor) || zSource.rank !== 4) throw new Error(`${fn}: zSource must be a latent tensor [B, h, w, C]`);
+  if (!(zSource instanceof tf.Tensor) || zSource.rank !== 4) throw new InvalidArgumentError(`${fn}: zSource must be a latent tensor [B, h, w, C]`);
   const T = sd?.schedule?.alphasCumprod?.length;
-  if (!T) throw new Error(`${fn}: the model must have a schedule with alphasCumprod`);
+  if (!T) throw new InvalidArgumentError(`${fn}: the model must have a schedule with alphasCumprod`);
   const cfg = sd.schedule.config ?? { numTrainTimesteps: T, timestepSpacing: 'leading' as const, stepsOffset: 1 };
   const all = ddimTimesteps(cfg, o.steps);
   const run = all.slice(all.length - o.nMax);

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { hashString, mixSeed, Rng } from '@ddsjs/nn';
 import { loadImageForEdit, nativeImageSize } from '@ddsjs/sd';
 import type { StableDiffusion } from '@ddsjs/sd';
-import { SafetensorsFile, writeSafetensors } from '@ddsjs/safetensors';
+import { InvalidArgumentError, SafetensorsFile, writeSafetensors } from '@ddsjs/safetensors';
 import { teacherFingerprint, TeacherFingerprint, type TranslatorTask } from './translator';
 
 /** Latents given directly: `[N, h, w, C]` (or a list of such tensors), scaled like the VAE's (`mean × scalingFactor`). */
@@ -99,7 +99,7 @@ export function listTranslatorImages(dir: string): string[] {
 }
 
 function fail(msg: string): never {
-  throw new Error(`trainTranslator: ${msg}`);
+  throw new InvalidArgumentError(`trainTranslator: ${msg}`);
 }
 
 function defaultSize(sd: StableDiffusion): number {

@@ -1,11 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
 import { imageToLatents, latentsToImage, resolveDefaults } from '@ddsjs/sd';
-import type { ResolvedSetting } from '@ddsjs/sd';
+import type { ResolvedSetting } from '@ddsjs/sd/internals';
 import { SeededRandom } from './rng';
 import { DEFAULT_GUIDANCE_SCALE, ddsGrad, scoreLoss, sdsGrad } from './score';
 import { NFSD_NEGATIVE_PROMPT, csdGrad, nfsdGrad, pdsGrad } from './family';
 import { FLOWEDIT_DEFAULTS, flowEditLatent } from './flowedit';
 import type { EditModel, ScoreModel, ScoreOptions, TextEmbeddings, Weighting } from './types';
+import { InvalidArgumentError } from '@ddsjs/safetensors';
 
 /** Default number of optimisation steps of the editing loop (the DDS notebook). */
 export const DEFAULT_EDIT_STEPS = 200;
@@ -74,7 +75,7 @@ export function resolveEditDefaults(
 function checkMethod(fn: string, method: unknown): EditMethod {
   const m = method ?? 'dds';
   if (!EDIT_METHODS.includes(m as EditMethod)) {
-    throw new Error(`${fn}: method must be one of ${EDIT_METHODS.map((x) => `'${x}'`).join(', ')}, got '${String(m)}'`);
+    throw new InvalidArgumentError(`${fn}: method must be one of ${EDIT_METHODS.map((x) => `'${x}'`).join(', ')}, got '${String(m)}'`);
   }
   return m as EditMethod;
 }
@@ -211,7 +212,7 @@ export interface EditImageResult {
 }
 
 function nonNegativeInt(fn: string, name: string, v: number): number {
-  if (!Number.isInteger(v) || v < 0) throw new Error(`${fn}: ${name} must be a non-negative integer, got ${v}`);
+  if (!Number.isInteger(v) || v < 0) throw new InvalidArgumentError(`${fn}: ${name} must be a non-negative integer, got ${v}`);
   return v;
 }
 
@@ -243,20 +244,20 @@ export async function editLatent(
 ): Promise<EditLatentResult> {
   const fn = 'editLatent';
   const method = checkMethod(fn, opts.method);
-  if (method === 'nfsd' && !(inputs?.negative instanceof tf.Tensor)) throw new Error(`${fn}: method 'nfsd' needs inputs.negative (the negative prompt's embeddings)`);
+  if (method === 'nfsd' && !(inputs?.negative instanceof tf.Tensor)) throw new InvalidArgumentError(`${fn}: method 'nfsd' needs inputs.negative (the negative prompt's embeddings)`);
   const settings = resolveEditDefaults(sd, { ...opts, method });
   const steps = nonNegativeInt(fn, 'steps', settings.steps.value);
   const lr = settings.lr.value;
   const guidanceScale = settings.guidanceScale.value;
-  if (!Number.isFinite(lr) || lr <= 0) throw new Error(`${fn}: lr must be a positive number, got ${lr}`);
-  if (opts.seed !== undefined && !Number.isFinite(opts.seed)) throw new Error(`${fn}: seed must be a finite number, got ${opts.seed}`);
+  if (!Number.isFinite(lr) || lr <= 0) throw new InvalidArgumentError(`${fn}: lr must be a positive number, got ${lr}`);
+  if (opts.seed !== undefined && !Number.isFinite(opts.seed)) throw new InvalidArgumentError(`${fn}: seed must be a finite number, got ${opts.seed}`);
   const zSource = inputs?.zSource;
   if (!(zSource instanceof tf.Tensor) || zSource.rank !== 4) {
-    throw new Error(`${fn}: zSource must be a latent tensor [B, h, w, C]`);
+    throw new InvalidArgumentError(`${fn}: zSource must be a latent tensor [B, h, w, C]`);
   }
   if (method === 'flowedit') return flowEditLoop(sd, inputs, opts, steps, guidanceScale);
   const lossScale = opts.lossScale ?? defaultLossScale(zSource.shape[1], zSource.shape[2]);
-  if (!Number.isFinite(lossScale)) throw new Error(`${fn}: lossScale must be a finite number, got ${lossScale}`);
+  if (!Number.isFinite(lossScale)) throw new InvalidArgumentError(`${fn}: lossScale must be a finite number, got ${lossScale}`);
   const seeds = opts.seed === undefined ? undefined : new SeededRandom(opts.seed);
   const ownOptimizer = opts.optimizer === undefined;
   const optimizer = opts.optimizer ?? tf.train.sgd(lr);
@@ -372,20 +373,20 @@ async function flowEditLoop(
 export async function editImage(sd: EditModel, image: tf.Tensor4D, opts: EditImageOptions): Promise<EditImageResult> {
   const fn = 'editImage';
   if (!sd || !sd.vae || typeof sd.vae.encode !== 'function' || typeof sd.vae.decode !== 'function' || typeof sd.encodePrompt !== 'function') {
-    throw new Error(`${fn}: the model must have vae.encode, vae.decode and encodePrompt`);
+    throw new InvalidArgumentError(`${fn}: the model must have vae.encode, vae.decode and encodePrompt`);
   }
   if (!(image instanceof tf.Tensor) || image.rank !== 4 || image.shape[0] !== 1 || image.shape[3] !== 3) {
-    throw new Error(`${fn}: image must be a tensor [1, H, W, 3] in [-1, 1], got ${image instanceof tf.Tensor ? `[${image.shape}]` : typeof image}`);
+    throw new InvalidArgumentError(`${fn}: image must be a tensor [1, H, W, 3] in [-1, 1], got ${image instanceof tf.Tensor ? `[${image.shape}]` : typeof image}`);
   }
   const [, H, W] = image.shape;
   if (H % 8 !== 0 || W % 8 !== 0 || H === 0 || W === 0) {
-    throw new Error(`${fn}: the image is ${W}×${H} pixels; both sides must be multiples of 8 (the VAE downsamples by 8)`);
+    throw new InvalidArgumentError(`${fn}: the image is ${W}×${H} pixels; both sides must be multiples of 8 (the VAE downsamples by 8)`);
   }
   if (!opts || typeof opts.target !== 'string' || typeof opts.source !== 'string') {
-    throw new Error(`${fn}: options must give the prompts { source: string, target: string }`);
+    throw new InvalidArgumentError(`${fn}: options must give the prompts { source: string, target: string }`);
   }
   const scaling = sd.schedule?.scalingFactor;
-  if (!Number.isFinite(scaling) || scaling <= 0) throw new Error(`${fn}: schedule.scalingFactor must be positive, got ${scaling}`);
+  if (!Number.isFinite(scaling) || scaling <= 0) throw new InvalidArgumentError(`${fn}: schedule.scalingFactor must be positive, got ${scaling}`);
 
   const method = checkMethod(fn, opts.method);
   const text = tf.tidy(() => {
