@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { Module, Parameter } from './module';
-import { conv2dOp, gatherAxis, Padding4 } from './ops';
+import { conv2dOp, gatherAxis, hotOps, Padding4 } from './ops';
 
 /** `torch.nn.Linear`: `y = x·Wᵀ + b` over the last axis of any-rank `x`. */
 export class Linear extends Module {
@@ -83,9 +83,11 @@ export class Conv2d extends Module {
  * positions, then the block sums). tfjs' reductions add sequentially, so one pass over L·cg = 4096+ values leaves
  * each group's mean with a relative error ~√(L·cg)·2⁻²⁴ that is the same for every pixel of the group — a
  * per-channel bias after normalisation, which DDS's cancelling loss magnified ~50× against PyTorch (whose CPU
- * reductions are vectorised/cascaded). Blocking cuts that error by ~√L⁄2. Results are `[n, 1, g, 1]`.
+ * reductions are vectorised/cascaded). Blocking cuts that error by ~√L⁄2. Returns `x − mean` and the variance
+ * `[n, 1, g, 1]`. Where `hotOps().groupNormStats` is `'single'` (tensorflow, whose reductions are tree-summed), or
+ * L·cg ≤ 1024, one pass ({@link centeredMoments}).
  */
-function groupMoments(x: tf.Tensor): { mean: tf.Tensor; variance: tf.Tensor } {
+function groupMoments(x: tf.Tensor): { centered: tf.Tensor; variance: tf.Tensor } {
   const [n, l, g, cg] = x.shape;
   let b = 1;
   for (let d = Math.floor(Math.sqrt(l)); d > 1; d--) {
@@ -94,13 +96,24 @@ function groupMoments(x: tf.Tensor): { mean: tf.Tensor; variance: tf.Tensor } {
       break;
     }
   }
-  if (l * cg <= 1024 || b === 1) return tf.moments(x, [1, 3], true);
+  // On tensorflow one pass (TF's reductions are tree-summed): see GroupNormStats in ops.ts.
+  if (hotOps().groupNormStats === 'single' || l * cg <= 1024 || b === 1) return centeredMoments(x, [1, 3]);
   const count = l * cg;
   const blockedMean = (t: tf.Tensor): tf.Tensor =>
     tf.div(tf.sum(tf.sum(t.reshape([n, l / b, b, g, cg]), [2, 4]), 1, true), count).reshape([n, 1, g, 1]);
-  const mean = blockedMean(x);
-  const variance = blockedMean(tf.square(tf.sub(x, mean))); // (squaredDifference has no broadcasting gradient)
-  return { mean, variance };
+  const centered = tf.sub(x, blockedMean(x));
+  const variance = blockedMean(tf.square(centered)); // (squaredDifference has no broadcasting gradient)
+  return { centered, variance };
+}
+
+/**
+ * `x − mean(x)` and the biased variance over `axes` (kept as size-1 axes): `tf.moments`' arithmetic, bit for bit,
+ * with the centred tensor returned for reuse instead of computed a second time by the caller (two ops fewer per norm,
+ * which counts on wasm where small models are bound by the per-op cost).
+ */
+function centeredMoments(x: tf.Tensor, axes: number | number[]): { centered: tf.Tensor; variance: tf.Tensor } {
+  const centered = tf.sub(x, tf.mean(x, axes, true));
+  return { centered, variance: tf.mean(tf.square(centered), axes, true) };
 }
 
 export class GroupNorm extends Module {
@@ -132,11 +145,11 @@ export class GroupNorm extends Module {
       const g = this.numGroups;
       const cg = c / g;
       const xr = x.reshape([n, -1, g, cg]);
-      const { mean, variance } = groupMoments(xr); // [n, 1, g, 1], biased variance as PyTorch
+      const { centered, variance } = groupMoments(xr); // x − mean, and [n, 1, g, 1] biased variance as PyTorch
       // Normalise, then scale and shift, in this order: folding γ into the per-channel scale (x − mean)·(γ·rstd), or
       // the mean into the shift, is ~30% faster on wasm but moved the UNet goldens' error from 3.4e-6 to 2.2e-5
       // (measured on fixtures/tiny-sd15), so precision wins.
-      let y: tf.Tensor = tf.mul(tf.sub(xr, mean), tf.rsqrt(tf.add(variance, this.eps))).reshape(shape);
+      let y: tf.Tensor = tf.mul(centered, tf.rsqrt(tf.add(variance, this.eps))).reshape(shape);
       if (this.weight) y = tf.mul(y, this.weight.value);
       if (this.bias) y = tf.add(y, this.bias.value);
       return y as T;
@@ -164,8 +177,8 @@ export class LayerNorm extends Module {
   forward<T extends tf.Tensor>(x: T): T {
     return tf.tidy(() => {
       if (x.shape[x.rank - 1] !== this.dim) throw new Error(`LayerNorm expects last axis ${this.dim}, got [${x.shape}]`);
-      const { mean, variance } = tf.moments(x, -1, true);
-      let y: tf.Tensor = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.eps)));
+      const { centered, variance } = centeredMoments(x, -1);
+      let y: tf.Tensor = tf.mul(centered, tf.rsqrt(tf.add(variance, this.eps)));
       if (this.weight && this.bias) y = tf.add(tf.mul(y, this.weight.value), this.bias.value);
       return y as T;
     });

@@ -166,12 +166,17 @@ export function conv2dOp(x: tf.Tensor4D, w: tf.Tensor4D, bias: tf.Tensor1D | und
     }
     const recording = tapeOn();
     if (!recording && bias) {
-      // Inference fast path: one fused kernel (conv + bias), and TF 'same' padding where it equals PyTorch's
-      // symmetric padding (stride 1, odd kernel, (k−1)/2 on every side) so no padded copy of x is made.
+      // Inference fast path: one fused kernel (conv + bias) with the padding inside the kernel, so no padded copy
+      // of x is made: TF 'same' where it equals PyTorch's symmetric padding (stride 1, odd kernel, (k−1)/2 on every
+      // side), else explicit padding (the strided downsamplers, the VAE's (0,1,0,1)); wasm (XNNPACK) and tensorflow
+      // both take explicit pads in the forward kernel (not in tfjs-node's backprop kernels, hence forward only).
       const same = stride === 1 && kh % 2 === 1 && kw % 2 === 1 && pt === (kh - 1) / 2 && pb === pt && pl === (kw - 1) / 2 && pr === pl;
-      if (same || pt + pb + pl + pr === 0) {
-        return tf.fused.conv2d({ x, filter: w, strides: stride, pad: same ? 'same' : 'valid', bias });
-      }
+      const pad: 'same' | 'valid' | [[0, 0], [number, number], [number, number], [0, 0]] = same
+        ? 'same'
+        : pt + pb + pl + pr === 0
+          ? 'valid'
+          : [[0, 0], [pt, pb], [pl, pr], [0, 0]];
+      return tf.fused.conv2d({ x, filter: w, strides: stride, pad, bias });
     }
     let y: tf.Tensor4D;
     if (kh === 1 && kw === 1 && stride === 1 && pt + pb + pl + pr === 0) {
@@ -275,8 +280,9 @@ export interface AttentionOptions {
   /** Largest score tensor allowed, in bytes (default 64 MiB): queries are processed in chunks under it. */
   byteBudget?: number;
   /**
-   * How the heads are computed (default `'auto'`: {@link attentionStrategy} of the active backend):
-   * `'per-head'` one 2-D matMul per (batch, head) — fastest on wasm; `'batched'` one batched matMul over all
+   * How the heads are computed (default `'auto'`: `hotOps().attention`, by default {@link attentionStrategy} of the
+   * active backend and the heads' size):
+   * `'per-head'` one 2-D matMul per (batch, head) — fastest on wasm for large heads; `'batched'` one batched matMul over all
    * (batch, head) pairs per query chunk — far fewer ops, fastest on tensorflow. Both give the same values within
    * float32 rounding.
    */
@@ -287,12 +293,74 @@ export interface AttentionOptions {
 export type AttentionStrategy = 'per-head' | 'batched';
 
 /**
- * The attention strategy used on `backend` (default: the active one): `'batched'` on `tensorflow` (tfjs-node,
- * where each op costs a fixed dispatch and BatchMatMul is multi-threaded over the batch), `'per-head'` elsewhere
- * (wasm's 2-D matMul is its fastest kernel; cpu and webgpu keep the reference path). The one place this choice is made.
+ * Work of one head below which wasm runs attention batched: `Nq·Nk·d` multiply-adds of `q·kᵀ` per (batch, head).
+ * The toy model's heads (64×77×8 at most) are far below it, SD-sized ones (≥ 64×64×160 = 655k) above it.
  */
-export function attentionStrategy(backend: string = tf.getBackend()): AttentionStrategy {
-  return backend === 'tensorflow' ? 'batched' : 'per-head';
+export const SMALL_HEAD_WORK = 256 * 1024;
+
+/**
+ * The attention strategy used on `backend` (default: the active one) for heads of `headWork = Nq·Nk·d`
+ * multiply-adds (default: large): `'batched'` on `tensorflow` (tfjs-node, where each op costs a fixed dispatch and
+ * BatchMatMul is multi-threaded over the batch) and on wasm for small heads (≤ {@link SMALL_HEAD_WORK}: there the
+ * per-head slices, reshapes and stack cost more than the matMuls — 9% of a toy-model DDS step, measured), `'per-head'`
+ * otherwise (wasm's 2-D matMul is its fastest kernel for large heads; cpu and webgpu keep the reference path). The one
+ * place this choice is made.
+ */
+export function attentionStrategy(backend: string = tf.getBackend(), headWork = Infinity): AttentionStrategy {
+  if (backend === 'tensorflow') return 'batched';
+  if (backend === 'wasm' && headWork <= SMALL_HEAD_WORK) return 'batched';
+  return 'per-head';
+}
+
+/**
+ * How GroupNorm computes its per-group statistics: `'blocked'` sums in two stages (blocks of ≈ √L positions, then
+ * the block sums), needed where tfjs' reductions add sequentially (wasm, cpu, webgpu: one pass over 4096+ values
+ * biases each group's mean); `'single'` is one `tf.moments` (TensorFlow's reductions are tree-summed, so one pass
+ * is as precise, with fewer ops).
+ */
+export type GroupNormStats = 'blocked' | 'single';
+
+/** The implementation of each backend-aware op of @ddsjs/nn (see {@link hotOps}). */
+export interface HotOps {
+  /** {@link attention}'s strategy; `'auto'`: {@link attentionStrategy} of the backend and each call's size. */
+  attention: 'auto' | AttentionStrategy;
+  /** GroupNorm's statistics. */
+  groupNormStats: GroupNormStats;
+}
+
+/** The backend-agnostic choices every backend had before ops became backend-aware (for A/B benchmarks and parity tests). */
+export const PORTABLE_HOT_OPS: Readonly<HotOps> = Object.freeze({ attention: 'per-head', groupNormStats: 'blocked' });
+
+let hotOpsOverride: Partial<HotOps> | null = null;
+
+/**
+ * The one place where @ddsjs/nn decides, per backend (default: the active one), which implementation of each hot op
+ * runs: attention by {@link attentionStrategy} (per backend and size), single-pass GroupNorm statistics on
+ * `tensorflow` and blocked ones elsewhere. Values set with {@link setHotOps} take precedence.
+ */
+export function hotOps(backend: string = tf.getBackend()): HotOps {
+  const byBackend: HotOps = {
+    attention: 'auto',
+    groupNormStats: backend === 'tensorflow' ? 'single' : 'blocked',
+  };
+  return hotOpsOverride ? { ...byBackend, ...hotOpsOverride } : byBackend;
+}
+
+/**
+ * Forces some (or all) hot-op choices on every backend, for A/B benchmarks in one process and parity tests;
+ * `null` returns to the per-backend choices of {@link hotOps}. Throws on an unknown key or value. Global state:
+ * reset it when done.
+ */
+export function setHotOps(override: Partial<HotOps> | null): void {
+  if (override !== null) {
+    const allowed: Record<keyof HotOps, readonly string[]> = { attention: ['auto', 'per-head', 'batched'], groupNormStats: ['blocked', 'single'] };
+    for (const [k, v] of Object.entries(override)) {
+      const values = allowed[k as keyof HotOps];
+      if (!values) throw new Error(`setHotOps: unknown op '${k}' (known: ${Object.keys(allowed).join(', ')})`);
+      if (v !== undefined && !values.includes(v as string)) throw new Error(`setHotOps: ${k} must be one of ${values.join(', ')}, got '${v}'`);
+    }
+  }
+  hotOpsOverride = override === null ? null : { ...override };
 }
 
 /** Default byte budget of one attention score chunk. */
@@ -367,7 +435,9 @@ export function attention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, option
     const budget = options.byteBudget ?? DEFAULT_ATTENTION_BYTE_BUDGET;
     if (!(budget > 0)) throw new Error(`attention: byteBudget must be positive, got ${budget}`);
     const bh = b * heads;
-    const strategy = options.strategy === undefined || options.strategy === 'auto' ? attentionStrategy() : options.strategy;
+    let strategy = options.strategy ?? 'auto';
+    if (strategy === 'auto') strategy = hotOps().attention;
+    if (strategy === 'auto') strategy = attentionStrategy(tf.getBackend(), nq * nk * d);
     if (strategy !== 'per-head' && strategy !== 'batched') throw new Error(`attention: unknown strategy '${strategy}'`);
     if (strategy === 'batched') return batchedAttention(q, k, v, heads, scale, budget, options.mask);
     const chunk = Math.max(1, Math.min(nq, Math.floor(budget / (nk * 4))));
