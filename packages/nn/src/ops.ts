@@ -360,7 +360,7 @@ export function setHotOps(override: Partial<HotOps> | null): void {
       if (v !== undefined && !values.includes(v as string)) throw new Error(`setHotOps: ${k} must be one of ${values.join(', ')}, got '${v}'`);
     }
   }
-  hotOpsOverride = override === null ? null : { ...override };
+  hotOpsOverride = override === null ? null : Object.fromEntries(Object.entries(override).filter(([, v]) => v !== undefined));
 }
 
 /** Default byte budget of one attention score chunk. */

@@ -62,6 +62,8 @@ describe.each(backendsUnderTest(['wasm', 'cpu']))('attention on %s', (backend) =
       expect(hotOps('tensorflow')).toEqual({ attention: 'per-head', groupNormStats: 'blocked' });
       setHotOps({ attention: 'batched' });
       expect(hotOps('wasm')).toEqual({ attention: 'batched', groupNormStats: 'blocked' });
+      setHotOps({ attention: undefined, groupNormStats: 'single' }); // an undefined entry keeps the backend's choice
+      expect(hotOps('wasm')).toEqual({ attention: 'auto', groupNormStats: 'single' });
       expect(() => setHotOps({ attention: 'fused' as never })).toThrow(/attention must be one of auto, per-head, batched, got 'fused'/);
       expect(() => setHotOps({ softmax: 'x' } as never)).toThrow(/unknown op 'softmax'/);
     } finally {
