@@ -18,7 +18,7 @@ export class Linear extends Module {
     this.bias = bias ? this.param('bias', [outFeatures]) : null;
   }
 
-  /** `x[..., in]` → `[..., out]`. Caller owns the result. */
+  /** `x[..., in]` → `[..., out]`. */
   forward(x: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
       const shape = x.shape;
@@ -63,7 +63,7 @@ export class Conv2d extends Module {
     this.bias = options.bias ?? true ? this.param('bias', [outChannels]) : null;
   }
 
-  /** `x[N,H,W,in]` → `[N,H',W',out]`. Caller owns the result. */
+  /** `x[N,H,W,in]` → `[N,H',W',out]`. */
   forward(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
       if (x.shape[3] !== this.inChannels) {
@@ -136,7 +136,7 @@ export class GroupNorm extends Module {
     this.bias = affine ? this.param('bias', [numChannels], 'plain', 'zeros') : null;
   }
 
-  /** `x[N,H,W,C]` (or `[N,L,C]`) → same shape. Caller owns the result. */
+  /** `x[N,H,W,C]` (or `[N,L,C]`) → same shape. */
   forward<T extends tf.Tensor>(x: T): T {
     return tf.tidy(() => {
       const shape = x.shape;
@@ -178,7 +178,7 @@ export class LayerNorm extends Module {
     this.bias = affine ? this.param('bias', [dim], 'plain', 'zeros') : null;
   }
 
-  /** `x[..., dim]` → same shape. Caller owns the result. */
+  /** `x[..., dim]` → same shape. */
   forward<T extends tf.Tensor>(x: T): T {
     return tf.tidy(() => {
       if (x.shape[x.rank - 1] !== this.dim) throw new Error(`LayerNorm expects last axis ${this.dim}, got [${x.shape}]`);
@@ -204,7 +204,7 @@ export class Embedding extends Module {
     this.weight = this.param('weight', [numEmbeddings, dim]);
   }
 
-  /** Integer ids of any shape → `[...ids.shape, dim]`. Caller owns the result. */
+  /** Integer ids of any shape → `[...ids.shape, dim]`. */
   forward(ids: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
       const flat = ids.reshape([-1]).toInt() as tf.Tensor1D;
@@ -213,17 +213,17 @@ export class Embedding extends Module {
   }
 }
 
-/** SiLU / swish: `x·σ(x)`. Caller owns the result. */
+/** SiLU / swish: `x·σ(x)`. */
 export function silu<T extends tf.Tensor>(x: T): T {
   return tf.tidy(() => tf.mul(x, tf.sigmoid(x)) as T);
 }
 
-/** Exact (erf) GELU as PyTorch's `F.gelu`: `x/2·(1 + erf(x/√2))`. Caller owns the result. */
+/** Exact (erf) GELU as PyTorch's `F.gelu`: `x/2·(1 + erf(x/√2))`. */
 export function gelu<T extends tf.Tensor>(x: T): T {
   return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))) as T);
 }
 
-/** CLIP's quick_gelu: `x·σ(1.702x)`. Caller owns the result. */
+/** CLIP's quick_gelu: `x·σ(1.702x)`. */
 export function quickGelu<T extends tf.Tensor>(x: T): T {
   return tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(x, 1.702))) as T);
 }
@@ -240,7 +240,7 @@ export class GEGLU extends Module {
     this.proj = this.child('proj', new Linear(dimIn, dimOut * 2));
   }
 
-  /** `x[..., in]` → `[..., out]`. Caller owns the result. */
+  /** `x[..., in]` → `[..., out]`. */
   forward(x: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
       const h = this.proj.forward(x);

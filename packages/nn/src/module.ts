@@ -317,14 +317,14 @@ export class ModuleList<M extends Module = Module> extends Module {
   }
 }
 
-/** Converts a PyTorch-layout tensor to the tfjs layout `layout` describes. Caller owns the result. */
+/** Converts a PyTorch-layout tensor to the tfjs layout `layout` describes. */
 export function fromTorchLayout(t: tf.Tensor, layout: ParamLayout): tf.Tensor {
   if (layout === 'linear') return tf.transpose(t, [1, 0]);
   if (layout === 'conv') return tf.transpose(t, [2, 3, 1, 0]);
   return t.clone();
 }
 
-/** Converts a tfjs-layout tensor back to PyTorch layout (for saving). Caller owns the result. */
+/** Converts a tfjs-layout tensor back to PyTorch layout (for saving). */
 export function toTorchLayout(t: tf.Tensor, layout: ParamLayout): tf.Tensor {
   if (layout === 'linear') return tf.transpose(t, [1, 0]);
   if (layout === 'conv') return tf.transpose(t, [3, 2, 0, 1]);

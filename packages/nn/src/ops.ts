@@ -52,7 +52,7 @@ function useComposed(mode: GradientMode | undefined, kernel: string): boolean {
  * window the tap sees, `[cin, N·Ho·Wo]`, times `dy` flattened to `[N·Ho·Wo, cout]` gives that tap's
  * `[cin, cout]`; the taps are stacked to `[kh, kw, cin, cout]`. Strided or narrow (cin·cout ≤ 4096) convolutions
  * instead take one forward convolution with the batch as channels. Equals TensorFlow's `Conv2DBackpropFilter`.
- * (On wasm `matMul(a, b, transposeA=true)` is ~10× slower than this one explicit transpose.) Caller owns the result.
+ * (On wasm `matMul(a, b, transposeA=true)` is ~10× slower than this one explicit transpose.)
  */
 export function conv2dFilterGrad(
   xp: tf.Tensor4D,
@@ -95,7 +95,6 @@ export function conv2dFilterGrad(
  * convolution: `dy` is dilated by the stride (zeros between rows/columns), zero-padded by `k − 1` (plus the rows
  * and columns the strided convolution never reached), and convolved with `w` flipped spatially and with its
  * channel axes swapped. Equals `Conv2DBackpropInput` (tf.conv2dTranspose), which is ~20× slower on wasm.
- * Caller owns the result.
  */
 export function conv2dInputGrad(dy: tf.Tensor4D, w: tf.Tensor4D, inShape: [number, number, number, number], stride: number): tf.Tensor4D {
   return tf.tidy(() => {
@@ -146,7 +145,7 @@ function conv2dValidComposedGrad(xp: tf.Tensor4D, w: tf.Tensor4D, stride: number
  * Differentiable w.r.t. `x`, `w` and `bias` on every backend: where the backend lacks
  * `Conv2DBackpropFilter` (wasm) the filter gradient is composed from slices and matMuls
  * ({@link conv2dFilterGrad}). Outside a gradient tape the plain forward runs, with no custom-gradient
- * bookkeeping. Caller owns the result.
+ * bookkeeping.
  */
 export function conv2dOp(x: tf.Tensor4D, w: tf.Tensor4D, bias: tf.Tensor1D | undefined, options: Conv2dOpOptions = {}): tf.Tensor4D {
   return tf.tidy(() => {
@@ -197,7 +196,7 @@ export function conv2dOp(x: tf.Tensor4D, w: tf.Tensor4D, bias: tf.Tensor1D | und
 /**
  * `tf.gather(x, indices, axis)` that is differentiable w.r.t. `x` on every backend: where the backend lacks
  * `UnsortedSegmentSum` (wasm), the gradient is a `scatterND` (which sums repeated indices). `indices` is a
- * 1-D int32 tensor or a plain array. Caller owns the result.
+ * 1-D int32 tensor or a plain array.
  */
 export function gatherAxis<T extends tf.Tensor>(x: T, indices: tf.Tensor1D | number[], axis = 0, gradient: GradientMode = 'auto'): T {
   return tf.tidy(() => {
@@ -244,7 +243,6 @@ export function nearestIndices(inSize: number, outSize: number): number[] {
 /**
  * Nearest-neighbour upsampling of NHWC `x` to `size = [outH, outW]` (default 2× each side), as PyTorch's
  * `F.interpolate(size=…, mode='nearest')` (see {@link nearestIndices}). Differentiable on every backend.
- * Caller owns the result.
  */
 export function upsampleNearest(x: tf.Tensor4D, size?: [number, number]): tf.Tensor4D {
   return tf.tidy(() => {
@@ -375,7 +373,7 @@ export const MASK_MIN = -3.4028234663852886e38;
 
 /**
  * CLIP's causal attention mask `[n, n]`: 0 on and below the diagonal, {@link MASK_MIN} above it (key j > query i
- * is hidden). Caller owns the result.
+ * is hidden).
  */
 export function causalMask(n: number): tf.Tensor2D {
   if (!Number.isInteger(n) || n < 1) throw new Error(`causalMask: n must be a positive integer, got ${n}`);
@@ -402,7 +400,7 @@ function maskRows(mask: tf.Tensor, b: number, s: number, len: number, nq: number
  * `v[B,Nk,Cv]`. q, k and v are rearranged once to head-major `[B·heads, N, d]` (k as `[B·heads, d, Nk]`),
  * then each (batch, head) is one 2-D matMul (the fastest form on wasm), and queries are processed in chunks
  * so that no score tensor exceeds `byteBudget`; every query row sees the same arithmetic, so the result is
- * identical to the unchunked computation. Differentiable on every backend. Returns `[B,Nq,Cv]`; caller owns it.
+ * identical to the unchunked computation. Differentiable on every backend. Returns `[B,Nq,Cv]`.
  */
 export function attention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, options: AttentionOptions): tf.Tensor3D {
   return tf.tidy(() => {
@@ -533,7 +531,7 @@ export function tfSeed(seed: number): number {
 }
 
 /**
- * The global L2 norm `sqrt(Σ_t Σ t²)` of a list of tensors (gradient clipping, logging) as a scalar the caller owns.
+ * The global L2 norm `sqrt(Σ_t Σ t²)` of a list of tensors (gradient clipping, logging) as a scalar.
  * The per-tensor sums are added pairwise (a tree of `tf.add`), not with `tf.addN`: tfjs-backend-webgpu compiles
  * `addN` into one shader with a storage buffer per input, which WebGPU rejects beyond `maxStorageBuffersPerShaderStage`
  * (8 by default: already 8 inputs + the output fail) and, for a UNet's ≈ 700 gradients, beyond WGSL's expression
