@@ -5,7 +5,7 @@ const { spawnSync } = require('node:child_process');
 const path = require('node:path');
 const fs = require('node:fs');
 
-const all = ['nn', 'sd', 'dds', 'backends'];
+const all = ['nn', 'sd', 'dds', 'backends', 'memory'];
 const pick = process.argv.slice(2);
 const names = pick.length ? pick : all;
 let failed = 0;

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { Module, Parameter } from './module';
-import { conv2dOp, gatherAxis, Padding4 } from './ops';
+import { Module, Parameter, sequential } from './module';
+import { conv2dOp, gatherAxis, hotOps, Padding4 } from './ops';
 import { InvalidArgumentError } from '@ddsjs/safetensors';
 
 /** `torch.nn.Linear`: `y = x·Wᵀ + b` over the last axis of any-rank `x`. */
@@ -19,7 +19,7 @@ export class Linear extends Module {
     this.bias = bias ? this.param('bias', [outFeatures]) : null;
   }
 
-  /** `x[..., in]` → `[..., out]`. Caller owns the result. */
+  /** `x[..., in]` → `[..., out]`. */
   forward(x: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
       const shape = x.shape;
@@ -64,7 +64,7 @@ export class Conv2d extends Module {
     this.bias = options.bias ?? true ? this.param('bias', [outChannels]) : null;
   }
 
-  /** `x[N,H,W,in]` → `[N,H',W',out]`. Caller owns the result. */
+  /** `x[N,H,W,in]` → `[N,H',W',out]`. */
   forward(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
       if (x.shape[3] !== this.inChannels) {
@@ -84,9 +84,11 @@ export class Conv2d extends Module {
  * positions, then the block sums). tfjs' reductions add sequentially, so one pass over L·cg = 4096+ values leaves
  * each group's mean with a relative error ~√(L·cg)·2⁻²⁴ that is the same for every pixel of the group — a
  * per-channel bias after normalisation, which DDS's cancelling loss magnified ~50× against PyTorch (whose CPU
- * reductions are vectorised/cascaded). Blocking cuts that error by ~√L⁄2. Results are `[n, 1, g, 1]`.
+ * reductions are vectorised/cascaded). Blocking cuts that error by ~√L⁄2. Returns `x − mean` and the variance
+ * `[n, 1, g, 1]`. Where `hotOps().groupNormStats` is `'single'` (tensorflow, whose reductions are tree-summed), or
+ * L·cg ≤ 1024, one pass ({@link centeredMoments}).
  */
-function groupMoments(x: tf.Tensor): { mean: tf.Tensor; variance: tf.Tensor } {
+function groupMoments(x: tf.Tensor): { centered: tf.Tensor; variance: tf.Tensor } {
   const [n, l, g, cg] = x.shape;
   let b = 1;
   for (let d = Math.floor(Math.sqrt(l)); d > 1; d--) {
@@ -95,13 +97,25 @@ function groupMoments(x: tf.Tensor): { mean: tf.Tensor; variance: tf.Tensor } {
       break;
     }
   }
-  if (l * cg <= 1024 || b === 1) return tf.moments(x, [1, 3], true);
+  // On tensorflow one pass (TF's reductions are tree-summed): see GroupNormStats in ops.ts.
+  if (hotOps().groupNormStats === 'single' || l * cg <= 1024 || b === 1) return centeredMoments(x, [1, 3]);
   const count = l * cg;
   const blockedMean = (t: tf.Tensor): tf.Tensor =>
     tf.div(tf.sum(tf.sum(t.reshape([n, l / b, b, g, cg]), [2, 4]), 1, true), count).reshape([n, 1, g, 1]);
-  const mean = blockedMean(x);
-  const variance = blockedMean(tf.square(tf.sub(x, mean))); // (squaredDifference has no broadcasting gradient)
-  return { mean, variance };
+  const centered = tf.sub(x, blockedMean(x));
+  // (squaredDifference has no broadcasting gradient); the squares are freed at once, not with the caller's tidy.
+  const variance = tf.tidy(() => blockedMean(tf.square(centered)));
+  return { centered, variance };
+}
+
+/**
+ * `x − mean(x)` and the biased variance over `axes` (kept as size-1 axes): `tf.moments`' arithmetic, bit for bit,
+ * with the centred tensor returned for reuse instead of computed a second time by the caller (two ops fewer per norm,
+ * which counts on wasm where small models are bound by the per-op cost).
+ */
+function centeredMoments(x: tf.Tensor, axes: number | number[]): { centered: tf.Tensor; variance: tf.Tensor } {
+  const centered = tf.sub(x, tf.mean(x, axes, true));
+  return { centered, variance: tf.tidy(() => tf.mean(tf.square(centered), axes, true)) };
 }
 
 export class GroupNorm extends Module {
@@ -123,7 +137,7 @@ export class GroupNorm extends Module {
     this.bias = affine ? this.param('bias', [numChannels], 'plain', 'zeros') : null;
   }
 
-  /** `x[N,H,W,C]` (or `[N,L,C]`) → same shape. Caller owns the result. */
+  /** `x[N,H,W,C]` (or `[N,L,C]`) → same shape. */
   forward<T extends tf.Tensor>(x: T): T {
     return tf.tidy(() => {
       const shape = x.shape;
@@ -133,14 +147,18 @@ export class GroupNorm extends Module {
       const g = this.numGroups;
       const cg = c / g;
       const xr = x.reshape([n, -1, g, cg]);
-      const { mean, variance } = groupMoments(xr); // [n, 1, g, 1], biased variance as PyTorch
+      const { centered, variance } = groupMoments(xr); // x − mean, and [n, 1, g, 1] biased variance as PyTorch
       // Normalise, then scale and shift, in this order: folding γ into the per-channel scale (x − mean)·(γ·rstd), or
       // the mean into the shift, is ~30% faster on wasm but moved the UNet goldens' error from 3.4e-6 to 2.2e-5
       // (measured on fixtures/tiny-sd15), so precision wins.
-      let y: tf.Tensor = tf.mul(tf.sub(xr, mean), tf.rsqrt(tf.add(variance, this.eps))).reshape(shape);
-      if (this.weight) y = tf.mul(y, this.weight.value);
-      if (this.bias) y = tf.add(y, this.bias.value);
-      return y as T;
+      // Each full-size intermediate is freed once consumed (at 512² in the VAE decoder each is 256 MiB).
+      return sequential<tf.Tensor, T>(
+        centered,
+        (t) => tf.mul(t, tf.rsqrt(tf.add(variance, this.eps))),
+        (t) => t.reshape(shape),
+        this.weight && ((t) => tf.mul(t, this.weight!.value)),
+        this.bias && ((t) => tf.add(t, this.bias!.value)),
+      );
     });
   }
 }
@@ -161,14 +179,16 @@ export class LayerNorm extends Module {
     this.bias = affine ? this.param('bias', [dim], 'plain', 'zeros') : null;
   }
 
-  /** `x[..., dim]` → same shape. Caller owns the result. */
+  /** `x[..., dim]` → same shape. */
   forward<T extends tf.Tensor>(x: T): T {
     return tf.tidy(() => {
       if (x.shape[x.rank - 1] !== this.dim) throw new InvalidArgumentError(`LayerNorm expects last axis ${this.dim}, got [${x.shape}]`);
-      const { mean, variance } = tf.moments(x, -1, true);
-      let y: tf.Tensor = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.eps)));
-      if (this.weight && this.bias) y = tf.add(tf.mul(y, this.weight.value), this.bias.value);
-      return y as T;
+      const { centered, variance } = centeredMoments(x, -1);
+      return sequential<tf.Tensor, T>(
+        centered,
+        (t) => tf.mul(t, tf.rsqrt(tf.add(variance, this.eps))),
+        this.weight && this.bias && ((t) => tf.add(tf.mul(t, this.weight!.value), this.bias!.value)),
+      );
     });
   }
 }
@@ -185,7 +205,7 @@ export class Embedding extends Module {
     this.weight = this.param('weight', [numEmbeddings, dim]);
   }
 
-  /** Integer ids of any shape → `[...ids.shape, dim]`. Caller owns the result. */
+  /** Integer ids of any shape → `[...ids.shape, dim]`. */
   forward(ids: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
       const flat = ids.reshape([-1]).toInt() as tf.Tensor1D;
@@ -194,17 +214,21 @@ export class Embedding extends Module {
   }
 }
 
-/** SiLU / swish: `x·σ(x)`. Caller owns the result. */
+/** SiLU / swish: `x·σ(x)`. */
 export function silu<T extends tf.Tensor>(x: T): T {
   return tf.tidy(() => tf.mul(x, tf.sigmoid(x)) as T);
 }
 
-/** Exact (erf) GELU as PyTorch's `F.gelu`: `x/2·(1 + erf(x/√2))`. Caller owns the result. */
+/** Exact (erf) GELU as PyTorch's `F.gelu`: `x/2·(1 + erf(x/√2))`. */
 export function gelu<T extends tf.Tensor>(x: T): T {
-  return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))) as T);
+  // The erf branch through sequential: at the UNet's widest GEGLU ([4, 4096, 640] at 512²) each step is 40 MiB.
+  return tf.tidy(() => {
+    const half = tf.mul(x, 0.5);
+    return tf.mul(half, sequential(x, (t) => tf.mul(t, Math.SQRT1_2), tf.erf, (t) => tf.add(1, t))) as T;
+  });
 }
 
-/** CLIP's quick_gelu: `x·σ(1.702x)`. Caller owns the result. */
+/** CLIP's quick_gelu: `x·σ(1.702x)`. */
 export function quickGelu<T extends tf.Tensor>(x: T): T {
   return tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(x, 1.702))) as T);
 }
@@ -221,11 +245,10 @@ export class GEGLU extends Module {
     this.proj = this.child('proj', new Linear(dimIn, dimOut * 2));
   }
 
-  /** `x[..., in]` → `[..., out]`. Caller owns the result. */
+  /** `x[..., in]` → `[..., out]`. */
   forward(x: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
-      const h = this.proj.forward(x);
-      const [a, gate] = tf.split(h, 2, -1);
+      const [a, gate] = tf.tidy(() => tf.split(this.proj.forward(x), 2, -1)); // the projection freed once split
       return tf.mul(a, gelu(gate));
     });
   }

@@ -125,11 +125,22 @@ function shapesEqual(a: readonly number[], b: readonly number[]): boolean {
  * (`down_blocks.0.resnets.1.conv1.weight`), in the spirit of `torch.nn.Module`.
  *
  * Subclasses register parameters with {@link Module.param} and children with {@link Module.child}
- * (or {@link Module.list}) in their constructor, and implement their own `forward`.
+ * (or {@link Module.list}) in their constructor, and implement their own `forward` as the math, composing
+ * children with {@link sequential} and {@link residual}. Callers run a module with {@link Module.call}, which
+ * frees everything `forward` created except what it returns.
  */
 export class Module {
   private readonly ownParams = new Map<string, Parameter>();
   private readonly ownChildren = new Map<string, Module>();
+
+  /**
+   * Runs this module's `forward(...args)` inside `tf.tidy`: every tensor `forward` creates is freed when it
+   * returns, except the returned tensors (any `tf.TensorContainer`: a tensor, an array or an object of them).
+   * The way to invoke a child from a parent's `forward`, and the leak-free way to run any module.
+   */
+  call<A extends unknown[], R extends tf.TensorContainer>(this: { forward(...args: A): R }, ...args: A): R {
+    return tf.tidy(() => this.forward(...args));
+  }
 
   /** Registers a parameter called `name` with tfjs-layout `shape` (and an optional default-initialisation hint). */
   protected param(name: string, shape: number[], layout: ParamLayout = 'plain', init: ParamInit = 'auto'): Parameter {
@@ -254,6 +265,54 @@ export class Module {
   }
 }
 
+/**
+ * One step of {@link sequential} / {@link residual}: a module with a one-argument `forward` (run through
+ * {@link Module.call}) or a tensor function. `null`, `undefined` and `false` are skipped, so optional layers
+ * read as `this.downsampler` or `cond && f`.
+ */
+export type Step<T extends tf.Tensor = tf.Tensor> =
+  | ((x: T) => tf.Tensor)
+  | (Module & { forward(x: T): tf.Tensor })
+  | null
+  | undefined
+  | false;
+
+function applyStep<T extends tf.Tensor>(step: Exclude<Step<T>, null | undefined | false>, x: T): tf.Tensor {
+  return step instanceof Module ? step.call(x) : step(x);
+}
+
+/**
+ * `steps` applied in order to `x` (`stepN(…step1(x))`, like `torch.nn.Sequential`), each intermediate disposed as
+ * soon as the next step has consumed it. Inside a `tf.tidy` (which alone keeps every intermediate until it ends)
+ * this is what keeps peak memory at about two activations. `x` itself is never disposed, nor is a tensor a step
+ * returns unchanged. Gradient-safe: the tape keeps its own references to the tensors a gradient needs. The result
+ * is typed as `x` (give `R` where a step changes the rank).
+ */
+export function sequential<T extends tf.Tensor, R extends tf.Tensor = T>(x: T, ...steps: Step<T>[]): R {
+  let h: tf.Tensor = x;
+  for (const step of steps) {
+    if (!step) continue;
+    const y = applyStep(step, h as T);
+    if (h !== x && y !== h) h.dispose();
+    h = y;
+  }
+  return h as R;
+}
+
+/**
+ * `shortcut(x) + f(x)` — a residual connection; `shortcut` defaults to the identity (`x + f(x)`). `f` is a step
+ * or a list of steps (applied with {@link sequential}); it runs before `shortcut`, so its intermediates are gone
+ * by then. `f(x)` and the shortcut's output are disposed right after the sum; `x` is not.
+ */
+export function residual<T extends tf.Tensor>(x: T, f: Step<T> | Step<T>[], shortcut?: Step<T>): T {
+  const fx: tf.Tensor = Array.isArray(f) ? sequential(x, ...f) : f ? applyStep(f, x) : x;
+  const s = shortcut ? applyStep(shortcut, x) : x;
+  const y = tf.add(s, fx) as T;
+  if (fx !== x) fx.dispose();
+  if (s !== x) s.dispose();
+  return y;
+}
+
 /** A numbered list of modules (`0`, `1`, …), like `torch.nn.ModuleList`. */
 export class ModuleList<M extends Module = Module> extends Module {
   constructor(readonly items: M[]) {
@@ -262,14 +321,14 @@ export class ModuleList<M extends Module = Module> extends Module {
   }
 }
 
-/** Converts a PyTorch-layout tensor to the tfjs layout `layout` describes. Caller owns the result. */
+/** Converts a PyTorch-layout tensor to the tfjs layout `layout` describes. */
 export function fromTorchLayout(t: tf.Tensor, layout: ParamLayout): tf.Tensor {
   if (layout === 'linear') return tf.transpose(t, [1, 0]);
   if (layout === 'conv') return tf.transpose(t, [2, 3, 1, 0]);
   return t.clone();
 }
 
-/** Converts a tfjs-layout tensor back to PyTorch layout (for saving). Caller owns the result. */
+/** Converts a tfjs-layout tensor back to PyTorch layout (for saving). */
 export function toTorchLayout(t: tf.Tensor, layout: ParamLayout): tf.Tensor {
   if (layout === 'linear') return tf.transpose(t, [1, 0]);
   if (layout === 'conv') return tf.transpose(t, [3, 2, 0, 1]);

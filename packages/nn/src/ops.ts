@@ -53,7 +53,7 @@ function useComposed(mode: GradientMode | undefined, kernel: string): boolean {
  * window the tap sees, `[cin, N·Ho·Wo]`, times `dy` flattened to `[N·Ho·Wo, cout]` gives that tap's
  * `[cin, cout]`; the taps are stacked to `[kh, kw, cin, cout]`. Strided or narrow (cin·cout ≤ 4096) convolutions
  * instead take one forward convolution with the batch as channels. Equals TensorFlow's `Conv2DBackpropFilter`.
- * (On wasm `matMul(a, b, transposeA=true)` is ~10× slower than this one explicit transpose.) Caller owns the result.
+ * (On wasm `matMul(a, b, transposeA=true)` is ~10× slower than this one explicit transpose.)
  */
 export function conv2dFilterGrad(
   xp: tf.Tensor4D,
@@ -96,7 +96,6 @@ export function conv2dFilterGrad(
  * convolution: `dy` is dilated by the stride (zeros between rows/columns), zero-padded by `k − 1` (plus the rows
  * and columns the strided convolution never reached), and convolved with `w` flipped spatially and with its
  * channel axes swapped. Equals `Conv2DBackpropInput` (tf.conv2dTranspose), which is ~20× slower on wasm.
- * Caller owns the result.
  */
 export function conv2dInputGrad(dy: tf.Tensor4D, w: tf.Tensor4D, inShape: [number, number, number, number], stride: number): tf.Tensor4D {
   return tf.tidy(() => {
@@ -147,7 +146,7 @@ function conv2dValidComposedGrad(xp: tf.Tensor4D, w: tf.Tensor4D, stride: number
  * Differentiable w.r.t. `x`, `w` and `bias` on every backend: where the backend lacks
  * `Conv2DBackpropFilter` (wasm) the filter gradient is composed from slices and matMuls
  * ({@link conv2dFilterGrad}). Outside a gradient tape the plain forward runs, with no custom-gradient
- * bookkeeping. Caller owns the result.
+ * bookkeeping.
  */
 export function conv2dOp(x: tf.Tensor4D, w: tf.Tensor4D, bias: tf.Tensor1D | undefined, options: Conv2dOpOptions = {}): tf.Tensor4D {
   return tf.tidy(() => {
@@ -167,12 +166,17 @@ export function conv2dOp(x: tf.Tensor4D, w: tf.Tensor4D, bias: tf.Tensor1D | und
     }
     const recording = tapeOn();
     if (!recording && bias) {
-      // Inference fast path: one fused kernel (conv + bias), and TF 'same' padding where it equals PyTorch's
-      // symmetric padding (stride 1, odd kernel, (k−1)/2 on every side) so no padded copy of x is made.
+      // Inference fast path: one fused kernel (conv + bias) with the padding inside the kernel, so no padded copy
+      // of x is made: TF 'same' where it equals PyTorch's symmetric padding (stride 1, odd kernel, (k−1)/2 on every
+      // side), else explicit padding (the strided downsamplers, the VAE's (0,1,0,1)); wasm (XNNPACK) and tensorflow
+      // both take explicit pads in the forward kernel (not in tfjs-node's backprop kernels, hence forward only).
       const same = stride === 1 && kh % 2 === 1 && kw % 2 === 1 && pt === (kh - 1) / 2 && pb === pt && pl === (kw - 1) / 2 && pr === pl;
-      if (same || pt + pb + pl + pr === 0) {
-        return tf.fused.conv2d({ x, filter: w, strides: stride, pad: same ? 'same' : 'valid', bias });
-      }
+      const pad: 'same' | 'valid' | [[0, 0], [number, number], [number, number], [0, 0]] = same
+        ? 'same'
+        : pt + pb + pl + pr === 0
+          ? 'valid'
+          : [[0, 0], [pt, pb], [pl, pr], [0, 0]];
+      return tf.fused.conv2d({ x, filter: w, strides: stride, pad, bias });
     }
     let y: tf.Tensor4D;
     if (kh === 1 && kw === 1 && stride === 1 && pt + pb + pl + pr === 0) {
@@ -193,7 +197,7 @@ export function conv2dOp(x: tf.Tensor4D, w: tf.Tensor4D, bias: tf.Tensor1D | und
 /**
  * `tf.gather(x, indices, axis)` that is differentiable w.r.t. `x` on every backend: where the backend lacks
  * `UnsortedSegmentSum` (wasm), the gradient is a `scatterND` (which sums repeated indices). `indices` is a
- * 1-D int32 tensor or a plain array. Caller owns the result.
+ * 1-D int32 tensor or a plain array.
  */
 export function gatherAxis<T extends tf.Tensor>(x: T, indices: tf.Tensor1D | number[], axis = 0, gradient: GradientMode = 'auto'): T {
   return tf.tidy(() => {
@@ -240,7 +244,6 @@ export function nearestIndices(inSize: number, outSize: number): number[] {
 /**
  * Nearest-neighbour upsampling of NHWC `x` to `size = [outH, outW]` (default 2× each side), as PyTorch's
  * `F.interpolate(size=…, mode='nearest')` (see {@link nearestIndices}). Differentiable on every backend.
- * Caller owns the result.
  */
 export function upsampleNearest(x: tf.Tensor4D, size?: [number, number]): tf.Tensor4D {
   return tf.tidy(() => {
@@ -276,8 +279,9 @@ export interface AttentionOptions {
   /** Largest score tensor allowed, in bytes (default 64 MiB): queries are processed in chunks under it. */
   byteBudget?: number;
   /**
-   * How the heads are computed (default `'auto'`: {@link attentionStrategy} of the active backend):
-   * `'per-head'` one 2-D matMul per (batch, head) — fastest on wasm; `'batched'` one batched matMul over all
+   * How the heads are computed (default `'auto'`: `hotOps().attention`, by default {@link attentionStrategy} of the
+   * active backend and the heads' size):
+   * `'per-head'` one 2-D matMul per (batch, head) — fastest on wasm for large heads; `'batched'` one batched matMul over all
    * (batch, head) pairs per query chunk — far fewer ops, fastest on tensorflow. Both give the same values within
    * float32 rounding.
    */
@@ -288,12 +292,74 @@ export interface AttentionOptions {
 export type AttentionStrategy = 'per-head' | 'batched';
 
 /**
- * The attention strategy used on `backend` (default: the active one): `'batched'` on `tensorflow` (tfjs-node,
- * where each op costs a fixed dispatch and BatchMatMul is multi-threaded over the batch), `'per-head'` elsewhere
- * (wasm's 2-D matMul is its fastest kernel; cpu and webgpu keep the reference path). The one place this choice is made.
+ * Work of one head below which wasm runs attention batched: `Nq·Nk·d` multiply-adds of `q·kᵀ` per (batch, head).
+ * The toy model's heads (64×77×8 at most) are far below it, SD-sized ones (≥ 64×64×160 = 655k) above it.
  */
-export function attentionStrategy(backend: string = tf.getBackend()): AttentionStrategy {
-  return backend === 'tensorflow' ? 'batched' : 'per-head';
+export const SMALL_HEAD_WORK = 256 * 1024;
+
+/**
+ * The attention strategy used on `backend` (default: the active one) for heads of `headWork = Nq·Nk·d`
+ * multiply-adds (default: large): `'batched'` on `tensorflow` (tfjs-node, where each op costs a fixed dispatch and
+ * BatchMatMul is multi-threaded over the batch) and on wasm for small heads (≤ {@link SMALL_HEAD_WORK}: there the
+ * per-head slices, reshapes and stack cost more than the matMuls — 9% of a toy-model DDS step, measured), `'per-head'`
+ * otherwise (wasm's 2-D matMul is its fastest kernel for large heads; cpu and webgpu keep the reference path). The one
+ * place this choice is made.
+ */
+export function attentionStrategy(backend: string = tf.getBackend(), headWork = Infinity): AttentionStrategy {
+  if (backend === 'tensorflow') return 'batched';
+  if (backend === 'wasm' && headWork <= SMALL_HEAD_WORK) return 'batched';
+  return 'per-head';
+}
+
+/**
+ * How GroupNorm computes its per-group statistics: `'blocked'` sums in two stages (blocks of ≈ √L positions, then
+ * the block sums), needed where tfjs' reductions add sequentially (wasm, cpu, webgpu: one pass over 4096+ values
+ * biases each group's mean); `'single'` is one `tf.moments` (TensorFlow's reductions are tree-summed, so one pass
+ * is as precise, with fewer ops).
+ */
+export type GroupNormStats = 'blocked' | 'single';
+
+/** The implementation of each backend-aware op of @ddsjs/nn (see {@link hotOps}). */
+export interface HotOps {
+  /** {@link attention}'s strategy; `'auto'`: {@link attentionStrategy} of the backend and each call's size. */
+  attention: 'auto' | AttentionStrategy;
+  /** GroupNorm's statistics. */
+  groupNormStats: GroupNormStats;
+}
+
+/** The backend-agnostic choices every backend had before ops became backend-aware (for A/B benchmarks and parity tests). */
+export const PORTABLE_HOT_OPS: Readonly<HotOps> = Object.freeze({ attention: 'per-head', groupNormStats: 'blocked' });
+
+let hotOpsOverride: Partial<HotOps> | null = null;
+
+/**
+ * The one place where @ddsjs/nn decides, per backend (default: the active one), which implementation of each hot op
+ * runs: attention by {@link attentionStrategy} (per backend and size), single-pass GroupNorm statistics on
+ * `tensorflow` and blocked ones elsewhere. Values set with {@link setHotOps} take precedence.
+ */
+export function hotOps(backend: string = tf.getBackend()): HotOps {
+  const byBackend: HotOps = {
+    attention: 'auto',
+    groupNormStats: backend === 'tensorflow' ? 'single' : 'blocked',
+  };
+  return hotOpsOverride ? { ...byBackend, ...hotOpsOverride } : byBackend;
+}
+
+/**
+ * Forces some (or all) hot-op choices on every backend, for A/B benchmarks in one process and parity tests;
+ * `null` returns to the per-backend choices of {@link hotOps}. Throws on an unknown key or value. Global state:
+ * reset it when done.
+ */
+export function setHotOps(override: Partial<HotOps> | null): void {
+  if (override !== null) {
+    const allowed: Record<keyof HotOps, readonly string[]> = { attention: ['auto', 'per-head', 'batched'], groupNormStats: ['blocked', 'single'] };
+    for (const [k, v] of Object.entries(override)) {
+      const values = allowed[k as keyof HotOps];
+      if (!values) throw new InvalidArgumentError(`setHotOps: unknown op '${k}' (known: ${Object.keys(allowed).join(', ')})`);
+      if (v !== undefined && !values.includes(v as string)) throw new InvalidArgumentError(`setHotOps: ${k} must be one of ${values.join(', ')}, got '${v}'`);
+    }
+  }
+  hotOpsOverride = override === null ? null : Object.fromEntries(Object.entries(override).filter(([, v]) => v !== undefined));
 }
 
 /** Default byte budget of one attention score chunk. */
@@ -308,7 +374,7 @@ export const MASK_MIN = -3.4028234663852886e38;
 
 /**
  * CLIP's causal attention mask `[n, n]`: 0 on and below the diagonal, {@link MASK_MIN} above it (key j > query i
- * is hidden). Caller owns the result.
+ * is hidden).
  */
 export function causalMask(n: number): tf.Tensor2D {
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`causalMask: n must be a positive integer, got ${n}`);
@@ -335,7 +401,7 @@ function maskRows(mask: tf.Tensor, b: number, s: number, len: number, nq: number
  * `v[B,Nk,Cv]`. q, k and v are rearranged once to head-major `[B·heads, N, d]` (k as `[B·heads, d, Nk]`),
  * then each (batch, head) is one 2-D matMul (the fastest form on wasm), and queries are processed in chunks
  * so that no score tensor exceeds `byteBudget`; every query row sees the same arithmetic, so the result is
- * identical to the unchunked computation. Differentiable on every backend. Returns `[B,Nq,Cv]`; caller owns it.
+ * identical to the unchunked computation. Differentiable on every backend. Returns `[B,Nq,Cv]`.
  */
 export function attention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, options: AttentionOptions): tf.Tensor3D {
   return tf.tidy(() => {
@@ -368,7 +434,9 @@ export function attention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, option
     const budget = options.byteBudget ?? DEFAULT_ATTENTION_BYTE_BUDGET;
     if (!(budget > 0)) throw new InvalidArgumentError(`attention: byteBudget must be positive, got ${budget}`);
     const bh = b * heads;
-    const strategy = options.strategy === undefined || options.strategy === 'auto' ? attentionStrategy() : options.strategy;
+    let strategy = options.strategy ?? 'auto';
+    if (strategy === 'auto') strategy = hotOps().attention;
+    if (strategy === 'auto') strategy = attentionStrategy(tf.getBackend(), nq * nk * d);
     if (strategy !== 'per-head' && strategy !== 'batched') throw new InvalidArgumentError(`attention: unknown strategy '${strategy}'`);
     if (strategy === 'batched') return batchedAttention(q, k, v, heads, scale, budget, options.mask);
     const chunk = Math.max(1, Math.min(nq, Math.floor(budget / (nk * 4))));
@@ -464,7 +532,7 @@ export function tfSeed(seed: number): number {
 }
 
 /**
- * The global L2 norm `sqrt(Σ_t Σ t²)` of a list of tensors (gradient clipping, logging) as a scalar the caller owns.
+ * The global L2 norm `sqrt(Σ_t Σ t²)` of a list of tensors (gradient clipping, logging) as a scalar.
  * The per-tensor sums are added pairwise (a tree of `tf.add`), not with `tf.addN`: tfjs-backend-webgpu compiles
  * `addN` into one shader with a storage buffer per input, which WebGPU rejects beyond `maxStorageBuffersPerShaderStage`
  * (8 by default: already 8 inputs + the output fail) and, for a UNet's ≈ 700 gradients, beyond WGSL's expression

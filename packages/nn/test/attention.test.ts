@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, attention as attentionOp, attentionStrategy, AttentionOptions, causalMask } from '@ddsjs/nn';
+import { initBackend, attention as attentionOp, attentionStrategy, AttentionOptions, causalMask, hotOps, setHotOps, PORTABLE_HOT_OPS, SMALL_HEAD_WORK } from '@ddsjs/nn';
 import { rand, maxRelErr } from './helpers';
 import { backendsUnderTest } from '../../../test-utils';
 
@@ -41,10 +41,61 @@ describe.each(backendsUnderTest(['wasm', 'cpu']))('attention on %s', (backend) =
     await initBackend(backend as 'wasm' | 'cpu' | 'tensorflow');
   });
 
-  test(`chooses its strategy in one place: ${backend === 'tensorflow' ? 'batched' : 'per-head'} on ${backend}`, () => {
+  test(`chooses its strategy in one place: ${backend === 'tensorflow' ? 'batched' : 'per-head'} on ${backend} for large heads`, () => {
     expect(attentionStrategy()).toBe(backend === 'tensorflow' ? 'batched' : 'per-head');
     expect(attentionStrategy('wasm')).toBe('per-head');
     expect(attentionStrategy('tensorflow')).toBe('batched');
+    // Small heads (the toy model's) are batched on wasm, where per-op cost dominates them; cpu keeps the reference.
+    expect(attentionStrategy('wasm', SMALL_HEAD_WORK)).toBe('batched');
+    expect(attentionStrategy('wasm', SMALL_HEAD_WORK + 1)).toBe('per-head');
+    expect(attentionStrategy('wasm', 64 * 64 * 160)).toBe('per-head'); // SD 1.5's smallest heads
+    expect(attentionStrategy('tensorflow', 1)).toBe('batched');
+    expect(attentionStrategy('cpu', 1)).toBe('per-head');
+  });
+
+  test('hotOps: per-backend choices, overridable with setHotOps and reset with null; bad overrides throw', () => {
+    expect(hotOps()).toEqual({ attention: 'auto', groupNormStats: backend === 'tensorflow' ? 'single' : 'blocked' });
+    expect(hotOps('tensorflow').groupNormStats).toBe('single');
+    expect(hotOps('wasm').groupNormStats).toBe('blocked');
+    try {
+      setHotOps(PORTABLE_HOT_OPS);
+      expect(hotOps('tensorflow')).toEqual({ attention: 'per-head', groupNormStats: 'blocked' });
+      setHotOps({ attention: 'batched' });
+      expect(hotOps('wasm')).toEqual({ attention: 'batched', groupNormStats: 'blocked' });
+      setHotOps({ attention: undefined, groupNormStats: 'single' }); // an undefined entry keeps the backend's choice
+      expect(hotOps('wasm')).toEqual({ attention: 'auto', groupNormStats: 'single' });
+      expect(() => setHotOps({ attention: 'fused' as never })).toThrow(/attention must be one of auto, per-head, batched, got 'fused'/);
+      expect(() => setHotOps({ softmax: 'x' } as never)).toThrow(/unknown op 'softmax'/);
+    } finally {
+      setHotOps(null);
+    }
+    expect(hotOps('wasm')).toEqual({ attention: 'auto', groupNormStats: 'blocked' });
+  });
+
+  test('the strategy forced by setHotOps is the one that runs (same values; batched has fewer kernels)', async () => {
+    const [b, nq, nk, c, heads] = [2, 8, 6, 8, 4];
+    const q = tf.tensor3d(rand(b * nq * c, 31), [b, nq, c]);
+    const k = tf.tensor3d(rand(b * nk * c, 32), [b, nk, c]);
+    const v = tf.tensor3d(rand(b * nk * c, 33), [b, nk, c]);
+    const run = async (strategy: 'per-head' | 'batched') => {
+      setHotOps({ attention: strategy });
+      try {
+        let out: Float32Array | undefined;
+        const info = await tf.profile(async () => {
+          const o = attentionOp(q, k, v, { heads });
+          out = (await o.data()) as Float32Array;
+          o.dispose();
+        });
+        return { out: out!, kernels: info.kernels.length };
+      } finally {
+        setHotOps(null);
+      }
+    };
+    const per = await run('per-head');
+    const bat = await run('batched');
+    expect(maxRelErr(bat.out, per.out)).toBeLessThan(1e-6);
+    expect(bat.kernels).toBeLessThan(per.kernels / 2);
+    tf.dispose([q, k, v]);
   });
 
   test('the two strategies agree (same inputs, mask, several chunk budgets)', async () => {

@@ -16,6 +16,7 @@ import {
   causalMask,
   MASK_MIN,
   Padding4,
+  setHotOps,
 } from '@ddsjs/nn';
 import { rand, naiveConv, maxRelErr, erf, values } from './helpers';
 import { backendsUnderTest } from '../../../test-utils';
@@ -103,6 +104,47 @@ describe.each(backendsUnderTest(['wasm', 'cpu']))('layers on %s', (backend) => {
     expect(plain.namedParameters()).toHaveLength(0);
     const refPlain = Array.from(ref, (v, i) => (v - bta[i % C]) / g[i % C]);
     expect(maxRelErr(await values(plain.forward(tf.tensor4d(x, [N, H, W, C]))), refPlain)).toBeLessThan(1e-5);
+    gn.dispose();
+  });
+
+  test('GroupNorm: blocked and single-pass statistics both match float64 loops on a large group (L·cg > 1024)', async () => {
+    const [N, H, W, C, G] = [2, 32, 32, 8, 2];
+    const gn = new GroupNorm(G, C, 1e-5).initialize(0, (n, p) => tf.tensor(rand(p.shape[0], n.endsWith('weight') ? 41 : 42)));
+    const x = rand(N * H * W * C, 43, 2);
+    for (let i = 0; i < x.length; i++) x[i] += 3; // non-zero mean: the case where a sequential sum drifts
+    const g = await values(gn.weight!.value);
+    const bta = await values(gn.bias!.value);
+    const cg = C / G;
+    const ref = new Float64Array(x.length);
+    for (let n = 0; n < N; n++) for (let grp = 0; grp < G; grp++) {
+      let s = 0;
+      let cnt = 0;
+      for (let p = 0; p < H * W; p++) for (let c = grp * cg; c < (grp + 1) * cg; c++) (s += x[(n * H * W + p) * C + c]), cnt++;
+      const mean = s / cnt;
+      let v = 0;
+      for (let p = 0; p < H * W; p++) for (let c = grp * cg; c < (grp + 1) * cg; c++) v += (x[(n * H * W + p) * C + c] - mean) ** 2;
+      const rstd = 1 / Math.sqrt(v / cnt + 1e-5);
+      for (let p = 0; p < H * W; p++) for (let c = grp * cg; c < (grp + 1) * cg; c++) {
+        const i = (n * H * W + p) * C + c;
+        ref[i] = (x[i] - mean) * rstd * g[c] + bta[c];
+      }
+    }
+    const xt = tf.tensor4d(x, [N, H, W, C]);
+    for (const groupNormStats of ['blocked', 'single'] as const) {
+      setHotOps({ groupNormStats });
+      try {
+        const y = gn.forward(xt);
+        // Measured max rel. error: blocked 2.0e-7 (wasm, tensorflow), 1.0e-7 (cpu); one pass 1.4e-7 on tensorflow
+        // (tree-summed reductions: where hotOps() picks it) but 2.0e-6 on wasm (sequential sums: why wasm keeps
+        // blocked), 1.0e-7 on cpu.
+        const tol = groupNormStats === 'blocked' || backend !== 'wasm' ? 5e-7 : 1e-5;
+        expect(maxRelErr(await values(y), ref)).toBeLessThan(tol);
+        y.dispose();
+      } finally {
+        setHotOps(null);
+      }
+    }
+    xt.dispose();
     gn.dispose();
   });
 

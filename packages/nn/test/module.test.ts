@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, Module, Linear, Conv2d, GroupNorm, StateDictError, StateDictSource, toTorchLayout, tfSeed } from '@ddsjs/nn';
+import { initBackend, Module, Linear, Conv2d, GroupNorm, StateDictError, StateDictSource, toTorchLayout, tfSeed, residual, sequential, silu } from '@ddsjs/nn';
 import { rand } from './helpers';
 
 /** An in-memory state dict in PyTorch layout. */
@@ -148,5 +148,103 @@ describe('tfSeed', () => {
     expect(draw(0)).not.toEqual(draw(7));
     expect(tfSeed(3)).toBe(3);
     expect(() => tfSeed(NaN)).toThrow(/finite/);
+  });
+});
+
+/** `norm → silu → conv`, written with the composition helpers. */
+class Block extends Module {
+  readonly norm = this.child('norm', new GroupNorm(1, 2));
+  readonly conv = this.child('conv', new Conv2d(2, 2, 3, { padding: 1 }));
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return residual(x, [this.norm, silu, this.conv]);
+  }
+}
+
+describe('Module.call, sequential and residual', () => {
+  beforeAll(() => initBackend('wasm'));
+  const x = () => tf.tensor4d(rand(2 * 4 * 4 * 2, 3), [2, 4, 4, 2]);
+
+  test('call runs forward in tf.tidy: only the result survives, equal to forward', async () => {
+    const b = new Block().initialize(1);
+    const input = x();
+    const ref = tf.tidy(() => b.forward(input));
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) {
+      const y = b.call(input);
+      expect(tf.memory().numTensors).toBe(before + 1);
+      expect(Array.from(await y.data())).toEqual(Array.from(await ref.data()));
+      y.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([input, ref]);
+    b.dispose();
+  });
+
+  test('sequential applies the steps in order, frees each intermediate, keeps x; falsy steps are skipped', async () => {
+    const input = tf.tensor1d([1, 2, 3]);
+    const before = tf.memory().numTensors;
+    const seen: tf.Tensor[] = [];
+    const y = sequential(
+      input,
+      (t) => (seen.push(t), tf.add(t, 1)),
+      null,
+      (t) => (seen.push(t), tf.mul(t, 2)),
+      false,
+      (t) => (seen.push(t), t), // returned unchanged: not disposed
+      undefined,
+      (t) => (seen.push(t), tf.sub(t, 3)),
+    );
+    expect(Array.from(await y.data())).toEqual([1, 3, 5]); // (x + 1)·2 − 3
+    expect(input.isDisposed).toBe(false);
+    expect(seen[0]).toBe(input);
+    expect(seen[1].isDisposed).toBe(true); // x + 1
+    expect(seen[2]).toBe(seen[3]); // the identity step got (and returned) the same tensor
+    expect(seen[3].isDisposed).toBe(true); // (x + 1)·2, freed after the last step
+    expect(tf.memory().numTensors).toBe(before + 1);
+    tf.dispose([input, y]);
+  });
+
+  test('residual is shortcut(x) + f(x); f may be a list; only the sum survives', async () => {
+    const input = tf.tensor1d([1, -2, 3]);
+    const before = tf.memory().numTensors;
+    const a = residual(input, (t) => tf.mul(t, 10));
+    expect(Array.from(await a.data())).toEqual([11, -22, 33]);
+    const b = residual(input, [(t) => tf.mul(t, 10), tf.abs], (t) => tf.neg(t));
+    expect(Array.from(await b.data())).toEqual([9, 22, 27]); // −x + |10x|
+    expect(input.isDisposed).toBe(false);
+    expect(tf.memory().numTensors).toBe(before + 2);
+    tf.dispose([input, a, b]);
+  });
+
+  test('sequential keeps about two activations alive where one tidy keeps them all', async () => {
+    const input = tf.ones([3]); // 12 bytes
+    const steps = [1, 2, 3, 4].map((k) => (t: tf.Tensor) => tf.add(t, k));
+    const peakAbove = async (f: () => tf.Tensor): Promise<number> => {
+      const base = tf.memory().numBytes;
+      const p = await tf.profile(f);
+      expect(Array.from(await (p.result as tf.Tensor).data())).toEqual([11, 11, 11]);
+      (p.result as tf.Tensor).dispose();
+      return p.peakBytes - base;
+    };
+    const plain = await peakAbove(() => tf.tidy(() => steps.reduce((h, f) => f(h), input)));
+    const seq = await peakAbove(() => tf.tidy(() => sequential(input, ...steps)));
+    expect(plain - seq).toBe(2 * 12); // 4 live intermediates against 2
+    input.dispose();
+  });
+
+  test('a module written with the helpers gives the values and gradients of the plain composition', async () => {
+    const b = new Block().initialize(2);
+    const input = x();
+    const plain = (t: tf.Tensor4D) => tf.add(t, b.conv.forward(silu(b.norm.forward(t)))) as tf.Tensor4D;
+    const pPlain = await tf.profile(() => tf.tidy(() => plain(input)));
+    const pCall = await tf.profile(() => b.call(input));
+    expect(Array.from(await (pCall.result as tf.Tensor).data())).toEqual(Array.from(await (pPlain.result as tf.Tensor).data()));
+    expect(pCall.newTensors).toBe(1);
+    expect(pCall.peakBytes).toBeLessThanOrEqual(pPlain.peakBytes);
+    const gRef = tf.grad((t: tf.Tensor) => tf.sum(tf.square(plain(t as tf.Tensor4D))))(input);
+    const g = tf.grad((t: tf.Tensor) => tf.sum(tf.square(b.call(t as tf.Tensor4D))))(input);
+    expect(Array.from(await g.data())).toEqual(Array.from(await gRef.data()));
+    tf.dispose([input, pPlain.result as tf.Tensor, pCall.result as tf.Tensor, gRef, g]);
+    b.dispose();
   });
 });

@@ -12,6 +12,8 @@ import {
   LoadStateDictOptions,
   Module,
   Parameter,
+  residual,
+  sequential,
   silu,
   StateDictSource,
   upsampleNearest,
@@ -21,7 +23,7 @@ import { InvalidArgumentError } from '@ddsjs/safetensors';
 /**
  * diffusers' `get_timestep_embedding`: sinusoidal embedding of `timesteps[B]` → `[B, dim]`, with
  * frequencies `exp(-ln(maxPeriod)·i/(half − freqShift))` computed in float32 exactly as PyTorch does, and
- * `[sin, cos]` swapped to `[cos, sin]` when `flipSinToCos`. Caller owns the result.
+ * `[sin, cos]` swapped to `[cos, sin]` when `flipSinToCos`.
  */
 export function timestepEmbedding(
   timesteps: tf.Tensor1D,
@@ -48,16 +50,6 @@ export function timestepEmbedding(
   });
 }
 
-/**
- * Applies `f` to `x` and disposes `x` (unless `disposeInput` is false), to keep peak memory low inside a
- * `tf.tidy`. Gradient-safe: the tape holds its own references to saved tensors. Caller owns the result.
- */
-export function chain<T extends tf.Tensor, U extends tf.Tensor>(x: T, f: (x: T) => U, disposeInput = true): U {
-  const y = f(x);
-  if (disposeInput && (y as tf.Tensor) !== x) x.dispose();
-  return y;
-}
-
 /** diffusers' `TimestepEmbedding`: `linear_2(silu(linear_1(x)))`. Keys `linear_1`, `linear_2`. */
 export class TimestepEmbedding extends Module {
   readonly linear1: Linear;
@@ -68,9 +60,9 @@ export class TimestepEmbedding extends Module {
     this.linear2 = this.child('linear_2', new Linear(timeEmbedDim, timeEmbedDim));
   }
 
-  /** `x[B, in]` → `[B, timeEmbedDim]`. Caller owns the result. */
+  /** `x[B, in]` → `[B, timeEmbedDim]`. */
   forward(x: tf.Tensor2D): tf.Tensor2D {
-    return tf.tidy(() => this.linear2.forward(silu(this.linear1.forward(x))) as tf.Tensor2D);
+    return sequential(x, this.linear1, silu, this.linear2);
   }
 }
 
@@ -105,29 +97,16 @@ export class ResnetBlock2D extends Module {
 
   /**
    * `x[B,H,W,in]`, `temb[B,T]` (silu is applied here, as diffusers does; required iff the block has
-   * `time_emb_proj`) → `[B,H,W,out]`. Caller owns the result.
+   * `time_emb_proj`) → `[B,H,W,out]`.
    */
   forward(x: tf.Tensor4D, temb: tf.Tensor2D | null = null): tf.Tensor4D {
     if (this.timeEmbProj && !temb) throw new InvalidArgumentError('ResnetBlock2D: this block needs a time embedding');
-    return tf.tidy(() => {
-      // Intermediates are disposed as soon as they are used (tidy would keep them all to the end: at 512×512
-      // in the VAE decoder that is ~1.5 GB); gradients stay correct because the tape keeps its own references.
-      let h = chain(x, (t) => this.norm1.forward(t), false);
-      h = chain(h, silu);
-      h = chain(h, (t) => this.conv1.forward(t));
-      if (this.timeEmbProj && temb) {
-        const te = this.timeEmbProj.forward(silu(temb));
-        h = chain(h, (t) => tf.add(t, te.reshape([te.shape[0], 1, 1, this.outChannels])) as tf.Tensor4D);
-      }
-      h = chain(h, (t) => this.norm2.forward(t));
-      h = chain(h, silu);
-      h = chain(h, (t) => this.conv2.forward(t));
-      const skip = this.convShortcut ? this.convShortcut.forward(x) : x;
-      let out = chain(h, (t) => tf.add(skip, t) as tf.Tensor4D);
-      if (skip !== x) skip.dispose();
-      if (this.outputScaleFactor !== 1) out = chain(out, (t) => tf.div(t, this.outputScaleFactor) as tf.Tensor4D);
-      return out;
-    });
+    const te = this.timeEmbProj && temb ? this.timeEmbProj.call(silu(temb)).reshape([temb.shape[0], 1, 1, this.outChannels]) : null;
+    return sequential(
+      x,
+      (h) => residual(h, [this.norm1, silu, this.conv1, te && ((t) => tf.add(t, te)), this.norm2, silu, this.conv2], this.convShortcut),
+      this.outputScaleFactor !== 1 && ((h) => tf.div(h, this.outputScaleFactor)),
+    );
   }
 }
 
@@ -145,9 +124,9 @@ export class Downsample2D extends Module {
     );
   }
 
-  /** `x[B,H,W,C]` → `[B,H',W',C]`. Caller owns the result. */
+  /** `x[B,H,W,C]` → `[B,H',W',C]`. */
   forward(x: tf.Tensor4D): tf.Tensor4D {
-    return this.conv.forward(x);
+    return this.conv.call(x);
   }
 }
 
@@ -159,9 +138,9 @@ export class Upsample2D extends Module {
     this.conv = this.child('conv', new Conv2d(channels, channels, 3, { padding: 1 }));
   }
 
-  /** `x[B,H,W,C]` → `[B,2H,2W,C]` (or `[B,size[0],size[1],C]`). Caller owns the result. */
+  /** `x[B,H,W,C]` → `[B,2H,2W,C]` (or `[B,size[0],size[1],C]`). */
   forward(x: tf.Tensor4D, size?: [number, number]): tf.Tensor4D {
-    return tf.tidy(() => this.conv.forward(upsampleNearest(x, size)));
+    return sequential(x, (h) => upsampleNearest(h, size), this.conv);
   }
 }
 
@@ -201,19 +180,15 @@ export class Attention extends Module {
     this.byteBudget = options.byteBudget;
   }
 
-  /** `x[B,N,queryDim]`, optional `context[B,M,ctxDim]` (default `x`) → `[B,N,queryDim]`. Caller owns the result. */
+  /** `x[B,N,queryDim]`, optional `context[B,M,ctxDim]` (default `x`) → `[B,N,queryDim]`. */
   forward(x: tf.Tensor3D, context?: tf.Tensor3D): tf.Tensor3D {
-    return tf.tidy(() => {
-      const ctx = context ?? x;
-      if (ctx.shape[0] !== x.shape[0]) {
-        throw new InvalidArgumentError(`Attention: context batch ${ctx.shape[0]} does not match the input batch ${x.shape[0]}`);
-      }
-      const q = this.toQ.forward(x) as tf.Tensor3D;
-      const k = this.toK.forward(ctx) as tf.Tensor3D;
-      const v = this.toV.forward(ctx) as tf.Tensor3D;
-      const o = attention(q, k, v, { heads: this.heads, byteBudget: this.byteBudget ?? DEFAULT_ATTENTION_BYTE_BUDGET });
-      return chain(o, (t) => this.toOut.forward(t) as tf.Tensor3D);
-    });
+    const ctx = context ?? x;
+    if (ctx.shape[0] !== x.shape[0]) {
+      throw new InvalidArgumentError(`Attention: context batch ${ctx.shape[0]} does not match the input batch ${x.shape[0]}`);
+    }
+    const [q, k, v] = [this.toQ.call(x), this.toK.call(ctx), this.toV.call(ctx)] as tf.Tensor3D[];
+    const o = attention(q, k, v, { heads: this.heads, byteBudget: this.byteBudget ?? DEFAULT_ATTENTION_BYTE_BUDGET });
+    return this.toOut.call(o) as tf.Tensor3D;
   }
 }
 
@@ -230,9 +205,9 @@ export class FeedForward extends Module {
     this.child('net', new NetList(this.geglu, this.out));
   }
 
-  /** `x[..., dim]` → `[..., dim]`. Caller owns the result. */
+  /** `x[..., dim]` → `[..., dim]`. */
   forward(x: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => this.out.forward(this.geglu.forward(x)));
+    return sequential(x, this.geglu, this.out);
   }
 }
 
@@ -266,19 +241,14 @@ export class BasicTransformerBlock extends Module {
     this.ff = this.child('ff', new FeedForward(dim));
   }
 
-  /** `x[B,N,dim]`, `context[B,M,crossDim]` → `[B,N,dim]`. Caller owns the result. */
+  /** `x[B,N,dim]`, `context[B,M,crossDim]` → `[B,N,dim]`. */
   forward(x: tf.Tensor3D, context: tf.Tensor3D): tf.Tensor3D {
-    return tf.tidy(() => {
-      // h + f(h), disposing f(h) and (when this block owns it) h right after use.
-      const residual = (h: tf.Tensor3D, f: (t: tf.Tensor3D) => tf.Tensor3D, own: boolean): tf.Tensor3D => {
-        const y = chain(f(h), (t) => tf.add(t, h) as tf.Tensor3D);
-        if (own) h.dispose();
-        return y;
-      };
-      let h = residual(x, (t) => chain(this.norm1.forward(t), (n) => this.attn1.forward(n)), false);
-      h = residual(h, (t) => chain(this.norm2.forward(t), (n) => this.attn2.forward(n, context)), true);
-      return residual(h, (t) => chain(this.norm3.forward(t), (n) => this.ff.forward(n) as tf.Tensor3D), true);
-    });
+    return sequential(
+      x,
+      (h) => residual(h, [this.norm1, this.attn1]),
+      (h) => residual(h, [this.norm2, (n) => this.attn2.call(n, context)]),
+      (h) => residual(h, [this.norm3, this.ff]),
+    );
   }
 }
 
@@ -309,22 +279,19 @@ export class Transformer2DModel extends Module {
     this.projOut = this.child('proj_out', useLinearProjection ? new Linear(channels, channels) : new Conv2d(channels, channels, 1));
   }
 
-  /** `x[B,H,W,C]`, `context[B,M,crossDim]` → `[B,H,W,C]`. Caller owns the result. */
+  /** `x[B,H,W,C]`, `context[B,M,crossDim]` → `[B,H,W,C]`. */
   forward(x: tf.Tensor4D, context: tf.Tensor3D): tf.Tensor4D {
-    return tf.tidy(() => {
-      const [b, h, w, c] = x.shape;
-      // A 1×1 conv and a Linear are the same matMul over the channel axis in NHWC.
-      const n = this.norm.forward(x);
-      let t = chain(n, (y) => applyPointwise(this.projIn, y)).reshape([b, h * w, c]) as tf.Tensor3D;
-      for (const blk of this.blocks) t = chain(t, (y) => blk.forward(y, context));
-      const out = chain(t, (y) => applyPointwise(this.projOut, y.reshape([b, h, w, c]) as tf.Tensor4D));
-      return chain(out, (y) => tf.add(y, x) as tf.Tensor4D);
-    });
+    const [b, h, w, c] = x.shape;
+    // A 1×1 conv and a Linear (proj_in / proj_out) are the same matMul over the channel axis in NHWC.
+    return residual<tf.Tensor>(x, [
+      this.norm,
+      this.projIn,
+      (t) => t.reshape([b, h * w, c]),
+      ...this.blocks.map((blk) => (t: tf.Tensor) => blk.call(t as tf.Tensor3D, context)),
+      (t) => t.reshape([b, h, w, c]),
+      this.projOut,
+    ]) as tf.Tensor4D;
   }
-}
-
-function applyPointwise(m: Linear | Conv2d, x: tf.Tensor4D): tf.Tensor4D {
-  return m instanceof Conv2d ? m.forward(x) : (m.forward(x) as tf.Tensor4D);
 }
 
 /**
@@ -351,14 +318,15 @@ export class SpatialSelfAttention extends Module {
     this.list('to_out', [this.attn.toOut]);
   }
 
-  /** `x[B,H,W,C]` → `[B,H,W,C]`. Caller owns the result. */
+  /** `x[B,H,W,C]` → `[B,H,W,C]`. */
   forward(x: tf.Tensor4D): tf.Tensor4D {
-    return tf.tidy(() => {
-      const [b, h, w, c] = x.shape;
-      const t = this.groupNorm.forward(x).reshape([b, h * w, c]) as tf.Tensor3D;
-      const a = chain(t, (y) => this.attn.forward(y));
-      return chain(a, (y) => tf.add(y.reshape([b, h, w, c]), x) as tf.Tensor4D);
-    });
+    const [b, h, w, c] = x.shape;
+    return residual<tf.Tensor>(x, [
+      this.groupNorm,
+      (t) => t.reshape([b, h * w, c]),
+      this.attn,
+      (t) => t.reshape([b, h, w, c]),
+    ]) as tf.Tensor4D;
   }
 }
 

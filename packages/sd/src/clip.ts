@@ -1,7 +1,7 @@
 // transformers' CLIPTextModel (the Stable Diffusion text encoder) on tfjs. Module paths are the
 // transformers checkpoint keys (`text_model.encoder.layers.0.self_attn.q_proj.weight`, …).
 import * as tf from '@tensorflow/tfjs';
-import { Module, Linear, LayerNorm, Embedding, attention, gelu, quickGelu } from '@ddsjs/nn';
+import { Module, Linear, LayerNorm, Embedding, attention, gelu, quickGelu, residual, sequential } from '@ddsjs/nn';
 import type { StateDictSource } from '@ddsjs/nn';
 import type * as NodePath from 'path';
 import { nodeModule } from './node-builtins';
@@ -28,7 +28,7 @@ export interface CLIPForwardOptions {
  * `argmax(-1)` over the EOS mask (or over the ids, legacy path), which returns the first of equal maxima. tfjs's
  * `argMax` does not promise which of equal values it returns: the webgpu backend's reduction returned 64 instead of
  * 6 for a 77-token row padded with EOS, which pooled the wrong token. So the scores here are distinct: 2·(L − i) at
- * the true positions (the first is the largest), 1 at position 0 otherwise, 0 elsewhere. Caller owns the result.
+ * the true positions (the first is the largest), 1 at position 0 otherwise, 0 elsewhere.
  */
 function firstIndexWhere(mask: tf.Tensor2D): tf.Tensor1D {
   return tf.tidy(() => {
@@ -40,7 +40,7 @@ function firstIndexWhere(mask: tf.Tensor2D): tf.Tensor1D {
   });
 }
 
-/** Everything {@link CLIPTextModel.forwardWithHiddenStates} returns; the caller owns every tensor. */
+/** Everything {@link CLIPTextModel.forwardWithHiddenStates} returns. */
 export interface CLIPTextOutput {
   /** `[B, L, D]` after `final_layer_norm` (or the clip-skip output when `clipSkip` is given). */
   lastHiddenState: tf.Tensor3D;
@@ -68,14 +68,10 @@ export class CLIPEmbeddings extends Module {
     this.positionEmbedding = this.child('position_embedding', new Embedding(c.maxPositionEmbeddings, c.hiddenSize));
   }
 
-  /** int32 ids `[B, L]` → `[B, L, D]`. Caller owns the result. */
+  /** int32 ids `[B, L]` → `[B, L, D]`. */
   forward(ids: tf.Tensor2D): tf.Tensor3D {
-    return tf.tidy(() => {
-      const len = ids.shape[1];
-      const tok = this.tokenEmbedding.forward(ids) as tf.Tensor3D;
-      const pos = this.positionEmbedding.weight.value.slice([0, 0], [len, -1]);
-      return tf.add(tok, pos) as tf.Tensor3D;
-    });
+    const pos = this.positionEmbedding.weight.value.slice([0, 0], [ids.shape[1], -1]);
+    return tf.add(this.tokenEmbedding.call(ids), pos);
   }
 }
 
@@ -94,15 +90,10 @@ export class CLIPAttention extends Module {
     this.out = this.child('out_proj', new Linear(d, d));
   }
 
-  /** `x[B, L, D]` with additive mask `[L, L]` → `[B, L, D]`. Caller owns the result. */
+  /** `x[B, L, D]` with additive mask `[L, L]` → `[B, L, D]`. */
   forward(x: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor3D {
-    return tf.tidy(() => {
-      const q = this.q.forward(x) as tf.Tensor3D;
-      const k = this.k.forward(x) as tf.Tensor3D;
-      const v = this.v.forward(x) as tf.Tensor3D;
-      const o = attention(q, k, v, { heads: this.c.numAttentionHeads, mask });
-      return this.out.forward(o) as tf.Tensor3D;
-    });
+    const [q, k, v] = [this.q.call(x), this.k.call(x), this.v.call(x)] as tf.Tensor3D[];
+    return this.out.call(attention(q, k, v, { heads: this.c.numAttentionHeads, mask })) as tf.Tensor3D;
   }
 }
 
@@ -116,13 +107,9 @@ export class CLIPMLP extends Module {
     this.fc2 = this.child('fc2', new Linear(c.intermediateSize, c.hiddenSize));
   }
 
-  /** `x[B, L, D]` → `[B, L, D]`. Caller owns the result. */
+  /** `x[B, L, D]` → `[B, L, D]`. */
   forward(x: tf.Tensor3D): tf.Tensor3D {
-    return tf.tidy(() => {
-      const h = this.fc1.forward(x);
-      const a = this.c.hiddenAct === 'gelu' ? gelu(h) : quickGelu(h);
-      return this.fc2.forward(a) as tf.Tensor3D;
-    });
+    return sequential(x, this.fc1, this.c.hiddenAct === 'gelu' ? gelu : quickGelu, this.fc2);
   }
 }
 
@@ -140,12 +127,13 @@ export class CLIPEncoderLayer extends Module {
     this.layerNorm2 = this.child('layer_norm2', new LayerNorm(c.hiddenSize, c.layerNormEps));
   }
 
-  /** `x[B, L, D]` with additive mask `[L, L]` → `[B, L, D]`. Caller owns the result. */
+  /** `x[B, L, D]` with additive mask `[L, L]` → `[B, L, D]`. */
   forward(x: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor3D {
-    return tf.tidy(() => {
-      const h = tf.add(x, this.selfAttn.forward(this.layerNorm1.forward(x), mask)) as tf.Tensor3D;
-      return tf.add(h, this.mlp.forward(this.layerNorm2.forward(h))) as tf.Tensor3D;
-    });
+    return sequential(
+      x,
+      (h) => residual(h, [this.layerNorm1, (t) => this.selfAttn.call(t, mask)]),
+      (h) => residual(h, [this.layerNorm2, this.mlp]),
+    );
   }
 }
 
@@ -209,19 +197,20 @@ export class CLIPTextModel extends Module {
   /**
    * The last hidden state `[B, L, D]` for int32 token ids `[B, L]` (L ≤ max_position_embeddings):
    * transformers' `last_hidden_state`, or with `clipSkip` diffusers' clip-skip embedding.
-   * Runs in `tf.tidy`; the caller owns the result. Out-of-range ids give NaN rows (check them
-   * beforehand with {@link validateTokenIds} when they do not come from the tokenizer).
+   * Runs in `tf.tidy`. Out-of-range ids give NaN rows (check them beforehand with {@link validateTokenIds}
+   * when they do not come from the tokenizer).
    */
   forward(ids: tf.Tensor2D, options: CLIPForwardOptions = {}): tf.Tensor3D {
     const skip = this.checkClipSkip(options.clipSkip);
     this.checkIds(ids);
     return tf.tidy(() => {
       const mask = this.causalMask(ids.shape[1]);
-      let h = this.textModel.embeddings.forward(this.safeIds(ids));
-      h = this.poisonInvalid(ids, h);
-      const n = this.config.numHiddenLayers - skip;
-      for (let i = 0; i < n; i++) h = this.textModel.encoder.layers[i].forward(h, mask);
-      return this.textModel.finalLayerNorm.forward(h);
+      const layers = this.textModel.encoder.layers.slice(0, this.config.numHiddenLayers - skip);
+      return sequential(
+        this.poisonInvalid(ids, this.textModel.embeddings.call(this.safeIds(ids))),
+        ...layers.map((layer) => (h: tf.Tensor3D) => layer.call(h, mask)),
+        this.textModel.finalLayerNorm,
+      );
     });
   }
 
@@ -229,21 +218,20 @@ export class CLIPTextModel extends Module {
    * Like {@link CLIPTextModel.forward} but also returns transformers' `hidden_states` (embeddings
    * output, then every layer's output, before the final LayerNorm), the pooled output at the EOS
    * position and, with a projection, `text_embeds`. `clipSkip` changes `lastHiddenState` (and `pooled`,
-   * which is taken from it) only. Runs in `tf.tidy`; the caller owns every returned tensor.
+   * which is taken from it) only. Runs in `tf.tidy`.
    */
   forwardWithHiddenStates(ids: tf.Tensor2D, options: CLIPForwardOptions = {}): CLIPTextOutput {
     const skip = this.checkClipSkip(options.clipSkip);
     this.checkIds(ids);
     const out = tf.tidy(() => {
       const mask = this.causalMask(ids.shape[1]);
-      let h = this.textModel.embeddings.forward(this.safeIds(ids));
-      h = this.poisonInvalid(ids, h);
+      let h = this.poisonInvalid(ids, this.textModel.embeddings.call(this.safeIds(ids)));
       const hidden: tf.Tensor3D[] = [h];
       for (const layer of this.textModel.encoder.layers) {
-        h = layer.forward(h, mask);
+        h = layer.call(h, mask);
         hidden.push(h);
       }
-      const last = this.textModel.finalLayerNorm.forward(hidden[hidden.length - 1 - skip]);
+      const last = this.textModel.finalLayerNorm.call(hidden[hidden.length - 1 - skip]);
       const eosIdx = firstIndexWhere(
         this.config.eosTokenId === 2 ? tf.equal(ids, tf.max(ids, 1, true)) : tf.equal(ids, this.config.eosTokenId),
       );

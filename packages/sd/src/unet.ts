@@ -1,7 +1,7 @@
 // diffusers' UNet2DConditionModel (SD 1.x / 2.x), NHWC.
 import * as tf from '@tensorflow/tfjs';
-import { Conv2d, GroupNorm, LoadStateDictOptions, Module, silu, StateDictSource } from '@ddsjs/nn';
-import { chain, Downsample2D, ResnetBlock2D, setAttentionByteBudget, WeightOffload, TimestepEmbedding, timestepEmbedding, Transformer2DModel, Upsample2D } from './blocks';
+import { Conv2d, GroupNorm, LoadStateDictOptions, Module, sequential, silu, StateDictSource } from '@ddsjs/nn';
+import { Downsample2D, ResnetBlock2D, setAttentionByteBudget, WeightOffload, TimestepEmbedding, timestepEmbedding, Transformer2DModel, Upsample2D } from './blocks';
 import { UNet2DConditionConfig } from './config';
 import { InvalidArgumentError } from '@ddsjs/safetensors';
 
@@ -58,17 +58,16 @@ export class UNetDownBlock extends Module implements DownBlock {
     this.downsampler = addDownsample ? this.list('downsamplers', [new Downsample2D(a.outChannels, downsamplePadding)])[0] : null;
   }
 
-  /** Returns the hidden state and the skip tensors (one per resnet, plus the downsampled one). Caller owns them all. */
+  /** Returns the hidden state and the skip tensors (one per resnet, plus the downsampled one; `hidden` is the last). */
   forward(x: tf.Tensor4D, temb: tf.Tensor2D, context: tf.Tensor3D): { hidden: tf.Tensor4D; skips: tf.Tensor4D[] } {
     const skips: tf.Tensor4D[] = [];
     let h = x;
     for (let i = 0; i < this.resnets.length; i++) {
-      h = this.resnets[i].forward(h, temb);
-      if (this.attentions) h = this.attentions[i].forward(h, context);
+      h = sequential(h, (t) => this.resnets[i].call(t, temb), this.attentions && ((t) => this.attentions![i].call(t, context)));
       skips.push(h);
     }
     if (this.downsampler) {
-      h = this.downsampler.forward(h);
+      h = this.downsampler.call(h);
       skips.push(h);
     }
     return { hidden: h, skips };
@@ -116,24 +115,21 @@ export class UNetUpBlock extends Module implements UpBlock {
     return this.upsampler !== null;
   }
 
-  /** `skips` holds exactly `numResnets` tensors, consumed last first. Caller owns the result. */
+  /** `skips` holds exactly `numResnets` tensors, consumed last first (not disposed: they are the caller's). */
   forward(x: tf.Tensor4D, skips: tf.Tensor4D[], temb: tf.Tensor2D, context: tf.Tensor3D, size?: [number, number]): tf.Tensor4D {
     if (skips.length !== this.resnets.length) {
       throw new InvalidArgumentError(`UNetUpBlock: expected ${this.resnets.length} skip tensors, got ${skips.length}`);
     }
-    return tf.tidy(() => {
-      let h = x;
-      const rest = [...skips];
-      for (let i = 0; i < this.resnets.length; i++) {
-        const skip = rest.pop()!;
-        const cat = tf.concat([h, skip], 3) as tf.Tensor4D;
-        if (i > 0) h.dispose();
-        h = chain(cat, (t) => this.resnets[i].forward(t, temb));
-        if (this.attentions) h = chain(h, (t) => this.attentions![i].forward(t, context));
-      }
-      if (this.upsampler) h = chain(h, (t) => this.upsampler!.forward(t, size));
-      return h;
-    });
+    const n = this.resnets.length;
+    return sequential(
+      x,
+      ...this.resnets.flatMap((resnet, i) => [
+        (h: tf.Tensor4D) => tf.concat([h, skips[n - 1 - i]], 3),
+        (h: tf.Tensor4D) => resnet.call(h, temb),
+        this.attentions && ((h: tf.Tensor4D) => this.attentions![i].call(h, context)),
+      ]),
+      this.upsampler && ((h) => this.upsampler!.call(h, size)),
+    );
   }
 }
 
@@ -153,16 +149,13 @@ export class UNetMidBlock2DCrossAttn extends Module {
     ]);
   }
 
-  /** `x[B,H,W,C]` → same shape. Caller owns the result. */
+  /** `x[B,H,W,C]` → same shape. */
   forward(x: tf.Tensor4D, temb: tf.Tensor2D, context: tf.Tensor3D): tf.Tensor4D {
-    return tf.tidy(() => {
-      let h = this.resnets[0].forward(x, temb);
-      for (let i = 0; i < this.attentions.length; i++) {
-        h = chain(h, (t) => this.attentions[i].forward(t, context));
-        h = chain(h, (t) => this.resnets[i + 1].forward(t, temb));
-      }
-      return h;
-    });
+    return sequential(
+      x,
+      (h) => this.resnets[0].call(h, temb),
+      ...this.attentions.flatMap((attn, i) => [(h: tf.Tensor4D) => attn.call(h, context), (h: tf.Tensor4D) => this.resnets[i + 1].call(h, temb)]),
+    );
   }
 }
 
@@ -318,16 +311,14 @@ export class UNet2DConditionModel extends Module {
   /**
    * Predicts the model output (ε or v) for `sample[B,h,w,in]` (NHWC) at `timestep` (a number or a
    * 0-d/1-element tensor for the whole batch, or one per sample) under `context[B,M,crossDim]` (the text
-   * encoder's last_hidden_state). Any latent size is accepted, non-square included. Returns `[B,h,w,out]`;
-   * caller owns it.
+   * encoder's last_hidden_state). Any latent size is accepted, non-square included. Returns `[B,h,w,out]`.
    */
   forward(sample: tf.Tensor4D, timestep: TimestepInput, context: tf.Tensor3D): tf.Tensor4D {
     return tf.tidy(() => this.run(sample, timestep, context, null));
   }
 
   /**
-   * As {@link forward}, also returning the intermediates of {@link UNetIntermediates} (NHWC). Caller owns
-   * `out` and every tensor of `debug`.
+   * As {@link forward}, also returning the intermediates of {@link UNetIntermediates} (NHWC; the caller's, as `out`).
    */
   forwardWithIntermediates(
     sample: tf.Tensor4D,
@@ -358,7 +349,7 @@ export class UNet2DConditionModel extends Module {
     }
     const ts = timestepTensor(timestep, b);
     const tProj = timestepEmbedding(ts, c.blockOutChannels[0], c.flipSinToCos, c.freqShift);
-    const emb = this.use(this.timeEmbedding, () => this.timeEmbedding.forward(tProj));
+    const emb = this.use(this.timeEmbedding, () => this.timeEmbedding.call(tProj));
     if (debug) {
       debug.time_proj = tProj;
       debug.time_embedding = emb;
@@ -370,16 +361,16 @@ export class UNet2DConditionModel extends Module {
     const forwardUpsampleSize = sample.shape[1] % factor !== 0 || sample.shape[2] % factor !== 0;
 
     let x = c.centerInputSample ? (tf.sub(tf.mul(sample, 2), 1) as tf.Tensor4D) : sample;
-    x = this.use(this.convIn, () => this.convIn.forward(x));
+    x = this.use(this.convIn, () => this.convIn.call(x));
     if (debug) debug.conv_in = x;
     const skips: tf.Tensor4D[] = [x];
     this.downBlocks.forEach((blk, i) => {
-      const r = this.use(blk, () => blk.forward(x, emb, context));
+      const r = this.use(blk, () => blk.call(x, emb, context));
       x = r.hidden;
       skips.push(...r.skips);
       if (debug) debug[`down_block_${i}`] = x;
     });
-    x = this.use(this.midBlock, () => this.midBlock.forward(x, emb, context));
+    x = this.use(this.midBlock, () => this.midBlock.call(x, emb, context));
     if (debug) debug.mid_block = x;
     this.upBlocks.forEach((blk, i) => {
       const res = skips.splice(skips.length - blk.numResnets, blk.numResnets);
@@ -388,15 +379,22 @@ export class UNet2DConditionModel extends Module {
         const next = skips[skips.length - 1];
         size = [next.shape[1], next.shape[2]];
       }
-      x = this.use(blk, () => blk.forward(x, res, emb, context, size));
+      const prev = x;
+      x = this.use(blk, () => blk.call(x, res, emb, context, size));
+      // The block's input and the skips it consumed are dead from here (unless kept as intermediates).
+      if (!debug) tf.dispose([prev, ...res]);
       if (debug) debug[`up_block_${i}`] = x;
     });
-    const n = this.use(this.convNormOut, () => this.convNormOut.forward(x));
-    return this.use(this.convOut, () => this.convOut.forward(silu(n)));
+    return sequential(
+      x,
+      (h) => this.use(this.convNormOut, () => this.convNormOut.call(h)),
+      silu,
+      (h) => this.use(this.convOut, () => this.convOut.call(h)),
+    );
   }
 }
 
-/** Turns a timestep input into a float32 `[B]` tensor (broadcasting one value to the batch). Caller owns it. */
+/** Turns a timestep input into a float32 `[B]` tensor (broadcasting one value to the batch). */
 function timestepTensor(t: TimestepInput, batch: number): tf.Tensor1D {
   if (typeof t === 'number') {
     if (!Number.isFinite(t)) throw new InvalidArgumentError(`UNet2DConditionModel.forward: timestep must be finite, got ${t}`);

@@ -1,7 +1,7 @@
 // diffusers' AutoencoderKL (SD 1.x/2.x VAE), NHWC.
 import * as tf from '@tensorflow/tfjs';
-import { Conv2d, GroupNorm, Module, silu, StateDictSource } from '@ddsjs/nn';
-import { chain, Downsample2D, ResnetBlock2D, setAttentionByteBudget, SpatialSelfAttention, Upsample2D } from './blocks';
+import { Conv2d, GroupNorm, Module, sequential, silu, StateDictSource } from '@ddsjs/nn';
+import { Downsample2D, ResnetBlock2D, setAttentionByteBudget, SpatialSelfAttention, Upsample2D } from './blocks';
 import { AutoencoderKLConfig } from './config';
 import { InvalidArgumentError } from '@ddsjs/safetensors';
 
@@ -21,13 +21,9 @@ export class DownEncoderBlock2D extends Module {
     this.downsampler = addDownsample ? this.list('downsamplers', [new Downsample2D(outChannels, 0)])[0] : null;
   }
 
-  /** `x[B,H,W,in]` → `[B,H',W',out]`. Caller owns the result. */
+  /** `x[B,H,W,in]` → `[B,H',W',out]`. */
   forward(x: tf.Tensor4D): tf.Tensor4D {
-    return tf.tidy(() => {
-      let h = this.resnets[0].forward(x);
-      for (const r of this.resnets.slice(1)) h = chain(h, (t) => r.forward(t));
-      return this.downsampler ? chain(h, (t) => this.downsampler!.forward(t)) : h;
-    });
+    return sequential(x, ...this.resnets, this.downsampler);
   }
 }
 
@@ -44,13 +40,9 @@ export class UpDecoderBlock2D extends Module {
     this.upsampler = addUpsample ? this.list('upsamplers', [new Upsample2D(outChannels)])[0] : null;
   }
 
-  /** `x[B,H,W,in]` → `[B,H',W',out]`. Caller owns the result. */
+  /** `x[B,H,W,in]` → `[B,H',W',out]`. */
   forward(x: tf.Tensor4D): tf.Tensor4D {
-    return tf.tidy(() => {
-      let h = this.resnets[0].forward(x);
-      for (const r of this.resnets.slice(1)) h = chain(h, (t) => r.forward(t));
-      return this.upsampler ? chain(h, (t) => this.upsampler!.forward(t)) : h;
-    });
+    return sequential(x, ...this.resnets, this.upsampler);
   }
 }
 
@@ -67,13 +59,9 @@ export class VaeMidBlock extends Module {
     this.attention = addAttention ? this.list('attentions', [new SpatialSelfAttention(channels, groups, VAE_EPS)])[0] : null;
   }
 
-  /** `x[B,H,W,C]` → same shape. Caller owns the result. */
+  /** `x[B,H,W,C]` → same shape. */
   forward(x: tf.Tensor4D): tf.Tensor4D {
-    return tf.tidy(() => {
-      let h = this.resnets[0].forward(x);
-      if (this.attention) h = chain(h, (t) => this.attention!.forward(t));
-      return chain(h, (t) => this.resnets[1].forward(t));
-    });
+    return sequential(x, this.resnets[0], this.attention, this.resnets[1]);
   }
 }
 
@@ -98,16 +86,9 @@ export class Encoder extends Module {
     this.convOut = this.child('conv_out', new Conv2d(boc[n - 1], 2 * c.latentChannels, 3, { padding: 1 }));
   }
 
-  /** `x[B,H,W,in]` → `[B,H/f,W/f,2·latent]` (mean and log-variance halves). Caller owns the result. */
+  /** `x[B,H,W,in]` → `[B,H/f,W/f,2·latent]` (mean and log-variance halves). */
   forward(x: tf.Tensor4D): tf.Tensor4D {
-    return tf.tidy(() => {
-      let h = this.convIn.forward(x);
-      for (const blk of this.downBlocks) h = chain(h, (t) => blk.forward(t));
-      h = chain(h, (t) => this.midBlock.forward(t));
-      h = chain(h, (t) => this.convNormOut.forward(t));
-      h = chain(h, silu);
-      return chain(h, (t) => this.convOut.forward(t));
-    });
+    return sequential(x, this.convIn, ...this.downBlocks, this.midBlock, this.convNormOut, silu, this.convOut);
   }
 }
 
@@ -133,16 +114,9 @@ export class Decoder extends Module {
     this.convOut = this.child('conv_out', new Conv2d(boc[0], c.outChannels, 3, { padding: 1 }));
   }
 
-  /** `z[B,h,w,latent]` → `[B,h·f,w·f,out]`. Caller owns the result. */
+  /** `z[B,h,w,latent]` → `[B,h·f,w·f,out]`. */
   forward(z: tf.Tensor4D): tf.Tensor4D {
-    return tf.tidy(() => {
-      let h = this.convIn.forward(z);
-      h = chain(h, (t) => this.midBlock.forward(t));
-      for (const blk of this.upBlocks) h = chain(h, (t) => blk.forward(t));
-      h = chain(h, (t) => this.convNormOut.forward(t));
-      h = chain(h, silu);
-      return chain(h, (t) => this.convOut.forward(t));
-    });
+    return sequential(z, this.convIn, this.midBlock, ...this.upBlocks, this.convNormOut, silu, this.convOut);
   }
 }
 
@@ -195,7 +169,7 @@ export class AutoencoderKL extends Module {
 
   /**
    * Encodes `image[B,H,W,in]` (values in [−1, 1]; H and W multiples of {@link downscaleFactor}) into the
-   * unscaled latent distribution. Differentiable. Caller owns `mean`, `std` and `logvar`.
+   * unscaled latent distribution. Differentiable.
    */
   encode(image: tf.Tensor4D): LatentDistribution {
     const c = this.config;
@@ -207,8 +181,7 @@ export class AutoencoderKL extends Module {
       throw new InvalidArgumentError(`AutoencoderKL.encode: image size ${image.shape[1]}×${image.shape[2]} is not a multiple of ${f}`);
     }
     const [mean, logvar, std] = tf.tidy(() => {
-      let m = this.encoder.forward(image);
-      if (this.quantConv) m = this.quantConv.forward(m);
+      const m = sequential(image, this.encoder, this.quantConv);
       const [mu, lv] = tf.split(m, 2, 3) as [tf.Tensor4D, tf.Tensor4D];
       const lvc = tf.clipByValue(lv, -30, 20) as tf.Tensor4D;
       return [mu, lvc, tf.exp(tf.mul(lvc, 0.5)) as tf.Tensor4D];
@@ -218,17 +191,14 @@ export class AutoencoderKL extends Module {
 
   /**
    * Decodes unscaled latents `z[B,h,w,latent]` (divide diffusion latents by {@link scalingFactor} first)
-   * into images `[B,h·f,w·f,out]` in about [−1, 1]. Differentiable. Caller owns the result.
+   * into images `[B,h·f,w·f,out]` in about [−1, 1]. Differentiable.
    */
   decode(latents: tf.Tensor4D): tf.Tensor4D {
     const c = this.config;
     if (latents.rank !== 4 || latents.shape[3] !== c.latentChannels) {
       throw new InvalidArgumentError(`AutoencoderKL.decode: latents must be NHWC [B,h,w,${c.latentChannels}], got [${latents.shape}]`);
     }
-    return tf.tidy(() => {
-      const z = this.postQuantConv ? this.postQuantConv.forward(latents) : latents;
-      return this.decoder.forward(z);
-    });
+    return sequential(latents, this.postQuantConv, this.decoder);
   }
 }
 
