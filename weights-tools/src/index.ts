@@ -46,10 +46,9 @@ export {
   reportsByBackground,
   formatEditTable,
   formatGenerationLine,
-  runEvalToyCommand,
   BACKGROUND_CHANGE_LIMIT,
-  EVAL_TOY_HELP,
 } from './toy-quality';
+export { runEvalToyCommand, EVAL_TOY_HELP } from './commands/eval-toy';
 export type { GenerationCase, GenerationReport, GenerationEvalOptions, EditCase, EditReport, EditEvalOptions, EditTask, CustomEditor } from './toy-quality';
 export {
   TOY_TRANSLATOR_TASKS,

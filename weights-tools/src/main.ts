@@ -7,7 +7,7 @@ import { averageCheckpoints } from './average';
 import { makeRandom } from './random';
 import { runTrainToyCommand, TRAIN_TOY_HELP } from './commands/train-toy';
 import { formatCount } from './folder';
-import { runEvalToyCommand, EVAL_TOY_HELP } from './toy-quality';
+import { runEvalToyCommand, EVAL_TOY_HELP } from './commands/eval-toy';
 import { runEvalToyTranslatorCommand, runTrainToyTranslatorCommand, EVAL_TOY_TRANSLATOR_HELP, TRAIN_TOY_TRANSLATOR_HELP } from './commands/toy-translator';
 
 const USAGE = `usage: dds-weights <command> [options]

@@ -1,7 +1,6 @@
 // Measured quality of a toy-shapes model (issue 5): generation on held-out captions, and DDS / SDS colour edits of
 // generator pictures (target colour reached, shape kept, background untouched). Used by `dds-weights eval-toy`, the
 // quality tests and the docs table.
-import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendName, initBackend } from '@ddsjs/nn';
 import { type StableDiffusion, loadStableDiffusion } from '@ddsjs/sd';
@@ -517,99 +516,4 @@ export function formatEditTable(reports: EditReport[]): string {
 /** The generation result as one Markdown line. */
 export function formatGenerationLine(g: GenerationReport): string {
   return `generation on ${g.cases.length} pictures of held-out captions: both colours right ${pct(g.rate)} (shape colour ${pct(g.colourRate)}, background ${pct(g.backgroundRate)})`;
-}
-
-/** Help of `dds-weights eval-toy`. */
-export const EVAL_TOY_HELP = `usage: dds-weights eval-toy [<model dir>] [--edits N] [--seed N] [--gen-seed N] [--gen-seeds N] [--gen-guidance X] [--gen-steps N] [--steps N] [--lr X] [--methods LIST] [--guidance X] [--no-sds] [--no-generation] [--alignment] [--variant fp16] [--backend B]
-
-Measures a toy-shapes model (default: the embedded one of @ddsjs/toy-shapes): generation on the 12 held-out
-captions (2 seeds each unless --gen-seeds; 50 DDIM steps and the model's generation guidance from its
-ddsjs_defaults.json: \`dds generate\`'s defaults), then DDS and SDS colour edits of N generator pictures (editImage
-defaults: the model's ddsjs_defaults.json, else the notebook's 200 steps, lr 0.1, guidance 7.5), and
-prints the tables of docs/notes/2026-12-toy-model-log.md (then the edit table split by background).
-  --edits N         pictures to edit (default 10)
-  --seed N          seed of the pictures and target colours (default 1234)
-  --gen-seed N      first generation seed (default 0; 2 = the validation set the shipped weights were chosen on)
-  --gen-seeds N     generation seeds per caption (default 2)
-  --gen-guidance X  generation guidance scale (default: the model's ddsjs_defaults.json, else 7.5)      --gen-steps N   generation DDIM steps (default 50)
-  --steps N         edit steps (default: editImage's)      --lr X   edit learning rate (default: editImage's)
-  --no-sds          DDS only        --no-generation   edits only
-  --methods LIST    edit methods to measure, comma-separated (default dds,sds; also nfsd, csd, pds, flowedit)
-  --guidance X      edit guidance scale (default: editImage's for the method)
-  --alignment       instead of all that, the DDS gradient against the true edit on the N pictures (ddsOracleAlignment):
-                    per timestep, at z = the source and at z = the true edit; seconds, not minutes
-  --variant fp16    load <model dir>'s *.fp16.safetensors (the embedded model always is)
-  --backend B       tfjs backend (default wasm)`;
-
-/** Runs `dds-weights eval-toy` (arguments after the command name); prints the tables; returns the exit code. */
-export async function runEvalToyCommand(args: string[], out: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        edits: { type: 'string' }, seed: { type: 'string' }, 'gen-seed': { type: 'string' }, 'gen-seeds': { type: 'string' }, 'gen-guidance': { type: 'string' }, 'gen-steps': { type: 'string' }, variant: { type: 'string' }, steps: { type: 'string' }, lr: { type: 'string' }, backend: { type: 'string' },
-        'no-sds': { type: 'boolean' }, methods: { type: 'string' }, guidance: { type: 'string' }, 'no-generation': { type: 'boolean' }, alignment: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    throw new Error(`eval-toy: ${(e as Error).message}`);
-  }
-  const v = parsed.values;
-  if (v.help) return out(EVAL_TOY_HELP), 0;
-  const int = (name: string, s: string | undefined, d: number, min = 1) => {
-    if (s === undefined) return d;
-    const n = Number(s);
-    if (!Number.isInteger(n) || n < min) throw new Error(`eval-toy: --${name} must be a ${min === 0 ? 'non-negative' : 'positive'} integer, got '${s}'`);
-    return n;
-  };
-  if (parsed.positionals.length > 1) throw new Error(`eval-toy: expected at most one model folder, got ${parsed.positionals.length}`);
-  const genSeed = int('gen-seed', v['gen-seed'] as string | undefined, 0, 0);
-  const genSeeds = int('gen-seeds', v['gen-seeds'] as string | undefined, 2);
-  const genSteps = int('gen-steps', v['gen-steps'] as string | undefined, 50);
-  const gg = v['gen-guidance'] as string | undefined;
-  const genGuidance = gg === undefined ? undefined : Number(gg);
-  if (gg !== undefined && (gg.trim() === '' || !Number.isFinite(genGuidance) || genGuidance! < 0)) throw new Error(`eval-toy: --gen-guidance must be a non-negative number, got '${gg}'`);
-  const lrArg = v.lr as string | undefined;
-  const lr = lrArg === undefined ? undefined : Number(lrArg);
-  if (lrArg !== undefined && (lrArg.trim() === '' || !Number.isFinite(lr) || lr! <= 0)) throw new Error(`eval-toy: --lr must be a positive number, got '${lrArg}'`);
-  const opts = {
-    n: int('edits', v.edits as string | undefined, 10),
-    seed: int('seed', v.seed as string | undefined, 1234),
-    ...(v.steps !== undefined ? { steps: int('steps', v.steps as string, 200) } : {}),
-    ...(lr !== undefined ? { lr } : {}),
-  };
-  if (v.variant !== undefined && v.variant !== 'fp16') throw new Error(`eval-toy: --variant must be fp16, got '${v.variant}'`);
-  const methods = ((v.methods as string | undefined) ?? (v['no-sds'] ? 'dds' : 'dds,sds')).split(',').map((m) => m.trim()) as EditMethod[];
-  const bad = methods.find((m) => !EDIT_METHODS.includes(m));
-  if (bad !== undefined) throw new Error(`eval-toy: --methods takes ${EDIT_METHODS.join(', ')}, got '${bad}'`);
-  const ga = v.guidance as string | undefined;
-  const guidanceScale = ga === undefined ? undefined : Number(ga);
-  if (ga !== undefined && !(Number.isFinite(guidanceScale) && guidanceScale! >= 0)) throw new Error(`eval-toy: --guidance must be a non-negative number, got '${ga}'`);
-  const sd = await loadToyModel('eval-toy', parsed.positionals[0], v.backend, v.variant as 'fp16' | undefined);
-  const progress = (what: string) => (_c: unknown, done: number, total: number) => process.stderr.write(`  ${what} ${done}/${total}\n`);
-  try {
-    if (v.alignment) {
-      for (const at of ['source', 'oracle'] as const) {
-        out(`DDS gradient at z = ${at === 'source' ? 'the source latent ẑ' : 'the true edit ẑ + Δ'} (${opts.n} pictures of seed ${opts.seed}, guidance 7.5, 8 noises per t):`);
-        out(formatAlignmentTable(ddsOracleAlignment(sd, { n: opts.n, seed: opts.seed, at })));
-      }
-      return 0;
-    }
-    if (!v['no-generation']) {
-      const g = await evaluateGeneration(sd, { firstSeed: genSeed, seedsPerPrompt: genSeeds, steps: genSteps, guidanceScale: genGuidance, onCase: progress('generation') });
-      out(formatGenerationLine(g));
-    }
-    const reports: EditReport[] = [];
-    for (const method of methods) reports.push(await evaluateEdits(sd, { ...opts, method, guidanceScale, onCase: progress(`${method} edit`) }));
-    out(formatEditTable(reports));
-    out('');
-    out('Per background:');
-    out(formatEditTable(reports.flatMap(reportsByBackground)));
-  } finally {
-    sd.dispose();
-  }
-  return 0;
 }

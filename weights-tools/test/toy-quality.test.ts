@@ -96,7 +96,7 @@ describe('evaluateEdits / evaluateGeneration on the tiny fixture model', () => {
   });
 
   it('eval-toy rejects bad flags naming them, before loading a model', async () => {
-    const { runEvalToyCommand } = await import('../src/toy-quality');
+    const { runEvalToyCommand } = await import('../src/commands/eval-toy');
     await expect(runEvalToyCommand(['--gen-seed=-1'])).rejects.toThrow(/--gen-seed must be a non-negative integer, got '-1'/);
     await expect(runEvalToyCommand(['--edits', '0'])).rejects.toThrow(/--edits must be a positive integer/);
     await expect(runEvalToyCommand(['--gen-seeds', '1.5'])).rejects.toThrow(/--gen-seeds must be a positive integer/);

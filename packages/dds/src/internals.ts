@@ -48,15 +48,9 @@ export {
   DEFAULT_TRANSLATOR_LR,
   DEFAULT_TRANSLATOR_STEPS,
   TranslatorDivergedError,
-  ddsLoss,
   guidanceAtStep,
   trainTranslator,
-  translatorGrads,
 } from './translator/translator-train';
-export type {
-  DdsLossResult,
-  TrainTranslatorOptions,
-  TranslatorGrads,
-  TranslatorLossOptions,
-  TranslatorStepInfo,
-} from './translator/translator-train';
+export type { TrainTranslatorOptions, TranslatorStepInfo } from './translator/translator-train';
+export { ddsLoss, translatorGrads } from './translator/translator-loss';
+export type { DdsLossResult, TranslatorGrads, TranslatorLossOptions } from './translator/translator-loss';

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Module, Parameter, sequential } from './module';
-import { conv2dOp, gatherAxis, hotOps, Padding4 } from './ops';
+import { conv2dOp, gatherAxis, Padding4 } from './ops';
+import { hotOps } from './hot-ops';
 import { InvalidArgumentError } from '@ddsjs/safetensors';
 
 /** `torch.nn.Linear`: `y = x·Wᵀ + b` over the last axis of any-rank `x`. */
