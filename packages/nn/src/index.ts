@@ -3,6 +3,7 @@ export * from './layers';
 export * from './ops';
 export * from './hot-ops';
 export * from './attention';
+export * from './offload';
 export * from './backend';
 export * from './random';
 // The typed errors of every ddsjs package (defined in @ddsjs/safetensors, the lowest package).

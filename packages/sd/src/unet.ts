@@ -1,7 +1,7 @@
 // diffusers' UNet2DConditionModel (SD 1.x / 2.x), NHWC.
 import * as tf from '@tensorflow/tfjs';
-import { Conv2d, GroupNorm, LoadStateDictOptions, Module, sequential, silu, StateDictSource } from '@ddsjs/nn';
-import { Downsample2D, ResnetBlock2D, setAttentionByteBudget, WeightOffload, TimestepEmbedding, timestepEmbedding, Transformer2DModel, Upsample2D } from './blocks';
+import { Conv2d, GroupNorm, LoadStateDictOptions, Module, sequential, silu, StateDictSource, WeightOffload } from '@ddsjs/nn';
+import { Downsample2D, ResnetBlock2D, setAttentionByteBudget, TimestepEmbedding, timestepEmbedding, Transformer2DModel, Upsample2D } from './blocks';
 import { UNet2DConditionConfig } from './config';
 import { InvalidArgumentError } from '@ddsjs/safetensors';
 
