@@ -72,8 +72,8 @@ async function ensureRandomModel(dir, width) {
 async function child(section, backend, runs) {
   const tf = require('@tensorflow/tfjs');
   const nn = require(path.join(ROOT, 'packages', 'nn', 'dist'));
-  const sdlib = require(path.join(ROOT, 'packages', 'sd', 'dist'));
-  const dds = require(path.join(ROOT, 'packages', 'dds', 'dist'));
+  const sdlib = require(path.join(ROOT, 'packages', 'sd', 'dist', 'internals'));
+  const dds = require(path.join(ROOT, 'packages', 'dds', 'dist', 'internals'));
   await nn.initBackend(backend, { quiet: true });
   const out = {};
   const dir = DIRS[section];

@@ -10,8 +10,8 @@ const fs = require('fs');
 const tf = require('@tensorflow/tfjs');
 const root = path.join(__dirname, '..');
 const nn = require(path.join(root, 'packages/nn/dist'));
-const sdlib = require(path.join(root, 'packages/sd/dist'));
-const dds = require(path.join(root, 'packages/dds/dist'));
+const sdlib = require(path.join(root, 'packages/sd/dist/internals'));
+const dds = require(path.join(root, 'packages/dds/dist/internals'));
 
 const args = process.argv.slice(2);
 const backendArg = args.find((a) => !a.startsWith('--')) || 'wasm';

@@ -41,8 +41,8 @@ async function main() {
   const o = parseArgs(process.argv.slice(2));
   const tf = require('@tensorflow/tfjs');
   const nn = require(path.join(ROOT, 'packages', 'nn', 'dist'));
-  const sdlib = require(path.join(ROOT, 'packages', 'sd', 'dist'));
-  const dds = require(path.join(ROOT, 'packages', 'dds', 'dist'));
+  const sdlib = require(path.join(ROOT, 'packages', 'sd', 'dist', 'internals'));
+  const dds = require(path.join(ROOT, 'packages', 'dds', 'dist', 'internals'));
   await nn.initBackend(o.backend, { quiet: true });
   let work;
   if (o.model === 'toy') {

@@ -62,7 +62,7 @@ async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const tf = require('@tensorflow/tfjs');
   const nn = require(path.join(ROOT, 'packages', 'nn', 'dist'));
-  const sdlib = require(path.join(ROOT, 'packages', 'sd', 'dist'));
+  const sdlib = require(path.join(ROOT, 'packages', 'sd', 'dist', 'internals'));
   const { scaleConfigs } = require(path.join(ROOT, 'weights-tools', 'dist'));
   const backend = await nn.initBackend(opts.backend, { quiet: true });
   // tf.profile would otherwise read every kernel's output back to check it for NaN (GBs of copies).

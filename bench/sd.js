@@ -218,7 +218,7 @@ function libs() {
   return {
     tf: require('@tensorflow/tfjs'),
     nn: require(path.join(ROOT, 'packages', 'nn', 'dist')),
-    sd: require(path.join(ROOT, 'packages', 'sd', 'dist')),
+    sd: require(path.join(ROOT, 'packages', 'sd', 'dist', 'internals')),
     wt: require(path.join(ROOT, 'weights-tools', 'dist')),
   };
 }
