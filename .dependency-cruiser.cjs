@@ -21,7 +21,7 @@ const ALLOWED = {
   sd: ['safetensors', 'nn'],
   dds: ['safetensors', 'nn', 'train', 'sd'],
   cli: ['safetensors', 'nn', 'sd', 'dds', 'toy'],
-  tools: ['safetensors', 'nn', 'train', 'sd', 'dds', 'toy'],
+  tools: ['safetensors', 'nn', 'train', 'sd', 'dds', 'toy', 'cli'],
   web: ['safetensors', 'nn', 'sd', 'dds', 'toy'],
 };
 const forbidden = Object.entries(ALLOWED).map(([from, ok]) => ({

@@ -43,6 +43,7 @@ const base: Config = {
     '^@ddsjs/(safetensors|nn|train|sd|dds|toy-shapes|cli)$': '<rootDir>/packages/$1/src',
     // the packages' `exports` subpaths (package.json): `@ddsjs/sd/internals` → packages/sd/src/internals.ts
     '^@ddsjs/(safetensors|nn|sd|dds)/internals$': '<rootDir>/packages/$1/src/internals',
+    '^@ddsjs/cli/args$': '<rootDir>/packages/cli/src/args',
     '^@ddsjs/weights-tools$': '<rootDir>/weights-tools/src',
   },
   modulePathIgnorePatterns: ['<rootDir>/packages/.*/dist', '<rootDir>/weights-tools/dist'],

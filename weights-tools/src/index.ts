@@ -31,12 +31,12 @@ export {
   formatCount,
 } from './folder';
 export type { ComponentName, ParamSpec, RawComponentConfigs } from './folder';
-export { main } from './main';
+export { main, COMMANDS } from './main';
 export { trainToy } from './train-toy';
 export { toyConfigs, TOY_PRESETS } from './toy/presets';
 export type { ToyPreset } from './toy/presets';
 export type { TrainToyOptions, TrainToyResult, TrainToyProgress } from './toy/options';
-export { formatTrainProgress, parseTrainToyArgs, runTrainToyCommand, TRAIN_TOY_HELP } from './commands/train-toy';
+export { formatTrainProgress, parseTrainToyArgs, runTrainToyCommand, TRAIN_TOY_COMMAND } from './commands/train-toy';
 export type { TrainToyArgs } from './commands/train-toy';
 export {
   evaluateGeneration,
@@ -48,7 +48,7 @@ export {
   formatGenerationLine,
   BACKGROUND_CHANGE_LIMIT,
 } from './toy-quality';
-export { runEvalToyCommand, EVAL_TOY_HELP } from './commands/eval-toy';
+export { runEvalToyCommand, EVAL_TOY_COMMAND } from './commands/eval-toy';
 export type { GenerationCase, GenerationReport, GenerationEvalOptions, EditCase, EditReport, EditEvalOptions, EditTask, CustomEditor } from './toy-quality';
 export {
   TOY_TRANSLATOR_TASKS,
@@ -71,5 +71,5 @@ export {
   formatToyTranslatorEvaluation,
   toyTranslatorStrip,
 } from './toy-translator';
-export { runTrainToyTranslatorCommand, runEvalToyTranslatorCommand, TRAIN_TOY_TRANSLATOR_HELP, EVAL_TOY_TRANSLATOR_HELP } from './commands/toy-translator';
+export { runTrainToyTranslatorCommand, runEvalToyTranslatorCommand, TRAIN_TOY_TRANSLATOR_COMMAND, EVAL_TOY_TRANSLATOR_COMMAND } from './commands/toy-translator';
 export type { ToyTranslatorEvalOptions, ToyTranslatorEvaluation, TaskConfusion, TaskSensitivity } from './toy-translator';

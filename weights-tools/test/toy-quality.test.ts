@@ -103,7 +103,7 @@ describe('evaluateEdits / evaluateGeneration on the tiny fixture model', () => {
     await expect(runEvalToyCommand(['--gen-guidance', 'x'])).rejects.toThrow(/--gen-guidance must be a non-negative number, got 'x'/);
     await expect(runEvalToyCommand(['--gen-steps', '0'])).rejects.toThrow(/--gen-steps must be a positive integer/);
     await expect(runEvalToyCommand(['--variant', 'fp32'])).rejects.toThrow(/--variant must be fp16, got 'fp32'/);
-    await expect(runEvalToyCommand(['--bogus'])).rejects.toThrow(/eval-toy: Unknown option '--bogus'/);
+    await expect(runEvalToyCommand(['--bogus'])).rejects.toThrow(/eval-toy: unknown option '--bogus'/);
     await expect(runEvalToyCommand(['--methods', 'dds,vsd'])).rejects.toThrow(/--methods takes dds, sds, nfsd, csd, pds, flowedit, got 'vsd'/);
     await expect(runEvalToyCommand(['--guidance', 'x'])).rejects.toThrow(/--guidance must be a non-negative number, got 'x'/);
   });

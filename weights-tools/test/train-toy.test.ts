@@ -13,7 +13,8 @@ import {
 import { parseCLIPTextConfig, parseUNetConfig, parseVaeConfig } from '@ddsjs/sd/internals';
 import { Rng, renderScene, sampleScene } from '@ddsjs/toy-shapes';
 import { sceneInput } from '../src/toy-quality';
-import { TRAIN_TOY_HELP, formatTrainProgress, parseTrainToyArgs, runTrainToyCommand } from '../src/commands/train-toy';
+import { commandHelp } from '@ddsjs/cli/args';
+import { TRAIN_TOY_COMMAND, formatTrainProgress, parseTrainToyArgs, runTrainToyCommand } from '../src/commands/train-toy';
 import { poolScene } from '../src/toy/data';
 import { toyConfigs } from '../src/toy/presets';
 import { trainToy } from '../src/train-toy';
@@ -81,7 +82,7 @@ describe('dds-weights train-toy arguments', () => {
     expect(() => parseTrainToyArgs([])).toThrow(/expected <outdir>/);
     const lines: string[] = [];
     expect(await runTrainToyCommand(['--help'], (l) => lines.push(l))).toBe(0);
-    expect(lines).toEqual([TRAIN_TOY_HELP]);
+    expect(lines).toEqual([commandHelp(TRAIN_TOY_COMMAND)]);
   });
 });
 

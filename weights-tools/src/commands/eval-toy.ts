@@ -1,5 +1,5 @@
 // `dds-weights eval-toy`: the command's flags, help text and printing around the toy-quality library calls.
-import { parseArgs } from 'node:util';
+import { type CommandSpec, commandHelp, parseCommand } from '@ddsjs/cli/args';
 import type { EditMethod } from '@ddsjs/dds';
 import { EDIT_METHODS } from '@ddsjs/dds';
 import {
@@ -14,46 +14,41 @@ import {
   reportsByBackground,
 } from '../toy-quality';
 
-/** Help of `dds-weights eval-toy`. */
-export const EVAL_TOY_HELP = `usage: dds-weights eval-toy [<model dir>] [--edits N] [--seed N] [--gen-seed N] [--gen-seeds N] [--gen-guidance X] [--gen-steps N] [--steps N] [--lr X] [--methods LIST] [--guidance X] [--no-sds] [--no-generation] [--alignment] [--variant fp16] [--backend B]
-
-Measures a toy-shapes model (default: the embedded one of @ddsjs/toy-shapes): generation on the 12 held-out
+/** `dds-weights eval-toy`: its options and help (see @ddsjs/cli/args). */
+export const EVAL_TOY_COMMAND: CommandSpec = {
+  name: 'eval-toy',
+  program: 'dds-weights',
+  positionals: true,
+  usage: 'dds-weights eval-toy [<model dir>] [options]',
+  summary: `Measures a toy-shapes model (default: the embedded one of @ddsjs/toy-shapes): generation on the 12 held-out
 captions (2 seeds each unless --gen-seeds; 50 DDIM steps and the model's generation guidance from its
 ddsjs_defaults.json: \`dds generate\`'s defaults), then DDS and SDS colour edits of N generator pictures (editImage
 defaults: the model's ddsjs_defaults.json, else the notebook's 200 steps, lr 0.1, guidance 7.5), and
-prints the tables of docs/notes/2026-12-toy-model-log.md (then the edit table split by background).
-  --edits N         pictures to edit (default 10)
-  --seed N          seed of the pictures and target colours (default 1234)
-  --gen-seed N      first generation seed (default 0; 2 = the validation set the shipped weights were chosen on)
-  --gen-seeds N     generation seeds per caption (default 2)
-  --gen-guidance X  generation guidance scale (default: the model's ddsjs_defaults.json, else 7.5)      --gen-steps N   generation DDIM steps (default 50)
-  --steps N         edit steps (default: editImage's)      --lr X   edit learning rate (default: editImage's)
-  --no-sds          DDS only        --no-generation   edits only
-  --methods LIST    edit methods to measure, comma-separated (default dds,sds; also nfsd, csd, pds, flowedit)
-  --guidance X      edit guidance scale (default: editImage's for the method)
-  --alignment       instead of all that, the DDS gradient against the true edit on the N pictures (ddsOracleAlignment):
-                    per timestep, at z = the source and at z = the true edit; seconds, not minutes
-  --variant fp16    load <model dir>'s *.fp16.safetensors (the embedded model always is)
-  --backend B       tfjs backend (default wasm)`;
+prints the tables of docs/notes/2026-12-toy-model-log.md (then the edit table split by background).`,
+  options: {
+    edits: { type: 'string', arg: 'N', help: 'pictures to edit (default 10)' },
+    seed: { type: 'string', arg: 'N', help: 'seed of the pictures and target colours (default 1234)' },
+    'gen-seed': { type: 'string', arg: 'N', help: 'first generation seed (default 0; 2 = the validation set the shipped weights were chosen on)' },
+    'gen-seeds': { type: 'string', arg: 'N', help: 'generation seeds per caption (default 2)' },
+    'gen-guidance': { type: 'string', arg: 'X', help: "generation guidance scale (default: the model's ddsjs_defaults.json, else 7.5)" },
+    'gen-steps': { type: 'string', arg: 'N', help: 'generation DDIM steps (default 50)' },
+    steps: { type: 'string', arg: 'N', help: "edit steps (default: editImage's)" },
+    lr: { type: 'string', arg: 'X', help: "edit learning rate (default: editImage's)" },
+    'no-sds': { type: 'boolean', help: 'DDS only' },
+    'no-generation': { type: 'boolean', help: 'edits only' },
+    methods: { type: 'string', arg: 'LIST', help: 'edit methods to measure, comma-separated (default dds,sds; also nfsd, csd, pds, flowedit)' },
+    guidance: { type: 'string', arg: 'X', help: "edit guidance scale (default: editImage's for the method)" },
+    alignment: { type: 'boolean', help: 'instead of all that, the DDS gradient against the true edit on the N pictures (ddsOracleAlignment): per timestep, at z = the source and at z = the true edit; seconds, not minutes' },
+    variant: { type: 'string', arg: 'fp16', help: "load <model dir>'s *.fp16.safetensors (the embedded model always is)" },
+    backend: { type: 'string', arg: 'B', help: 'tfjs backend (default wasm)' },
+  },
+};
 
 /** Runs `dds-weights eval-toy` (arguments after the command name); prints the tables; returns the exit code. */
 export async function runEvalToyCommand(args: string[], out: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        edits: { type: 'string' }, seed: { type: 'string' }, 'gen-seed': { type: 'string' }, 'gen-seeds': { type: 'string' }, 'gen-guidance': { type: 'string' }, 'gen-steps': { type: 'string' }, variant: { type: 'string' }, steps: { type: 'string' }, lr: { type: 'string' }, backend: { type: 'string' },
-        'no-sds': { type: 'boolean' }, methods: { type: 'string' }, guidance: { type: 'string' }, 'no-generation': { type: 'boolean' }, alignment: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    throw new Error(`eval-toy: ${(e as Error).message}`);
-  }
+  const parsed = parseCommand(EVAL_TOY_COMMAND, args);
   const v = parsed.values;
-  if (v.help) return out(EVAL_TOY_HELP), 0;
+  if (parsed.help) return out(commandHelp(EVAL_TOY_COMMAND)), 0;
   const int = (name: string, s: string | undefined, d: number, min = 1) => {
     if (s === undefined) return d;
     const n = Number(s);

@@ -1,6 +1,6 @@
 // `dds-weights train-toy`: the command's flags, help text and progress lines around the trainToy library call.
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { type CommandSpec, commandHelp, parseCommand } from '@ddsjs/cli/args';
 import { BACKEND_NAMES, BackendName, initBackend } from '@ddsjs/nn';
 import { BACKGROUND_NAMES, type BackgroundName } from '@ddsjs/toy-shapes';
 import { abortOnInterrupt } from '@ddsjs/train';
@@ -16,39 +16,44 @@ export function formatTrainProgress(p: TrainToyProgress, width = 20): string {
   return `${p.phase.padEnd(4)} ${String(p.step).padStart(String(p.total).length)}/${p.total} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] loss ${p.loss.toFixed(5)}  ${p.secondsPerStep.toFixed(2)} s/step  eta ${etaText}`;
 }
 
-/** Usage text of `dds-weights train-toy` (for the command table's help). */
-export const TRAIN_TOY_HELP = `usage: dds-weights train-toy <outdir> [--preset toy|toy16|micro] [--seed N] [--vae-steps N] [--unet-steps N]
-       [--vae-batch N] [--unet-batch N] [--vae-lr X] [--unet-lr X] [--pool-size N] [--pool-background-weights LIST] [--shape-weight X] [--noise-offset X] [--init DIR] [--checkpoint-every N] [--keep-checkpoints]
-       [--time-budget SECONDS] [--backend wasm|cpu|tensorflow|webgpu|auto] [--force] [--no-fp16]
-
-Trains the toy-shapes model of @ddsjs/toy-shapes (Stable Diffusion structure: CLIP tokenizer + frozen CLIP text
+/** `dds-weights train-toy`: its options and help (see @ddsjs/cli/args). */
+export const TRAIN_TOY_COMMAND: CommandSpec = {
+  name: 'train-toy',
+  program: 'dds-weights',
+  positionals: true,
+  usage: 'dds-weights train-toy <outdir> [options]',
+  summary: `Trains the toy-shapes model of @ddsjs/toy-shapes (Stable Diffusion structure: CLIP tokenizer + frozen CLIP text
 model, AutoencoderKL, UNet2DConditionModel) on the synthetic shapes world: the VAE, then the UNet (epsilon
 prediction, 10% caption dropout). <outdir> is a diffusers folder at every checkpoint; <outdir>/train/ holds the
-state, the Adam moments and loss.jsonl. Rerunning the same command resumes from the last checkpoint.
-  --preset P           toy (64x64 pictures, 8x8x4 latents; default), toy16 (64x64 pictures, 16x16x4 latents)
-                       or micro (16x16 pictures, for tests)
-  --seed N             seed of initialisation, data and noise (default 0; must match when resuming)
-  --vae-steps N        VAE steps (default 1200)      --unet-steps N   UNet steps (default 2000)
-  --vae-batch N        VAE batch (default 4)         --unet-batch N   UNet batch (default 16)
-  --vae-lr X           VAE Adam lr (default 1e-3)    --unet-lr X      UNet Adam lr (default 5e-4)
-  --pool-size N        pictures pre-encoded for UNet training (default 8192)
-  --shape-weight X     weight of shape pixels in the VAE loss (default 5)
-  --vae-colour-weight X weight of the VAE's 4x4 block-mean colour term (default 4; 0 = off)
-  --vae-latent-colour-weight X  weight of the term tying latent channels 0-2 to each cell's mean RGB (default 0)
-  --vae-latent-mask-weight X  weight of the term tying latent channel 3 to the shape's coverage of each cell (default 0)
-  --vae-latent-mask-level X   that channel's value on the shape (+X) and the background (-X) (default 2)
-  --vae-freeze-encoder train only the VAE decoder (the latents, and a UNet trained on them, stay valid)
-  --init DIR           start from the weights and configs of the diffusers folder DIR (fine-tuning; e.g. the
-                       decoder of a finished model with --vae-freeze-encoder --unet-steps 0, keeping its scaling_factor)
-  --vae-logvar-init X  initial bias of the VAE encoder's logvar channels (default -6: posterior std 0.05)
-  --noise-offset X     offset noise in the UNet phase, as diffusers' --noise_offset (default 0; see TrainToyOptions)
-  --pool-background-weights LIST  relative frequency of backgrounds in the UNet's pool, e.g. gray=3 (others 1)
-  --checkpoint-every N checkpoint interval in steps (default 250)
-  --keep-checkpoints   keep each checkpoint's weights in <outdir>/train/checkpoints/ (for dds-weights average)
-  --time-budget S      stop cleanly (checkpoint) after S seconds; rerun to resume (Ctrl-C does the same; twice: quit now)
-  --backend B          tfjs backend (default wasm)
-  --force              start afresh in a non-empty <outdir>
-  --no-fp16            skip writing the *.fp16.safetensors variant at the end`;
+state, the Adam moments and loss.jsonl. Rerunning the same command resumes from the last checkpoint.`,
+  options: {
+    preset: { type: 'string', arg: 'P', help: 'toy (64x64 pictures, 8x8x4 latents; default), toy16 (64x64 pictures, 16x16x4 latents) or micro (16x16 pictures, for tests)' },
+    seed: { type: 'string', arg: 'N', help: 'seed of initialisation, data and noise (default 0; must match when resuming)' },
+    'vae-steps': { type: 'string', arg: 'N', help: 'VAE steps (default 1200)' },
+    'unet-steps': { type: 'string', arg: 'N', help: 'UNet steps (default 2000)' },
+    'vae-batch': { type: 'string', arg: 'N', help: 'VAE batch (default 4)' },
+    'unet-batch': { type: 'string', arg: 'N', help: 'UNet batch (default 16)' },
+    'vae-lr': { type: 'string', arg: 'X', help: 'VAE Adam lr (default 1e-3)' },
+    'unet-lr': { type: 'string', arg: 'X', help: 'UNet Adam lr (default 5e-4)' },
+    'pool-size': { type: 'string', arg: 'N', help: 'pictures pre-encoded for UNet training (default 8192)' },
+    'shape-weight': { type: 'string', arg: 'X', help: 'weight of shape pixels in the VAE loss (default 5)' },
+    'vae-colour-weight': { type: 'string', arg: 'X', help: "weight of the VAE's 4x4 block-mean colour term (default 4; 0 = off)" },
+    'vae-latent-colour-weight': { type: 'string', arg: 'X', help: "weight of the term tying latent channels 0-2 to each cell's mean RGB (default 0)" },
+    'vae-latent-mask-weight': { type: 'string', arg: 'X', help: "weight of the term tying latent channel 3 to the shape's coverage of each cell (default 0)" },
+    'vae-latent-mask-level': { type: 'string', arg: 'X', help: "that channel's value on the shape (+X) and the background (-X) (default 2)" },
+    'vae-freeze-encoder': { type: 'boolean', help: 'train only the VAE decoder (the latents, and a UNet trained on them, stay valid)' },
+    init: { type: 'string', arg: 'DIR', help: 'start from the weights and configs of the diffusers folder DIR (fine-tuning; e.g. the decoder of a finished model with --vae-freeze-encoder --unet-steps 0, keeping its scaling_factor)' },
+    'vae-logvar-init': { type: 'string', arg: 'X', help: "initial bias of the VAE encoder's logvar channels (default -6: posterior std 0.05)" },
+    'noise-offset': { type: 'string', arg: 'X', help: "offset noise in the UNet phase, as diffusers' --noise_offset (default 0; see TrainToyOptions)" },
+    'pool-background-weights': { type: 'string', arg: 'LIST', help: "relative frequency of backgrounds in the UNet's pool, e.g. gray=3 (others 1)" },
+    'checkpoint-every': { type: 'string', arg: 'N', help: 'checkpoint interval in steps (default 250)' },
+    'keep-checkpoints': { type: 'boolean', help: "keep each checkpoint's weights in <outdir>/train/checkpoints/ (for dds-weights average)" },
+    'time-budget': { type: 'string', arg: 'S', help: 'stop cleanly (checkpoint) after S seconds; rerun to resume (Ctrl-C does the same; twice: quit now)' },
+    backend: { type: 'string', arg: 'B', help: 'tfjs backend: wasm, cpu, tensorflow, webgpu or auto (default wasm)' },
+    force: { type: 'boolean', help: 'start afresh in a non-empty <outdir>' },
+    'no-fp16': { type: 'boolean', help: 'skip writing the *.fp16.safetensors variant at the end' },
+  },
+};
 
 /** Parsed `dds-weights train-toy` arguments: the {@link trainToy} options plus the backend to use. */
 export interface TrainToyArgs {
@@ -79,20 +84,9 @@ function parseBackgroundWeights(text: string): Partial<Record<BackgroundName, nu
  * an unknown flag or a bad number.
  */
 export function parseTrainToyArgs(args: string[]): TrainToyArgs {
-  const flags = {
-    preset: { type: 'string' }, seed: { type: 'string' }, 'vae-steps': { type: 'string' }, 'unet-steps': { type: 'string' },
-    'vae-batch': { type: 'string' }, 'unet-batch': { type: 'string' }, 'vae-lr': { type: 'string' }, 'unet-lr': { type: 'string' },
-    'pool-size': { type: 'string' }, 'shape-weight': { type: 'string' }, 'vae-logvar-init': { type: 'string' }, 'vae-colour-weight': { type: 'string' }, 'vae-freeze-encoder': { type: 'boolean' }, 'vae-latent-colour-weight': { type: 'string' }, 'vae-latent-mask-weight': { type: 'string' }, 'vae-latent-mask-level': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'keep-checkpoints': { type: 'boolean' }, 'time-budget': { type: 'string' }, 'noise-offset': { type: 'string' },
-    init: { type: 'string' }, 'pool-background-weights': { type: 'string' }, backend: { type: 'string' }, force: { type: 'boolean' }, 'no-fp16': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-  } as const;
-  let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
-  try {
-    parsed = parseArgs({ args, options: flags, allowPositionals: true, strict: true }) as typeof parsed;
-  } catch (e) {
-    throw new Error(`train-toy: ${(e as Error).message}`);
-  }
+  const parsed = parseCommand(TRAIN_TOY_COMMAND, args);
   const v = parsed.values;
-  if (v.help) return { options: { outdir: '' }, backend: 'wasm', help: true };
+  if (parsed.help) return { options: { outdir: '' }, backend: 'wasm', help: true };
   if (parsed.positionals.length !== 1) {
     throw new Error(`train-toy: expected <outdir>, got ${parsed.positionals.length ? parsed.positionals.map((x) => JSON.stringify(x)).join(' ') : 'nothing'} (see dds-weights train-toy --help)`);
   }
@@ -152,7 +146,7 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
 export async function runTrainToyCommand(args: string[], out: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<number> {
   const a = parseTrainToyArgs(args);
   if (a.help) {
-    out(TRAIN_TOY_HELP);
+    out(commandHelp(TRAIN_TOY_COMMAND));
     return 0;
   }
   const backend = await initBackend(a.backend, { quiet: true });
