@@ -5,10 +5,7 @@ import { convertSingleFile } from './convert';
 import { toFp16 } from './fp16';
 import { averageCheckpoints } from './average';
 import { makeRandom } from './random';
-import { runTrainToyCommand, TRAIN_TOY_COMMAND } from './commands/train-toy';
 import { formatCount } from './folder';
-import { runEvalToyCommand, EVAL_TOY_COMMAND } from './commands/eval-toy';
-import { runEvalToyTranslatorCommand, runTrainToyTranslatorCommand, EVAL_TOY_TRANSLATOR_COMMAND, TRAIN_TOY_TRANSLATOR_COMMAND } from './commands/toy-translator';
 
 const USAGE = `usage: dds-weights <command> [options]
 
@@ -18,12 +15,9 @@ commands:
   to-fp16 <dir> [--force]
   average <output.safetensors> <checkpoint.safetensors>... [--force]
   make-random --like sd15|sd21 <outdir> [--width F] [--scale-all] [--seed N] [--fp16-only] [--force]
-  train-toy <outdir> [--preset toy|toy16|micro] [--seed N] [--vae-steps N] [--unet-steps N] [--time-budget S] [--force]
-  eval-toy [<model dir>] [--edits N] [--seed N] [--steps N] [--no-sds] [--no-generation]
-  train-toy-translator [<model dir>] --out DIR [--steps N] [--batch N] [--lr X] [--pictures N] [--time-budget S]
-  eval-toy-translator [<translator dir>] [--model DIR] [--pictures N] [--dds-steps N]
 
-dds-weights <command> --help describes a command.`;
+dds-weights <command> --help describes a command. The toy model's training and evaluation are dds-toy's
+(@ddsjs/toy-train).`;
 
 const spec = (name: string, usage: string, summary: string, options: CommandSpec['options']): CommandSpec => ({
   name,
@@ -36,10 +30,6 @@ const spec = (name: string, usage: string, summary: string, options: CommandSpec
 
 /** The commands of `dds-weights`: their options and help (see @ddsjs/cli/args). */
 export const COMMANDS: Record<string, CommandSpec> = {
-  'train-toy': TRAIN_TOY_COMMAND,
-  'eval-toy': EVAL_TOY_COMMAND,
-  'train-toy-translator': TRAIN_TOY_TRANSLATOR_COMMAND,
-  'eval-toy-translator': EVAL_TOY_TRANSLATOR_COMMAND,
   inspect: spec(
     'inspect',
     '<file|dir> [--all] [--variant fp16|fp32]',
@@ -78,7 +68,7 @@ even, as torch's .half(); values beyond the float16 range become inf, with a war
     '<output.safetensors> <checkpoint.safetensors>... [--force]',
     `Writes the element-wise mean of two or more checkpoints of one model (same tensor names and shapes; float dtypes),
 in float32: checkpoint averaging ("stochastic weight averaging") of a training run's last checkpoints, e.g. those
-train-toy --keep-checkpoints keeps. Streams one tensor at a time.`,
+dds-toy train --keep-checkpoints keeps. Streams one tensor at a time.`,
     { force: { type: 'boolean', help: 'overwrite an existing output file' } },
   ),
   'make-random': spec(
@@ -130,10 +120,6 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
     if (p.length !== n) throw new Error(`${cmd}: expected ${names}, got ${p.length ? p.map((x) => JSON.stringify(x)).join(' ') : 'nothing'} (see dds-weights ${cmd} --help)`);
   };
   const isTty = !!process.stderr.isTTY;
-  if (cmd === 'train-toy') return runTrainToyCommand(rest, out); // parses its own flags (and --help)
-  if (cmd === 'eval-toy') return runEvalToyCommand(rest, out);
-  if (cmd === 'train-toy-translator') return runTrainToyTranslatorCommand(rest, out);
-  if (cmd === 'eval-toy-translator') return runEvalToyTranslatorCommand(rest, out);
   switch (cmd) {
     case 'inspect': {
       const { values, positionals: p, help } = parse();

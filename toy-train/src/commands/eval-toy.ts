@@ -1,4 +1,4 @@
-// `dds-weights eval-toy`: the command's flags, help text and printing around the toy-quality library calls.
+// `dds-toy eval`: the command's flags, help text and printing around the toy-quality library calls.
 import { type CommandSpec, commandHelp, parseCommand } from '@ddsjs/cli/args';
 import type { EditMethod } from '@ddsjs/dds';
 import { EDIT_METHODS } from '@ddsjs/dds';
@@ -14,12 +14,12 @@ import {
   reportsByBackground,
 } from '../toy-quality';
 
-/** `dds-weights eval-toy`: its options and help (see @ddsjs/cli/args). */
+/** `dds-toy eval`: its options and help (see @ddsjs/cli/args). */
 export const EVAL_TOY_COMMAND: CommandSpec = {
-  name: 'eval-toy',
-  program: 'dds-weights',
+  name: 'eval',
+  program: 'dds-toy',
   positionals: true,
-  usage: 'dds-weights eval-toy [<model dir>] [options]',
+  usage: 'dds-toy eval [<model dir>] [options]',
   summary: `Measures a toy-shapes model (default: the embedded one of @ddsjs/toy-shapes): generation on the 12 held-out
 captions (2 seeds each unless --gen-seeds; 50 DDIM steps and the model's generation guidance from its
 ddsjs_defaults.json: \`dds generate\`'s defaults), then DDS and SDS colour edits of N generator pictures (editImage
@@ -44,7 +44,7 @@ prints the tables of docs/notes/2026-12-toy-model-log.md (then the edit table sp
   },
 };
 
-/** Runs `dds-weights eval-toy` (arguments after the command name); prints the tables; returns the exit code. */
+/** Runs `dds-toy eval` (arguments after the command name); prints the tables; returns the exit code. */
 export async function runEvalToyCommand(args: string[], out: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<number> {
   const parsed = parseCommand(EVAL_TOY_COMMAND, args);
   const v = parsed.values;
@@ -52,33 +52,33 @@ export async function runEvalToyCommand(args: string[], out: (s: string) => void
   const int = (name: string, s: string | undefined, d: number, min = 1) => {
     if (s === undefined) return d;
     const n = Number(s);
-    if (!Number.isInteger(n) || n < min) throw new Error(`eval-toy: --${name} must be a ${min === 0 ? 'non-negative' : 'positive'} integer, got '${s}'`);
+    if (!Number.isInteger(n) || n < min) throw new Error(`eval: --${name} must be a ${min === 0 ? 'non-negative' : 'positive'} integer, got '${s}'`);
     return n;
   };
-  if (parsed.positionals.length > 1) throw new Error(`eval-toy: expected at most one model folder, got ${parsed.positionals.length}`);
+  if (parsed.positionals.length > 1) throw new Error(`eval: expected at most one model folder, got ${parsed.positionals.length}`);
   const genSeed = int('gen-seed', v['gen-seed'] as string | undefined, 0, 0);
   const genSeeds = int('gen-seeds', v['gen-seeds'] as string | undefined, 2);
   const genSteps = int('gen-steps', v['gen-steps'] as string | undefined, 50);
   const gg = v['gen-guidance'] as string | undefined;
   const genGuidance = gg === undefined ? undefined : Number(gg);
-  if (gg !== undefined && (gg.trim() === '' || !Number.isFinite(genGuidance) || genGuidance! < 0)) throw new Error(`eval-toy: --gen-guidance must be a non-negative number, got '${gg}'`);
+  if (gg !== undefined && (gg.trim() === '' || !Number.isFinite(genGuidance) || genGuidance! < 0)) throw new Error(`eval: --gen-guidance must be a non-negative number, got '${gg}'`);
   const lrArg = v.lr as string | undefined;
   const lr = lrArg === undefined ? undefined : Number(lrArg);
-  if (lrArg !== undefined && (lrArg.trim() === '' || !Number.isFinite(lr) || lr! <= 0)) throw new Error(`eval-toy: --lr must be a positive number, got '${lrArg}'`);
+  if (lrArg !== undefined && (lrArg.trim() === '' || !Number.isFinite(lr) || lr! <= 0)) throw new Error(`eval: --lr must be a positive number, got '${lrArg}'`);
   const opts = {
     n: int('edits', v.edits as string | undefined, 10),
     seed: int('seed', v.seed as string | undefined, 1234),
     ...(v.steps !== undefined ? { steps: int('steps', v.steps as string, 200) } : {}),
     ...(lr !== undefined ? { lr } : {}),
   };
-  if (v.variant !== undefined && v.variant !== 'fp16') throw new Error(`eval-toy: --variant must be fp16, got '${v.variant}'`);
+  if (v.variant !== undefined && v.variant !== 'fp16') throw new Error(`eval: --variant must be fp16, got '${v.variant}'`);
   const methods = ((v.methods as string | undefined) ?? (v['no-sds'] ? 'dds' : 'dds,sds')).split(',').map((m) => m.trim()) as EditMethod[];
   const bad = methods.find((m) => !EDIT_METHODS.includes(m));
-  if (bad !== undefined) throw new Error(`eval-toy: --methods takes ${EDIT_METHODS.join(', ')}, got '${bad}'`);
+  if (bad !== undefined) throw new Error(`eval: --methods takes ${EDIT_METHODS.join(', ')}, got '${bad}'`);
   const ga = v.guidance as string | undefined;
   const guidanceScale = ga === undefined ? undefined : Number(ga);
-  if (ga !== undefined && !(Number.isFinite(guidanceScale) && guidanceScale! >= 0)) throw new Error(`eval-toy: --guidance must be a non-negative number, got '${ga}'`);
-  const sd = await loadToyModel('eval-toy', parsed.positionals[0], v.backend, v.variant as 'fp16' | undefined);
+  if (ga !== undefined && !(Number.isFinite(guidanceScale) && guidanceScale! >= 0)) throw new Error(`eval: --guidance must be a non-negative number, got '${ga}'`);
+  const sd = await loadToyModel('eval', parsed.positionals[0], v.backend, v.variant as 'fp16' | undefined);
   const progress = (what: string) => (_c: unknown, done: number, total: number) => process.stderr.write(`  ${what} ${done}/${total}\n`);
   try {
     if (v.alignment) {

@@ -1,4 +1,4 @@
-// `dds-weights train-toy-translator` and `dds-weights eval-toy-translator`: flags, help text and printing around the
+// `dds-toy train-translator` and `dds-toy eval-translator`: flags, help text and printing around the
 // toy translator's library functions.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -9,7 +9,7 @@ import { type Translator, TRANSLATOR_FILES, loadTranslator, trainTranslator } fr
 import type { TranslatorLatentData } from '@ddsjs/dds/internals';
 import { defaultTranslatorDir } from '@ddsjs/toy-shapes';
 import { abortOnInterrupt } from '@ddsjs/train';
-import { shipTranslatorFp16 } from '../fp16';
+import { shipTranslatorFp16 } from '@ddsjs/weights-tools';
 import { loadToyModel } from '../toy-quality';
 import {
   TOY_TRANSLATOR_RECIPE,
@@ -23,12 +23,12 @@ import {
   toyTranslatorStrip,
 } from '../toy-translator';
 
-/** `dds-weights train-toy-translator`: its options and help (see @ddsjs/cli/args). */
+/** `dds-toy train-translator`: its options and help (see @ddsjs/cli/args). */
 export const TRAIN_TOY_TRANSLATOR_COMMAND: CommandSpec = {
-  name: 'train-toy-translator',
-  program: 'dds-weights',
+  name: 'train-translator',
+  program: 'dds-toy',
   positionals: true,
-  usage: 'dds-weights train-toy-translator [<model dir>] --out DIR [options]',
+  usage: 'dds-toy train-translator [<model dir>] --out DIR [options]',
   summary: `Trains the multi-task translation network (@ddsjs/dds trainTranslator) on the toy-shapes world: one source domain
 (a red circle, square or triangle on a white, black, gray or pink background, positions and sizes varied) and four
 tasks on the same pictures (→ ${TOY_TRANSLATOR_TARGET_COLOURS.join(', ')}), from generator pictures (not from the model),
@@ -64,9 +64,9 @@ function numberFlag(cmd: string, values: Record<string, unknown>, name: string, 
   return n;
 }
 
-/** Runs `dds-weights train-toy-translator` (arguments after the command name); returns the exit code. */
+/** Runs `dds-toy train-translator` (arguments after the command name); returns the exit code. */
 export async function runTrainToyTranslatorCommand(args: string[], out: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<number> {
-  const cmd = 'train-toy-translator';
+  const cmd = 'train-translator';
   const { values: v, positionals, help } = parseCommand(TRAIN_TOY_TRANSLATOR_COMMAND, args);
   if (help) return out(commandHelp(TRAIN_TOY_TRANSLATOR_COMMAND)), 0;
   if (positionals.length > 1) throw new Error(`${cmd}: expected at most one model folder, got ${positionals.length}`);
@@ -147,12 +147,12 @@ export async function runTrainToyTranslatorCommand(args: string[], out: (s: stri
   return 0;
 }
 
-/** `dds-weights eval-toy-translator`: its options and help (see @ddsjs/cli/args). */
+/** `dds-toy eval-translator`: its options and help (see @ddsjs/cli/args). */
 export const EVAL_TOY_TRANSLATOR_COMMAND: CommandSpec = {
-  name: 'eval-toy-translator',
-  program: 'dds-weights',
+  name: 'eval-translator',
+  program: 'dds-toy',
   positionals: true,
-  usage: 'dds-weights eval-toy-translator [<translator dir>] [options]',
+  usage: 'dds-toy eval-translator [<translator dir>] [options]',
   summary: `Measures a multi-task toy translator (default: the one shipped with @ddsjs/toy-shapes) on held-out pictures of its
 source domain (red shapes), every picture under every task (→ ${TOY_TRANSLATOR_TARGET_COLOURS.join(', ')}): colour reached, shape kept,
 background kept, per task, the task × colour-reached confusion and task sensitivity; against per-image DDS
@@ -171,9 +171,9 @@ editing (editImage, the model's defaults) on the same pairs; prints the tables.`
   },
 };
 
-/** Runs `dds-weights eval-toy-translator`; prints the tables; returns the exit code. */
+/** Runs `dds-toy eval-translator`; prints the tables; returns the exit code. */
 export async function runEvalToyTranslatorCommand(args: string[], out: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<number> {
-  const cmd = 'eval-toy-translator';
+  const cmd = 'eval-translator';
   const { values: v, positionals, help } = parseCommand(EVAL_TOY_TRANSLATOR_COMMAND, args);
   if (help) return out(commandHelp(EVAL_TOY_TRANSLATOR_COMMAND)), 0;
   if (positionals.length > 1) throw new Error(`${cmd}: expected at most one translator folder, got ${positionals.length}`);

@@ -1,4 +1,4 @@
-// `dds-weights train-toy`: the command's flags, help text and progress lines around the trainToy library call.
+// `dds-toy train`: the command's flags, help text and progress lines around the trainToy library call.
 import * as path from 'node:path';
 import { type CommandSpec, commandHelp, parseCommand } from '@ddsjs/cli/args';
 import { BACKEND_NAMES, BackendName, initBackend } from '@ddsjs/nn';
@@ -16,12 +16,12 @@ export function formatTrainProgress(p: TrainToyProgress, width = 20): string {
   return `${p.phase.padEnd(4)} ${String(p.step).padStart(String(p.total).length)}/${p.total} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] loss ${p.loss.toFixed(5)}  ${p.secondsPerStep.toFixed(2)} s/step  eta ${etaText}`;
 }
 
-/** `dds-weights train-toy`: its options and help (see @ddsjs/cli/args). */
+/** `dds-toy train`: its options and help (see @ddsjs/cli/args). */
 export const TRAIN_TOY_COMMAND: CommandSpec = {
-  name: 'train-toy',
-  program: 'dds-weights',
+  name: 'train',
+  program: 'dds-toy',
   positionals: true,
-  usage: 'dds-weights train-toy <outdir> [options]',
+  usage: 'dds-toy train <outdir> [options]',
   summary: `Trains the toy-shapes model of @ddsjs/toy-shapes (Stable Diffusion structure: CLIP tokenizer + frozen CLIP text
 model, AutoencoderKL, UNet2DConditionModel) on the synthetic shapes world: the VAE, then the UNet (epsilon
 prediction, 10% caption dropout). <outdir> is a diffusers folder at every checkpoint; <outdir>/train/ holds the
@@ -55,7 +55,7 @@ state, the Adam moments and loss.jsonl. Rerunning the same command resumes from 
   },
 };
 
-/** Parsed `dds-weights train-toy` arguments: the {@link trainToy} options plus the backend to use. */
+/** Parsed `dds-toy train` arguments: the {@link trainToy} options plus the backend to use. */
 export interface TrainToyArgs {
   /** Options for {@link trainToy}. */
   options: TrainToyOptions;
@@ -72,7 +72,7 @@ function parseBackgroundWeights(text: string): Partial<Record<BackgroundName, nu
     const m = /^\s*([a-z]+)\s*=\s*([^\s]+)\s*$/.exec(part);
     const w = m ? Number(m[2]) : NaN;
     if (!m || !(BACKGROUND_NAMES as readonly string[]).includes(m[1]) || !Number.isFinite(w) || w < 0) {
-      throw new Error(`train-toy: --pool-background-weights must look like gray=3,white=1 (backgrounds ${BACKGROUND_NAMES.join(', ')}; weights ≥ 0), got '${text}'`);
+      throw new Error(`train: --pool-background-weights must look like gray=3,white=1 (backgrounds ${BACKGROUND_NAMES.join(', ')}; weights ≥ 0), got '${text}'`);
     }
     out[m[1] as BackgroundName] = w;
   }
@@ -80,7 +80,7 @@ function parseBackgroundWeights(text: string): Partial<Record<BackgroundName, nu
 }
 
 /**
- * Parses the arguments of `dds-weights train-toy` (after the command name). Throws an Error naming the flag on
+ * Parses the arguments of `dds-toy train` (after the command name). Throws an Error naming the flag on
  * an unknown flag or a bad number.
  */
 export function parseTrainToyArgs(args: string[]): TrainToyArgs {
@@ -88,20 +88,20 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
   const v = parsed.values;
   if (parsed.help) return { options: { outdir: '' }, backend: 'wasm', help: true };
   if (parsed.positionals.length !== 1) {
-    throw new Error(`train-toy: expected <outdir>, got ${parsed.positionals.length ? parsed.positionals.map((x) => JSON.stringify(x)).join(' ') : 'nothing'} (see dds-weights train-toy --help)`);
+    throw new Error(`train: expected <outdir>, got ${parsed.positionals.length ? parsed.positionals.map((x) => JSON.stringify(x)).join(' ') : 'nothing'} (see dds-toy train --help)`);
   }
   const num = (name: string, int: boolean): number | undefined => {
     const s = v[name];
     if (s === undefined) return undefined;
     const x = Number(s);
-    if (s === '' || !Number.isFinite(x) || (int && !Number.isInteger(x))) throw new Error(`train-toy: --${name} must be ${int ? 'an integer' : 'a number'}, got ${String(s)}`);
+    if (s === '' || !Number.isFinite(x) || (int && !Number.isInteger(x))) throw new Error(`train: --${name} must be ${int ? 'an integer' : 'a number'}, got ${String(s)}`);
     return x;
   };
   const preset = v.preset as string | undefined;
-  if (preset !== undefined && !(TOY_PRESETS as readonly string[]).includes(preset)) throw new Error(`train-toy: --preset must be one of ${TOY_PRESETS.join(', ')}, got ${preset}`);
+  if (preset !== undefined && !(TOY_PRESETS as readonly string[]).includes(preset)) throw new Error(`train: --preset must be one of ${TOY_PRESETS.join(', ')}, got ${preset}`);
   const backend = (v.backend as string | undefined) ?? 'wasm';
   if (backend !== 'auto' && !(BACKEND_NAMES as readonly string[]).includes(backend)) {
-    throw new Error(`train-toy: --backend must be auto or one of ${BACKEND_NAMES.join(', ')}, got ${backend}`);
+    throw new Error(`train: --backend must be auto or one of ${BACKEND_NAMES.join(', ')}, got ${backend}`);
   }
   return {
     help: false,
@@ -137,7 +137,7 @@ export function parseTrainToyArgs(args: string[]): TrainToyArgs {
 }
 
 /**
- * Runs `dds-weights train-toy` with `args` (after the command name): initialises the backend, trains, prints a
+ * Runs `dds-toy train` with `args` (after the command name): initialises the backend, trains, prints a
  * progress line on stderr (redrawn in place on a terminal, every 10 steps otherwise), checkpoints and a summary on
  * `out`. Returns the exit code (0; the training state is kept when stopped by `--time-budget` or by a first Ctrl-C /
  * SIGTERM, which stops after the current step and writes a checkpoint; a second one kills at once). Throws an Error
@@ -150,7 +150,7 @@ export async function runTrainToyCommand(args: string[], out: (s: string) => voi
     return 0;
   }
   const backend = await initBackend(a.backend, { quiet: true });
-  out(`train-toy: backend ${backend}, outdir ${path.resolve(a.options.outdir)}`);
+  out(`train: backend ${backend}, outdir ${path.resolve(a.options.outdir)}`);
   const tty = !!process.stderr.isTTY;
   const ctrl = new AbortController();
   const signals = abortOnInterrupt(ctrl, '\ninterrupted: stopping after this step (a checkpoint will be written; rerun to resume)');
@@ -173,6 +173,6 @@ export async function runTrainToyCommand(args: string[], out: (s: string) => voi
   }
   if (tty) process.stderr.write('\n');
   const sps = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)} s/step` : '-');
-  out(`train-toy: ${r.done ? 'done' : signals.interrupted() ? 'interrupted (rerun to resume)' : 'stopped (rerun to resume)'}: VAE ${r.vaeSteps} steps (${sps(r.vaeSecondsPerStep)}), UNet ${r.unetSteps} steps (${sps(r.unetSecondsPerStep)}), ${(r.seconds / 60).toFixed(1)} min, scaling_factor ${r.scalingFactor}`);
+  out(`train: ${r.done ? 'done' : signals.interrupted() ? 'interrupted (rerun to resume)' : 'stopped (rerun to resume)'}: VAE ${r.vaeSteps} steps (${sps(r.vaeSecondsPerStep)}), UNet ${r.unetSteps} steps (${sps(r.unetSecondsPerStep)}), ${(r.seconds / 60).toFixed(1)} min, scaling_factor ${r.scalingFactor}`);
   return 0;
 }
