@@ -36,7 +36,7 @@ export function commandHelp(spec: CommandSpec): string {
   const lines = [`Usage: ${spec.usage}`, '', spec.summary, '', 'Options:'];
   const entries = Object.entries(spec.options);
   const left = entries.map(([name, o]) => `  ${o.short ? `-${o.short}, ` : ''}--${name}${o.arg ? ` ${o.arg}` : ''}`);
-  const width = Math.max(...left.map((l) => l.length)) + 2;
+  const width = Math.max(...left.map((l) => l.length), '  -h, --help'.length) + 2;
   entries.forEach(([, o], i) => {
     const def = o.default !== undefined && o.default !== false ? ` (default: ${o.default})` : '';
     lines.push(left[i].padEnd(width) + o.help + def);
