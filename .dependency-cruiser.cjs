@@ -10,6 +10,7 @@ const PKG = {
   cli: '^(packages/cli/|@ddsjs/cli($|/))',
   toy: '^(packages/toy-shapes/|@ddsjs/toy-shapes($|/))',
   tools: '^(weights-tools/|@ddsjs/weights-tools($|/))',
+  toytrain: '^(toy-train/|@ddsjs/toy-train($|/))',
   web: '^web/',
 };
 /** For each package, the workspaces it may import (besides itself). */
@@ -21,7 +22,8 @@ const ALLOWED = {
   sd: ['safetensors', 'nn'],
   dds: ['safetensors', 'nn', 'train', 'sd'],
   cli: ['safetensors', 'nn', 'sd', 'dds', 'toy'],
-  tools: ['safetensors', 'nn', 'train', 'sd', 'dds', 'toy'],
+  tools: ['safetensors', 'nn', 'sd', 'cli'],
+  toytrain: ['safetensors', 'nn', 'train', 'sd', 'dds', 'toy', 'cli', 'tools'],
   web: ['safetensors', 'nn', 'sd', 'dds', 'toy'],
 };
 const forbidden = Object.entries(ALLOWED).map(([from, ok]) => ({

@@ -18,17 +18,17 @@ process.env.EGL_PLATFORM ??= 'surfaceless';
 // quality 593 s (toy-model-edits 588 s); at load average ~12 quality took 1460 s.
 // train-toy.test.ts trains the toy model for a few steps of each stage (≈ 4 min on a busy machine): quality tier too.
 const QUALITY = [
-  '<rootDir>/weights-tools/test/toy-model.test.ts',
-  '<rootDir>/weights-tools/test/toy-model-edits.test.ts',
-  '<rootDir>/weights-tools/test/toy-quality.test.ts',
-  '<rootDir>/weights-tools/test/train-toy.test.ts',
+  '<rootDir>/toy-train/test/toy-model.test.ts',
+  '<rootDir>/toy-train/test/toy-model-edits.test.ts',
+  '<rootDir>/toy-train/test/toy-quality.test.ts',
+  '<rootDir>/toy-train/test/train-toy.test.ts',
 ];
 const WEBGPU = ['<rootDir>/packages/dds/test/webgpu.test.ts'];
 
 const base: Config = {
   rootDir: __dirname,
   testEnvironment: 'node',
-  roots: ['<rootDir>/packages', '<rootDir>/weights-tools', '<rootDir>/examples', '<rootDir>/test-utils', '<rootDir>/scripts'],
+  roots: ['<rootDir>/packages', '<rootDir>/weights-tools', '<rootDir>/toy-train', '<rootDir>/examples', '<rootDir>/test-utils', '<rootDir>/scripts'],
   testMatch: ['**/test/**/*.test.ts'],
   transform: {
     '^.+\\.tsx?$': [
@@ -43,9 +43,11 @@ const base: Config = {
     '^@ddsjs/(safetensors|nn|train|sd|dds|toy-shapes|cli)$': '<rootDir>/packages/$1/src',
     // the packages' `exports` subpaths (package.json): `@ddsjs/sd/internals` → packages/sd/src/internals.ts
     '^@ddsjs/(safetensors|nn|sd|dds)/internals$': '<rootDir>/packages/$1/src/internals',
+    '^@ddsjs/cli/args$': '<rootDir>/packages/cli/src/args',
     '^@ddsjs/weights-tools$': '<rootDir>/weights-tools/src',
+    '^@ddsjs/toy-train$': '<rootDir>/toy-train/src',
   },
-  modulePathIgnorePatterns: ['<rootDir>/packages/.*/dist', '<rootDir>/weights-tools/dist'],
+  modulePathIgnorePatterns: ['<rootDir>/packages/.*/dist', '<rootDir>/weights-tools/dist', '<rootDir>/toy-train/dist'],
 };
 
 const config: Config = {

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const PACKAGES = ['packages/safetensors', 'packages/nn', 'packages/sd', 'packages/dds', 'packages/toy-shapes', 'packages/cli', 'weights-tools'];
+const PACKAGES = ['packages/safetensors', 'packages/nn', 'packages/sd', 'packages/dds', 'packages/toy-shapes', 'packages/cli', 'weights-tools', 'toy-train'];
 const readJson = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8'));
 
 /** `npm pack --dry-run --json` of a package: its tarball size and the paths it ships. */

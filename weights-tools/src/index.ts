@@ -31,45 +31,4 @@ export {
   formatCount,
 } from './folder';
 export type { ComponentName, ParamSpec, RawComponentConfigs } from './folder';
-export { main } from './main';
-export { trainToy } from './train-toy';
-export { toyConfigs, TOY_PRESETS } from './toy/presets';
-export type { ToyPreset } from './toy/presets';
-export type { TrainToyOptions, TrainToyResult, TrainToyProgress } from './toy/options';
-export { formatTrainProgress, parseTrainToyArgs, runTrainToyCommand, TRAIN_TOY_HELP } from './commands/train-toy';
-export type { TrainToyArgs } from './commands/train-toy';
-export {
-  evaluateGeneration,
-  evaluateEdits,
-  editTasks,
-  summariseEdits,
-  reportsByBackground,
-  formatEditTable,
-  formatGenerationLine,
-  BACKGROUND_CHANGE_LIMIT,
-} from './toy-quality';
-export { runEvalToyCommand, EVAL_TOY_HELP } from './commands/eval-toy';
-export type { GenerationCase, GenerationReport, GenerationEvalOptions, EditCase, EditReport, EditEvalOptions, EditTask, CustomEditor } from './toy-quality';
-export {
-  TOY_TRANSLATOR_TASKS,
-  TOY_TRANSLATOR_SOURCE_COLOUR,
-  TOY_TRANSLATOR_TARGET_COLOURS,
-  TOY_TRANSLATOR_SOURCE_CAPTIONS,
-  TOY_TRANSLATOR_RECIPE,
-  toyTaskPrompt,
-  captionScenes,
-  sourceDomainScenes,
-  colourScenes,
-  toyTranslatorEditTasks,
-  toyTranslatorData,
-  evaluateToyTranslator,
-  reportsByTask,
-  taskConfusion,
-  taskSensitivity,
-  formatConfusion,
-  formatSensitivity,
-  formatToyTranslatorEvaluation,
-  toyTranslatorStrip,
-} from './toy-translator';
-export { runTrainToyTranslatorCommand, runEvalToyTranslatorCommand, TRAIN_TOY_TRANSLATOR_HELP, EVAL_TOY_TRANSLATOR_HELP } from './commands/toy-translator';
-export type { ToyTranslatorEvalOptions, ToyTranslatorEvaluation, TaskConfusion, TaskSensitivity } from './toy-translator';
+export { main, COMMANDS } from './main';

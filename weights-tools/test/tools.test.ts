@@ -222,14 +222,14 @@ describe('dds-weights main', () => {
     expect(lines.join('\n')).toMatch(/convert-single-file <file> <outdir>/);
     for (const cmd of ['inspect', 'convert-single-file', 'to-fp16', 'make-random']) {
       expect(await main([cmd, '--help'], (s) => lines.push(s))).toBe(0);
-      expect(lines.at(-1)).toMatch(new RegExp(`^usage: dds-weights ${cmd}`));
+      expect(lines.at(-1)).toMatch(new RegExp(`^Usage: dds-weights ${cmd}`));
     }
     await expect(main(['frobnicate'])).rejects.toThrow(/unknown command 'frobnicate'/);
     await expect(main(['inspect'])).rejects.toThrow(/inspect: expected <file\|dir>, got nothing/);
     await expect(main(['make-random', '--like', 'sdxl', path.join(tmp, 'r')])).rejects.toThrow(/--like must be sd15 or sd21, got sdxl/);
     await expect(main(['make-random', '--like', 'sd15', '--width', 'wide', path.join(tmp, 'r')])).rejects.toThrow(/--width must be a number/);
     await expect(main(['convert-single-file', SINGLE, path.join(tmp, 'r'), '--prediction-type', 'x0'])).rejects.toThrow(/--prediction-type must be epsilon or v_prediction/);
-    await expect(main(['to-fp16', '--bogus', tmp])).rejects.toThrow(/to-fp16: Unknown option '--bogus'/);
+    await expect(main(['to-fp16', '--bogus', tmp])).rejects.toThrow(/to-fp16: unknown option '--bogus'/);
     expect(fs.existsSync(path.join(tmp, 'r'))).toBe(false);
   });
 });

@@ -27,6 +27,8 @@ export interface CommandSpec {
   options: Record<string, OptionSpec>;
   /** Whether positional arguments are accepted. */
   positionals?: boolean;
+  /** The executable named in error messages' `(see PROGRAM NAME --help)` (default `dds`). */
+  program?: string;
 }
 
 /** Help text of a command. */
@@ -34,7 +36,7 @@ export function commandHelp(spec: CommandSpec): string {
   const lines = [`Usage: ${spec.usage}`, '', spec.summary, '', 'Options:'];
   const entries = Object.entries(spec.options);
   const left = entries.map(([name, o]) => `  ${o.short ? `-${o.short}, ` : ''}--${name}${o.arg ? ` ${o.arg}` : ''}`);
-  const width = Math.max(...left.map((l) => l.length)) + 2;
+  const width = Math.max(...left.map((l) => l.length), '  -h, --help'.length) + 2;
   entries.forEach(([, o], i) => {
     const def = o.default !== undefined && o.default !== false ? ` (default: ${o.default})` : '';
     lines.push(left[i].padEnd(width) + o.help + def);
@@ -58,10 +60,10 @@ export function parseCommand(
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (e) {
-    throw new CliError(`${spec.name}: ${parseErrorText(e as Error & { code?: string })} (see dds ${spec.name} --help)`);
+    throw new CliError(`${spec.name}: ${parseErrorText(e as Error & { code?: string })} (see ${spec.program ?? 'dds'} ${spec.name} --help)`);
   }
   if (!spec.positionals && parsed.positionals.length > 0 && !parsed.values.help) {
-    throw new CliError(`${spec.name}: unexpected argument '${parsed.positionals[0]}' (see dds ${spec.name} --help)`);
+    throw new CliError(`${spec.name}: unexpected argument '${parsed.positionals[0]}' (see ${spec.program ?? 'dds'} ${spec.name} --help)`);
   }
   const values: Record<string, string | boolean | string[] | undefined> = {};
   for (const [name, o] of Object.entries(spec.options)) values[name] = (parsed.values[name] as string | boolean | string[] | undefined) ?? o.default;

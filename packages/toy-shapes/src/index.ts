@@ -16,7 +16,7 @@ export const MODEL_VARIANT = 'fp16' as const;
 
 /**
  * The embedded default model's folder, or `null` when its weights are not present (the model is trained by
- * `dds-weights train-toy`). Load it with `variant: MODEL_VARIANT` (see {@link defaultModel}).
+ * `dds-toy train`). Load it with `variant: MODEL_VARIANT` (see {@link defaultModel}).
  */
 export function defaultModelDir(): string | null {
   return fs.existsSync(path.join(MODEL_DIR, 'model_index.json')) ? MODEL_DIR : null;
@@ -32,7 +32,7 @@ export function defaultModel(): { dir: string; variant: typeof MODEL_VARIANT } |
   return dir ? { dir, variant: MODEL_VARIANT } : null;
 }
 
-/** Folder of the translation network shipped with the embedded model (trained by `dds-weights train-toy-translator`). */
+/** Folder of the translation network shipped with the embedded model (trained by `dds-toy train-translator`). */
 export const TRANSLATOR_DIR = path.resolve(__dirname, '..', 'translator');
 
 /**

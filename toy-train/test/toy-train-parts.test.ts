@@ -5,7 +5,7 @@ import { parseVaeConfig } from '@ddsjs/sd/internals';
 import { captions } from '@ddsjs/toy-shapes';
 import { configHash } from '@ddsjs/train';
 import { makeBatch, unetDraws } from '../src/toy/data';
-import { blockMean, vaeLoss } from '../src/toy/losses';
+import { blockMean, klToStandardNormal, latentColourTerm, latentMaskTerm, lowFrequencyTerm, vaeLoss, weightedReconstruction } from '../src/toy/losses';
 import { checkResumeTrajectory, phaseTrajectories, resolveToyOptions, type TrainState } from '../src/toy/options';
 import { toyConfigs } from '../src/toy/presets';
 
@@ -74,5 +74,40 @@ describe('toy trainer parts', () => {
     expect(Array.from(await m.data())).toEqual([1, 1, 1, 1]);
     tf.dispose([x, masks, m]);
     vae.dispose();
+  });
+  it('the VAE loss terms give their hand-computed values and leave no tensor behind', async () => {
+    const t4 = (shape: [number, number, number, number], v: number[]) => tf.tensor4d(v, shape);
+    const before = tf.memory().numTensors;
+    const value = async (t: tf.Scalar) => {
+      const v = (await t.data())[0];
+      t.dispose();
+      return v;
+    };
+    const y = t4([1, 2, 2, 1], [1, 2, 3, 4]);
+    const zeros = tf.zeros([1, 2, 2, 1]) as tf.Tensor4D;
+    const mask = t4([1, 2, 2, 1], [1, 0, 0, 0]);
+    // weights [3, 1, 1, 1]: mean(err² · w) = (3 + 4 + 9 + 16) / 4 = 8, mean(w) = 1.5
+    expect(await value(weightedReconstruction(y, zeros, mask, 3))).toBeCloseTo(8 / 1.5, 5);
+    expect(await value(weightedReconstruction(y, zeros, mask, 1))).toBeCloseTo(30 / 4, 5);
+    // ½(m² + e^lv − lv − 1) for (m, lv) = (0, 0) and (1, ln 2): 0 and ½(2 − ln 2)
+    const klMean = t4([1, 1, 1, 2], [0, 1]);
+    const klLogvar = t4([1, 1, 1, 2], [0, Math.log(2)]);
+    expect(await value(klToStandardNormal(klMean, klLogvar))).toBeCloseTo((2 - Math.log(2)) / 4, 5);
+    // one latent cell over 2×2 pixels of RGB 0.25: target 0.5 per channel; channels 0–2 of the mean 0.5, 0.5, 1.5
+    const pixels = tf.fill([1, 2, 2, 3], 0.25) as tf.Tensor4D;
+    const colourMean = t4([1, 1, 1, 4], [0.5, 0.5, 1.5, 9]);
+    expect(await value(latentColourTerm(colourMean, pixels))).toBeCloseTo(1 / 3, 5);
+    // two latent cells: coverage 1 (target +2) and 0.5 (target 0); channel 3 of the mean 2 and 1
+    const masks = t4([1, 2, 4, 1], [1, 1, 1, 0, 1, 1, 0, 1]);
+    const maskMean = t4([1, 1, 2, 4], [0, 0, 0, 2, 0, 0, 0, 1]);
+    expect(await value(latentMaskTerm(maskMean, masks, 2))).toBeCloseTo(0.5, 5);
+    // block means of 4×4: a ±1 checkerboard is 0 (what the term ignores), ones are 1
+    const checker = tf.tensor4d(Array.from({ length: 16 }, (_, i) => ((i + Math.floor(i / 4)) % 2 ? 1 : -1)), [1, 4, 4, 1]);
+    const zeros4 = tf.zeros([1, 4, 4, 1]) as tf.Tensor4D;
+    const ones4 = tf.ones([1, 4, 4, 1]) as tf.Tensor4D;
+    expect(await value(lowFrequencyTerm(checker, zeros4))).toBeCloseTo(0, 6);
+    expect(await value(lowFrequencyTerm(ones4, zeros4))).toBeCloseTo(1, 6);
+    tf.dispose([y, zeros, mask, klMean, klLogvar, colourMean, pixels, maskMean, masks, checker, zeros4, ones4]);
+    expect(tf.memory().numTensors).toBe(before);
   });
 });

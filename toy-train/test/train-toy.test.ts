@@ -13,7 +13,8 @@ import {
 import { parseCLIPTextConfig, parseUNetConfig, parseVaeConfig } from '@ddsjs/sd/internals';
 import { Rng, renderScene, sampleScene } from '@ddsjs/toy-shapes';
 import { sceneInput } from '../src/toy-quality';
-import { TRAIN_TOY_HELP, formatTrainProgress, parseTrainToyArgs, runTrainToyCommand } from '../src/commands/train-toy';
+import { commandHelp } from '@ddsjs/cli/args';
+import { TRAIN_TOY_COMMAND, formatTrainProgress, parseTrainToyArgs, runTrainToyCommand } from '../src/commands/train-toy';
 import { poolScene } from '../src/toy/data';
 import { toyConfigs } from '../src/toy/presets';
 import { trainToy } from '../src/train-toy';
@@ -65,7 +66,7 @@ describe('toyConfigs', () => {
   });
 });
 
-describe('dds-weights train-toy arguments', () => {
+describe('dds-toy train arguments', () => {
   it('parses flags into trainToy options and rejects bad ones naming the flag', async () => {
     const a = parseTrainToyArgs(['out', '--seed', '7', '--unet-steps', '1500', '--unet-lr', '3e-4', '--time-budget', '60', '--shape-weight', '3', '--no-fp16', '--backend', 'cpu']);
     expect(a.backend).toBe('cpu');
@@ -77,11 +78,11 @@ describe('dds-weights train-toy arguments', () => {
     expect(parseTrainToyArgs(['out', '--noise-offset', '0.1']).options.noiseOffset).toBe(0.1);
     expect(() => parseTrainToyArgs(['out', '--noise-offset', 'x'])).toThrow(/--noise-offset must be a number/);
     expect(() => parseTrainToyArgs(['out', '--backend', 'gpu'])).toThrow(/--backend/);
-    expect(() => parseTrainToyArgs(['out', '--bogus'])).toThrow(/train-toy: .*bogus/);
+    expect(() => parseTrainToyArgs(['out', '--bogus'])).toThrow(/train: .*bogus/);
     expect(() => parseTrainToyArgs([])).toThrow(/expected <outdir>/);
     const lines: string[] = [];
     expect(await runTrainToyCommand(['--help'], (l) => lines.push(l))).toBe(0);
-    expect(lines).toEqual([TRAIN_TOY_HELP]);
+    expect(lines).toEqual([commandHelp(TRAIN_TOY_COMMAND)]);
   });
 });
 
@@ -271,10 +272,10 @@ describe('trainToy (micro preset, wasm)', () => {
     await expect(trainToy({ outdir: path.join(tmp, 'init-bad'), preset: 'micro', initFrom: path.join(tmp, 'nowhere') })).rejects.toThrow(/--init .*nowhere: cannot read unet\/config\.json/);
   });
 
-  it('dds-weights train-toy stops cleanly on Ctrl-C (SIGINT): checkpoint written, exit code 0, resumable', async () => {
+  it('dds-toy train stops cleanly on Ctrl-C (SIGINT): checkpoint written, exit code 0, resumable', async () => {
     const out = path.join(tmp, 'sigint');
-    const bin = path.join(__dirname, '..', 'bin', 'dds-weights.js');
-    const child = spawn(process.execPath, [bin, 'train-toy', out, '--preset', 'micro', '--vae-steps', '100000', '--unet-steps', '0', '--no-fp16'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const bin = path.join(__dirname, '..', 'bin', 'dds-toy.js');
+    const child = spawn(process.execPath, [bin, 'train', out, '--preset', 'micro', '--vae-steps', '100000', '--unet-steps', '0', '--no-fp16'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -285,7 +286,7 @@ describe('trainToy (micro preset, wasm)', () => {
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     expect(stderr).toMatch(/interrupted: stopping after this step/);
     expect(code).toBe(0);
-    expect(stdout).toMatch(/train-toy: interrupted \(rerun to resume\)/);
+    expect(stdout).toMatch(/train: interrupted \(rerun to resume\)/);
     const state = JSON.parse(fs.readFileSync(path.join(out, 'train', 'state.json'), 'utf8'));
     expect(state.vaeStep).toBeGreaterThanOrEqual(10);
     expect(state.vaeStep).toBeLessThan(100000);

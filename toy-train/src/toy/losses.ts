@@ -27,42 +27,76 @@ export interface VaeLossWeights {
 }
 
 /**
+ * Weighted reconstruction MSE of `y` against `x` (both NHWC, same shape): each pixel weighs `shapeWeight` where
+ * `masks` `[B, H, W, 1]` is 1 and 1 where it is 0, normalised by the mean weight so the weights average 1. A scalar
+ * the caller owns.
+ */
+export function weightedReconstruction(y: tf.Tensor4D, x: tf.Tensor4D, masks: tf.Tensor4D, shapeWeight: number): tf.Scalar {
+  return tf.tidy(() => {
+    const pixelWeight = tf.add(1, tf.mul(masks, shapeWeight - 1));
+    return tf.div(tf.mean(tf.mul(tf.squaredDifference(y, x), pixelWeight)), tf.mean(pixelWeight)) as tf.Scalar;
+  });
+}
+
+/** Mean over elements of KL(N(mean, exp(logvar)) ‖ N(0, 1)) = ½ (mean² + exp(logvar) − logvar − 1). A scalar the caller owns. */
+export function klToStandardNormal(mean: tf.Tensor4D, logvar: tf.Tensor4D): tf.Scalar {
+  return tf.tidy(() => tf.mul(0.5, tf.mean(tf.sub(tf.add(tf.square(mean), tf.exp(logvar)), tf.add(logvar, 1)))) as tf.Scalar);
+}
+
+/**
+ * MSE between latent channels 0–2 of `mean` `[B, h, w, C ≥ 3]` and 2 × the mean RGB of each latent cell's pixels of
+ * `x` `[B, H, W, 3]` (H / h pixels a side): ties the latent to the pictures' colours. A scalar the caller owns.
+ */
+export function latentColourTerm(mean: tf.Tensor4D, x: tf.Tensor4D): tf.Scalar {
+  return tf.tidy(() => {
+    const [batch, lh, lw] = mean.shape;
+    const cells = blockMean(x, x.shape[1] / lh);
+    const first3 = tf.slice(mean, [0, 0, 0, 0], [batch, lh, lw, 3]);
+    return tf.mean(tf.squaredDifference(first3, tf.mul(cells, 2))) as tf.Scalar;
+  });
+}
+
+/**
+ * MSE between latent channel 3 of `mean` `[B, h, w, C ≥ 4]` and `level` · (2 · coverage − 1), the coverage being the
+ * share of each latent cell's pixels that `masks` `[B, H, W, 1]` marks as shape: +level on the shape, −level on the
+ * background. A scalar the caller owns.
+ */
+export function latentMaskTerm(mean: tf.Tensor4D, masks: tf.Tensor4D, level: number): tf.Scalar {
+  return tf.tidy(() => {
+    const [batch, lh, lw] = mean.shape;
+    const cov = blockMean(masks, masks.shape[1] / lh);
+    const ch3 = tf.slice(mean, [0, 0, 0, 3], [batch, lh, lw, 1]);
+    const want = tf.mul(tf.sub(tf.mul(cov, 2), 1), level);
+    return tf.mean(tf.squaredDifference(ch3, want)) as tf.Scalar;
+  });
+}
+
+/** MSE of the 4×4-pixel block means of `y` and `x` (NHWC, sides divisible by 4): the pictures' flat colours. A scalar the caller owns. */
+export function lowFrequencyTerm(y: tf.Tensor4D, x: tf.Tensor4D): tf.Scalar {
+  return tf.tidy(() => tf.mean(tf.squaredDifference(blockMean(y, 4), blockMean(x, 4))) as tf.Scalar);
+}
+
+/**
  * The VAE training loss of pictures `x` `[B, H, W, 3]` in [−1, 1] with shape masks `masks` `[B, H, W, 1]`, the
  * posterior sample drawn with `noiseSeed`:
- * - reconstruction: MSE with shape pixels weighing `shapeWeight` times the background's, normalised so the weights
- *   average 1 (the shape is ~10% of the picture, and its colour is what edits change);
- * - `klWeight` · mean KL(q(z|x) ‖ N(0, 1));
- * - `vaeLatentColourWeight` · MSE(latent channels 0–2 of the mean, 2 × each latent cell's mean RGB): without it the
- *   encoder collapsed colours to ~2 dims (red ≈ orange, blue ≈ green latents);
- * - `vaeLatentMaskWeight` · MSE(latent channel 3 of the mean, `vaeLatentMaskLevel` · (2·coverage − 1));
- * - `vaeLowFreqWeight` · MSE of 4×4-pixel block means of reconstruction and picture: flat colours are what this world
- *   is made of, and per-pixel MSE learned them slowly.
+ * - {@link weightedReconstruction}: MSE with shape pixels weighing `shapeWeight` times the background's (the shape is
+ *   ~10% of the picture, and its colour is what edits change);
+ * - `klWeight` · {@link klToStandardNormal};
+ * - `vaeLatentColourWeight` · {@link latentColourTerm}: without it the encoder collapsed colours to ~2 dims
+ *   (red ≈ orange, blue ≈ green latents);
+ * - `vaeLatentMaskWeight` · {@link latentMaskTerm} (level `vaeLatentMaskLevel`);
+ * - `vaeLowFreqWeight` · {@link lowFrequencyTerm}: flat colours are what this world is made of, and per-pixel MSE
+ *   learned them slowly.
  * A scalar the caller owns (intermediates are freed when called inside `tf.variableGrads` or `tf.tidy`).
  */
 export function vaeLoss(vae: AutoencoderKL, x: tf.Tensor4D, masks: tf.Tensor4D, noiseSeed: number, w: VaeLossWeights): tf.Scalar {
-  const [batch, size] = x.shape;
   const { mean, std, logvar } = vae.encode(x);
   const z = tf.add(mean, tf.mul(std, tf.randomNormal(mean.shape, 0, 1, 'float32', tfSeed(noiseSeed)))) as tf.Tensor4D;
   const y = vae.decode(z);
-  const pixelWeight = tf.add(1, tf.mul(masks, w.shapeWeight - 1));
-  const rec = tf.div(tf.mean(tf.mul(tf.squaredDifference(y, x), pixelWeight)), tf.mean(pixelWeight));
-  const kl = tf.mul(0.5, tf.mean(tf.sub(tf.add(tf.square(mean), tf.exp(logvar)), tf.add(logvar, 1))));
-  let loss = tf.add(rec, tf.mul(kl, w.klWeight));
-  if (w.vaeLatentColourWeight > 0) {
-    const cells = blockMean(x, size / mean.shape[1]);
-    const first3 = tf.slice(mean, [0, 0, 0, 0], [batch, mean.shape[1], mean.shape[2], 3]);
-    loss = tf.add(loss, tf.mul(tf.mean(tf.squaredDifference(first3, tf.mul(cells, 2))), w.vaeLatentColourWeight));
-  }
-  if (w.vaeLatentMaskWeight > 0) {
-    const [, lh, lw] = mean.shape;
-    const cov = blockMean(masks, size / lh);
-    const ch3 = tf.slice(mean, [0, 0, 0, 3], [batch, lh, lw, 1]);
-    const want = tf.mul(tf.sub(tf.mul(cov, 2), 1), w.vaeLatentMaskLevel);
-    loss = tf.add(loss, tf.mul(tf.mean(tf.squaredDifference(ch3, want)), w.vaeLatentMaskWeight));
-  }
-  if (w.vaeLowFreqWeight > 0) {
-    loss = tf.add(loss, tf.mul(tf.mean(tf.squaredDifference(blockMean(y, 4), blockMean(x, 4))), w.vaeLowFreqWeight));
-  }
+  let loss = tf.add(weightedReconstruction(y, x, masks, w.shapeWeight), tf.mul(klToStandardNormal(mean, logvar), w.klWeight));
+  if (w.vaeLatentColourWeight > 0) loss = tf.add(loss, tf.mul(latentColourTerm(mean, x), w.vaeLatentColourWeight));
+  if (w.vaeLatentMaskWeight > 0) loss = tf.add(loss, tf.mul(latentMaskTerm(mean, masks, w.vaeLatentMaskLevel), w.vaeLatentMaskWeight));
+  if (w.vaeLowFreqWeight > 0) loss = tf.add(loss, tf.mul(lowFrequencyTerm(y, x), w.vaeLowFreqWeight));
   return loss as tf.Scalar;
 }
 

@@ -1,15 +1,15 @@
-// `dds-weights train-toy-translator` and `dds-weights eval-toy-translator`: flags, help text and printing around the
+// `dds-toy train-translator` and `dds-toy eval-translator`: flags, help text and printing around the
 // toy translator's library functions.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { type CommandSpec, commandHelp, parseCommand } from '@ddsjs/cli/args';
 import * as tf from '@tensorflow/tfjs';
 import { writeImage } from '@ddsjs/sd';
 import { type Translator, TRANSLATOR_FILES, loadTranslator, trainTranslator } from '@ddsjs/dds';
 import type { TranslatorLatentData } from '@ddsjs/dds/internals';
 import { defaultTranslatorDir } from '@ddsjs/toy-shapes';
 import { abortOnInterrupt } from '@ddsjs/train';
-import { shipTranslatorFp16 } from '../fp16';
+import { shipTranslatorFp16 } from '@ddsjs/weights-tools';
 import { loadToyModel } from '../toy-quality';
 import {
   TOY_TRANSLATOR_RECIPE,
@@ -23,36 +23,36 @@ import {
   toyTranslatorStrip,
 } from '../toy-translator';
 
-/** Help of `dds-weights train-toy-translator`. */
-export const TRAIN_TOY_TRANSLATOR_HELP = `usage: dds-weights train-toy-translator [<model dir>] --out DIR [options]
-
-Trains the multi-task translation network (@ddsjs/dds trainTranslator) on the toy-shapes world: one source domain
+/** `dds-toy train-translator`: its options and help (see @ddsjs/cli/args). */
+export const TRAIN_TOY_TRANSLATOR_COMMAND: CommandSpec = {
+  name: 'train-translator',
+  program: 'dds-toy',
+  positionals: true,
+  usage: 'dds-toy train-translator [<model dir>] --out DIR [options]',
+  summary: `Trains the multi-task translation network (@ddsjs/dds trainTranslator) on the toy-shapes world: one source domain
 (a red circle, square or triangle on a white, black, gray or pink background, positions and sizes varied) and four
 tasks on the same pictures (→ ${TOY_TRANSLATOR_TARGET_COLOURS.join(', ')}), from generator pictures (not from the model),
 with DDS as the only signal. Default model: the embedded one. The defaults are the shipped translator's recipe.
-Rerunning the same command resumes from the checkpoint in --out.
-  --out DIR             translator folder (checkpoints; resumed when present)          (required)
-  --steps N             total steps (default ${TOY_TRANSLATOR_RECIPE.steps})          --batch N      latents per step (default ${TOY_TRANSLATOR_RECIPE.batch})
-  --lr X                Adam lr (default ${TOY_TRANSLATOR_RECIPE.lr})              --pictures N   pictures per source caption (default ${TOY_TRANSLATOR_RECIPE.pictures})
-  --seed N              seed of pictures, init, tasks, noise (default 0)
-  --guidance X          classifier-free guidance of the DDS teacher (default ${TOY_TRANSLATOR_RECIPE.guidance}; the paper's is 7.5)
-  --warmup N            guidance warm-up: rise linearly from --warmup-from to --guidance over N steps (default ${TOY_TRANSLATOR_RECIPE.warmup}: off)
-  --warmup-from X       (default ${TOY_TRANSLATOR_RECIPE.warmupFrom})
-  --cycle W             cycle-consistency weight (default 0)   --identity W   identity weight (default 0)
-  --checkpoint-every N  (default 50)                        --time-budget S  stop cleanly after S seconds (or Ctrl-C)
-  --ship DIR            after training, also write the translator to DIR (replaced) for shipping: float16 weights,
-                        no optimiser state (the shipped one: --ship packages/toy-shapes/translator)
-  --force               start over                           --backend B    tfjs backend (default wasm)`;
-
-type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>;
-
-function parse(cmd: string, args: string[], options: FlagSpec) {
-  try {
-    return parseArgs({ args, allowPositionals: true, strict: true, options });
-  } catch (e) {
-    throw new Error(`${cmd}: ${(e as Error).message}`);
-  }
-}
+Rerunning the same command resumes from the checkpoint in --out.`,
+  options: {
+    out: { type: 'string', arg: 'DIR', help: 'translator folder (checkpoints; resumed when present) (required)' },
+    steps: { type: 'string', arg: 'N', help: `total steps (default ${TOY_TRANSLATOR_RECIPE.steps})` },
+    batch: { type: 'string', arg: 'N', help: `latents per step (default ${TOY_TRANSLATOR_RECIPE.batch})` },
+    lr: { type: 'string', arg: 'X', help: `Adam lr (default ${TOY_TRANSLATOR_RECIPE.lr})` },
+    pictures: { type: 'string', arg: 'N', help: `pictures per source caption (default ${TOY_TRANSLATOR_RECIPE.pictures})` },
+    seed: { type: 'string', arg: 'N', help: 'seed of pictures, init, tasks, noise (default 0)' },
+    guidance: { type: 'string', arg: 'X', help: `classifier-free guidance of the DDS teacher (default ${TOY_TRANSLATOR_RECIPE.guidance}; the paper's is 7.5)` },
+    warmup: { type: 'string', arg: 'N', help: `guidance warm-up: rise linearly from --warmup-from to --guidance over N steps (default ${TOY_TRANSLATOR_RECIPE.warmup}: off)` },
+    'warmup-from': { type: 'string', arg: 'X', help: `(default ${TOY_TRANSLATOR_RECIPE.warmupFrom})` },
+    cycle: { type: 'string', arg: 'W', help: 'cycle-consistency weight (default 0)' },
+    identity: { type: 'string', arg: 'W', help: 'identity weight (default 0)' },
+    'checkpoint-every': { type: 'string', arg: 'N', help: '(default 50)' },
+    'time-budget': { type: 'string', arg: 'S', help: 'stop cleanly after S seconds (or Ctrl-C)' },
+    ship: { type: 'string', arg: 'DIR', help: 'after training, also write the translator to DIR (replaced) for shipping: float16 weights, no optimiser state (the shipped one: --ship packages/toy-shapes/translator)' },
+    force: { type: 'boolean', help: 'start over' },
+    backend: { type: 'string', arg: 'B', help: 'tfjs backend (default wasm)' },
+  },
+};
 
 function numberFlag(cmd: string, values: Record<string, unknown>, name: string, d: number, integer: boolean, min: number): number {
   const s = values[name] as string | undefined;
@@ -64,15 +64,11 @@ function numberFlag(cmd: string, values: Record<string, unknown>, name: string, 
   return n;
 }
 
-/** Runs `dds-weights train-toy-translator` (arguments after the command name); returns the exit code. */
+/** Runs `dds-toy train-translator` (arguments after the command name); returns the exit code. */
 export async function runTrainToyTranslatorCommand(args: string[], out: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<number> {
-  const cmd = 'train-toy-translator';
-  const { values: v, positionals } = parse(cmd, args, {
-    out: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' }, pictures: { type: 'string' },
-    seed: { type: 'string' }, guidance: { type: 'string' }, warmup: { type: 'string' }, 'warmup-from': { type: 'string' }, cycle: { type: 'string' }, identity: { type: 'string' }, 'checkpoint-every': { type: 'string' },
-    'time-budget': { type: 'string' }, ship: { type: 'string' }, force: { type: 'boolean' }, backend: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-  });
-  if (v.help) return out(TRAIN_TOY_TRANSLATOR_HELP), 0;
+  const cmd = 'train-translator';
+  const { values: v, positionals, help } = parseCommand(TRAIN_TOY_TRANSLATOR_COMMAND, args);
+  if (help) return out(commandHelp(TRAIN_TOY_TRANSLATOR_COMMAND)), 0;
   if (positionals.length > 1) throw new Error(`${cmd}: expected at most one model folder, got ${positionals.length}`);
   const dir = v.out as string | undefined;
   if (!dir) throw new Error(`${cmd}: --out DIR is required`);
@@ -151,29 +147,35 @@ export async function runTrainToyTranslatorCommand(args: string[], out: (s: stri
   return 0;
 }
 
-/** Help of `dds-weights eval-toy-translator`. */
-export const EVAL_TOY_TRANSLATOR_HELP = `usage: dds-weights eval-toy-translator [<translator dir>] [options]
-
-Measures a multi-task toy translator (default: the one shipped with @ddsjs/toy-shapes) on held-out pictures of its
+/** `dds-toy eval-translator`: its options and help (see @ddsjs/cli/args). */
+export const EVAL_TOY_TRANSLATOR_COMMAND: CommandSpec = {
+  name: 'eval-translator',
+  program: 'dds-toy',
+  positionals: true,
+  usage: 'dds-toy eval-translator [<translator dir>] [options]',
+  summary: `Measures a multi-task toy translator (default: the one shipped with @ddsjs/toy-shapes) on held-out pictures of its
 source domain (red shapes), every picture under every task (→ ${TOY_TRANSLATOR_TARGET_COLOURS.join(', ')}): colour reached, shape kept,
 background kept, per task, the task × colour-reached confusion and task sensitivity; against per-image DDS
-editing (editImage, the model's defaults) on the same pairs; prints the tables.
-  --model DIR      the teacher (default: the embedded toy model)
-  --pictures N     held-out source pictures (default 12)    --seed N   their seed (default 4321; 999 = validation)
-  --dds-steps N    DDS steps (default 200; 0 = translator only)   --dds-only   DDS only (no translator needed)
-  --outside N      also translate N pictures of other colours under every task (default 0)
-  --strip FILE     write a PNG of picture --strip-picture (default 0) under every task (with DDS when --dds-steps > 0)
-  --json FILE      write every measured case as JSON                --backend B   tfjs backend (default wasm)`;
+editing (editImage, the model's defaults) on the same pairs; prints the tables.`,
+  options: {
+    model: { type: 'string', arg: 'DIR', help: 'the teacher (default: the embedded toy model)' },
+    pictures: { type: 'string', arg: 'N', help: 'held-out source pictures (default 12)' },
+    seed: { type: 'string', arg: 'N', help: 'their seed (default 4321; 999 = validation)' },
+    'dds-steps': { type: 'string', arg: 'N', help: 'DDS steps (default 200; 0 = translator only)' },
+    'dds-only': { type: 'boolean', help: 'DDS only (no translator needed)' },
+    outside: { type: 'string', arg: 'N', help: 'also translate N pictures of other colours under every task (default 0)' },
+    strip: { type: 'string', arg: 'FILE', help: 'write a PNG of picture --strip-picture under every task (with DDS when --dds-steps > 0)' },
+    'strip-picture': { type: 'string', arg: 'N', help: 'the picture of --strip (default 0)' },
+    json: { type: 'string', arg: 'FILE', help: 'write every measured case as JSON' },
+    backend: { type: 'string', arg: 'B', help: 'tfjs backend (default wasm)' },
+  },
+};
 
-/** Runs `dds-weights eval-toy-translator`; prints the tables; returns the exit code. */
+/** Runs `dds-toy eval-translator`; prints the tables; returns the exit code. */
 export async function runEvalToyTranslatorCommand(args: string[], out: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<number> {
-  const cmd = 'eval-toy-translator';
-  const { values: v, positionals } = parse(cmd, args, {
-    model: { type: 'string' }, pictures: { type: 'string' }, seed: { type: 'string' }, 'dds-steps': { type: 'string' }, 'dds-only': { type: 'boolean' },
-    outside: { type: 'string' }, strip: { type: 'string' }, 'strip-picture': { type: 'string' }, json: { type: 'string' },
-    backend: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-  });
-  if (v.help) return out(EVAL_TOY_TRANSLATOR_HELP), 0;
+  const cmd = 'eval-translator';
+  const { values: v, positionals, help } = parseCommand(EVAL_TOY_TRANSLATOR_COMMAND, args);
+  if (help) return out(commandHelp(EVAL_TOY_TRANSLATOR_COMMAND)), 0;
   if (positionals.length > 1) throw new Error(`${cmd}: expected at most one translator folder, got ${positionals.length}`);
   const ddsOnly = Boolean(v['dds-only']);
   const dir = positionals[0] ?? defaultTranslatorDir();

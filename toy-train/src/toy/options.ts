@@ -2,7 +2,7 @@
 // each phase's trajectory (compared when a run resumes).
 import { BACKGROUND_NAMES, type BackgroundName } from '@ddsjs/toy-shapes';
 import { configDiff, configHash, finiteNumber, nonNegativeInt, nonNegativeNumber, numberInRange, positiveInt, positiveNumber } from '@ddsjs/train';
-import type { RawComponentConfigs } from '../folder';
+import type { RawComponentConfigs } from '@ddsjs/weights-tools';
 import type { ToyPreset } from './presets';
 
 /** Progress of {@link trainToy}, reported after every step. */

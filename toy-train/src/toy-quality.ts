@@ -1,5 +1,5 @@
 // Measured quality of a toy-shapes model (issue 5): generation on held-out captions, and DDS / SDS colour edits of
-// generator pictures (target colour reached, shape kept, background untouched). Used by `dds-weights eval-toy`, the
+// generator pictures (target colour reached, shape kept, background untouched). Used by `dds-toy eval`, the
 // quality tests and the docs table.
 import * as tf from '@tensorflow/tfjs';
 import { type BackendName, initBackend } from '@ddsjs/nn';

@@ -1,5 +1,5 @@
 // The toy model's architecture presets, as the diffusers configs of its components.
-import type { RawComponentConfigs } from '../folder';
+import type { RawComponentConfigs } from '@ddsjs/weights-tools';
 
 /** Named architecture presets of {@link toyConfigs}. */
 export type ToyPreset = 'toy' | 'toy16' | 'micro';

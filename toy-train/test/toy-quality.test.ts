@@ -1,4 +1,4 @@
-// The measurement harness of issue 5 (`dds-weights eval-toy`): its tasks, reports and table, exercised end to end on
+// The measurement harness of issue 5 (`dds-toy eval`): its tasks, reports and table, exercised end to end on
 // the tiny random fixture model (the quality thresholds themselves need the trained toy model, which has not shipped).
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ddsjs/nn';
@@ -95,7 +95,7 @@ describe('evaluateEdits / evaluateGeneration on the tiny fixture model', () => {
     await expect(evaluateGeneration(sd, { prompts: ['a red circle on a white background'], firstSeed: -1 })).rejects.toThrow(/firstSeed must be a non-negative integer/);
   });
 
-  it('eval-toy rejects bad flags naming them, before loading a model', async () => {
+  it('dds-toy eval rejects bad flags naming them, before loading a model', async () => {
     const { runEvalToyCommand } = await import('../src/commands/eval-toy');
     await expect(runEvalToyCommand(['--gen-seed=-1'])).rejects.toThrow(/--gen-seed must be a non-negative integer, got '-1'/);
     await expect(runEvalToyCommand(['--edits', '0'])).rejects.toThrow(/--edits must be a positive integer/);
@@ -103,7 +103,7 @@ describe('evaluateEdits / evaluateGeneration on the tiny fixture model', () => {
     await expect(runEvalToyCommand(['--gen-guidance', 'x'])).rejects.toThrow(/--gen-guidance must be a non-negative number, got 'x'/);
     await expect(runEvalToyCommand(['--gen-steps', '0'])).rejects.toThrow(/--gen-steps must be a positive integer/);
     await expect(runEvalToyCommand(['--variant', 'fp32'])).rejects.toThrow(/--variant must be fp16, got 'fp32'/);
-    await expect(runEvalToyCommand(['--bogus'])).rejects.toThrow(/eval-toy: Unknown option '--bogus'/);
+    await expect(runEvalToyCommand(['--bogus'])).rejects.toThrow(/eval: unknown option '--bogus'/);
     await expect(runEvalToyCommand(['--methods', 'dds,vsd'])).rejects.toThrow(/--methods takes dds, sds, nfsd, csd, pds, flowedit, got 'vsd'/);
     await expect(runEvalToyCommand(['--guidance', 'x'])).rejects.toThrow(/--guidance must be a non-negative number, got 'x'/);
   });
@@ -224,7 +224,7 @@ describe('custom editors and the translator tasks', () => {
   });
 });
 
-describe('dds-weights train-toy-translator / eval-toy-translator (on the tiny fixture model)', () => {
+describe('dds-toy train-translator / eval-translator (on the tiny fixture model)', () => {
   it('trains the 48 toy tasks, resumes, and measures the result', async () => {
     const os = await import('node:os');
     const fs = await import('node:fs');

@@ -1,4 +1,4 @@
-// `dds-weights train-toy`: trains the embedded toy model of @ddsjs/toy-shapes — a latent diffusion model with
+// `dds-toy train`: trains the embedded toy model of @ddsjs/toy-shapes — a latent diffusion model with
 // exactly the Stable Diffusion structure (CLIP tokenizer + CLIP text model, AutoencoderKL, UNet2DConditionModel
 // with cross-attention) — on the synthetic shapes world, with @ddsjs code on tfjs. Two sequential phases:
 //   1. the VAE (reconstruction MSE + a small KL term), then the latent scaling factor = 1 / std(latents);
@@ -22,7 +22,7 @@ import {
 import { makeNoiseSchedule, parseCLIPTextConfig, parseSchedulerConfig, parseUNetConfig, parseVaeConfig } from '@ddsjs/sd/internals';
 import { captions } from '@ddsjs/toy-shapes';
 import { Adam, LossLog, TrainingRun, clipScale, configHash, gradNorm, nonNegativeInt, writeJsonAtomic } from '@ddsjs/train';
-import { prepareOutdir, writeConfigs, writeTokenizer } from './folder';
+import { prepareOutdir, writeConfigs, writeTokenizer } from '@ddsjs/weights-tools';
 import { FILES, fp16Name, loadComponent, readInitConfigs, writeComponent } from './toy/component-io';
 import { type LatentPool, encodePool, makeBatch, mix, unetDraws } from './toy/data';
 import { unetInputs, unetLoss, vaeLoss } from './toy/losses';

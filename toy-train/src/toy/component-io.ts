@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { Module, toTorchLayout } from '@ddsjs/nn';
 import { safetensorsSource } from '@ddsjs/sd/internals';
 import { SafetensorsFile, TensorData, f32ToF16, writeSafetensors } from '@ddsjs/safetensors';
-import type { RawComponentConfigs } from '../folder';
+import type { RawComponentConfigs } from '@ddsjs/weights-tools';
 
 /** Writes `module`'s parameters (PyTorch layout) to `file` as float32, or float16 with `fp16`. */
 export async function writeComponent(file: string, module: Module, fp16: boolean): Promise<void> {

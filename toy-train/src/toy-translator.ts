@@ -154,7 +154,7 @@ export function toyTranslatorData(sd: StableDiffusion, tasks: readonly Translato
   });
 }
 
-/** Defaults of `dds-weights train-toy-translator`: the shipped translator's recipe (with seed 0). */
+/** Defaults of `dds-toy train-translator`: the shipped translator's recipe (with seed 0). */
 export const TOY_TRANSLATOR_RECIPE = { steps: 400, batch: 4, lr: 1e-3, pictures: 32, guidance: 2, warmup: 0, warmupFrom: 1 } as const;
 
 /** Options of {@link evaluateToyTranslator}. */

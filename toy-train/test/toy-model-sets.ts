@@ -44,10 +44,10 @@ export const THRESHOLDS = {
 export const TRANSLATOR_SET = { pictures: 12, seed: 4321 };
 
 /**
- * The measurement sets. 10 edits and 2 seeds per caption (what `dds-weights eval-toy` does by default) proved too
+ * The measurement sets. 10 edits and 2 seeds per caption (what `dds-toy eval` does by default) proved too
  * few: one checkpoint to the next moved them by 10–20 points (docs/notes/2026-12-toy-model-log.md), so the test uses 30
  * edits and 8 seeds per held-out caption, disjoint from the validation set the shipped weights were chosen on
- * (generation seeds 2–3, edit seed 999). `dds-weights eval-toy --gen-seed 4 --gen-seeds 8 --seed 2024 --edits 30`
+ * (generation seeds 2–3, edit seed 999). `dds-toy eval --gen-seed 4 --gen-seeds 8 --seed 2024 --edits 30`
  * prints the same tables.
  */
 export const GENERATION_SET = { firstSeed: 4, seedsPerPrompt: 8 };
