@@ -1,18 +1,9 @@
 // How the dds command reports a failure: the exit code and the one line it prints, from the error's class and code.
-import { isDdsError, type DdsErrorCode } from '@ddsjs/nn';
+import { DDS_ERROR_CODES, isDdsError, type DdsErrorCode } from '@ddsjs/nn';
 import { CliError } from './args';
 
-/** Library error codes that mean the user's input is at fault (options, files, folders, models): exit code 2. */
-export const USER_ERROR_CODES: readonly DdsErrorCode[] = [
-  'INVALID_ARGUMENT',
-  'MODEL_FORMAT',
-  'SAFETENSORS_FORMAT',
-  'MISSING_WEIGHT',
-  'SHAPE_MISMATCH',
-  'IO',
-  'OUTPUT_PATH',
-  'UNSUPPORTED',
-];
+/** Library error codes that mean the user's input is at fault (every code but a training run's DIVERGED): exit code 2. */
+export const USER_ERROR_CODES: readonly DdsErrorCode[] = DDS_ERROR_CODES.filter((c) => c !== 'DIVERGED');
 
 /** Codes whose messages may start with the throwing function's name (`"trainTranslator: "`), which the CLI drops. */
 const PREFIXED_CODES: readonly DdsErrorCode[] = ['INVALID_ARGUMENT', 'MODEL_FORMAT', 'IO'];
